@@ -1,0 +1,110 @@
+"""Shared benchmark plumbing: wrk runs, server processes, medians, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+BIN = Path(sys.executable).parent
+DATA = Path(os.environ.get("MLSHIP_DATA", ROOT.parent / "shared" / "data"))
+LUA = """
+local f = io.open(os.getenv("WRK_BODY"), "rb")
+wrk.method = "POST"
+wrk.body = f:read("*all")
+f:close()
+wrk.headers["Content-Type"] = os.getenv("WRK_CTYPE")
+wrk.headers["Accept"] = os.getenv("WRK_ACCEPT") or "*/*"
+done = function(summary, latency, requests)
+  io.write(string.format("JSON {\\"p50\\": %f, \\"p99\\": %f, \\"requests\\": %d, "
+    .. "\\"errors\\": %d, \\"non2xx\\": %d, \\"seconds\\": %f}\\n",
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status, summary.duration / 1e6))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"server on {port} not ready")
+
+
+def post(port: int, body: bytes, ctype: str, accept: str = "*/*") -> bytes:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, method="POST",
+                                 headers={"Content-Type": ctype, "Accept": accept})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return bytes(r.read())
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wrk(port: int, body: Path, ctype: str, connections: int, seconds: int, accept: str = "*/*"
+        ) -> dict[str, float]:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk; ./run setup does it)")
+    script = RESULTS / "post.lua"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(LUA)
+    env = {**os.environ, "WRK_BODY": str(body), "WRK_CTYPE": ctype, "WRK_ACCEPT": accept}
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script),
+                          f"http://127.0.0.1:{port}/invocations"], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    match = re.search(r"^JSON (.*)$", out, re.M)
+    assert match, out
+    got = json.loads(match.group(1))
+    got["rps"] = got["requests"] / got["seconds"]
+    if got["errors"] or got["non2xx"]:
+        raise RuntimeError(f"wrk saw errors: {got}")
+    return dict(got)
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in ("p50", "p99", "rps")}
+
+
+def save(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2))
+    return path

@@ -1,0 +1,147 @@
+"""Propensity quality on the NCF paper's own ml-1m leave-one-out split, through `train`.
+
+Reads ../shared/data/ml-1m-ncf (train.rating, test.rating, test.negative) and, for Wide & Deep,
+../shared/data/ml-1m-raw (users.dat, movies.dat); skips with a message when absent. Each
+held-out positive is ranked among the paper's 99 given negatives (validation channel with a
+``negatives`` column). Reports HR@10 / NDCG@10 beside the paper's numbers, with wall time per
+epoch and samples/s on this machine.
+
+    python -m bench.propensity_quality [--only popularity,mf,neumf,wide_deep,neumf_pretrain] [--epochs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.harness import BIN, DATA, RESULTS, save
+
+PAPER = {"popularity": (0.4535, 0.2542), "neumf": (0.701, 0.425), "neumf_pretrain": (0.726, 0.445),
+         "mf": (0.7018, 0.4280)}
+
+
+def runs(epochs: int) -> dict[str, dict[str, Any]]:
+    neural = {"epochs": epochs, "batch_size": 1024, "learning_rate": 0.001, "negatives": 4,
+              "patience": 4, "eval_negatives": 99, "top_k": 10}
+    return {
+        "popularity": {"algorithm": "popularity"},
+        "mf": {**neural, "algorithm": "mf", "factors": 64, "reg": 0.0},
+        "neumf": {**neural, "algorithm": "neumf", "factors": 32},
+        "wide_deep": {**neural, "algorithm": "wide_deep", "factors": 32},
+        "neumf_pretrain": {**neural, "algorithm": "neumf", "factors": 32, "pretrain": True,
+                           "finetune_optimizer": "sgd", "finetune_learning_rate": 0.001},
+    }
+
+
+def prepare(work: Path, ncf: Path, raw: Path) -> Path:
+    """Channels in the project's formats; the licensed files are read in place, never copied."""
+    data = work / "channels"
+    if (data / "validation" / "val.jsonl").exists():
+        return data
+    (data / "train").mkdir(parents=True, exist_ok=True)
+    target = data / "train" / "ml-1m.train.rating.tsv"
+    if not target.exists():
+        target.symlink_to(ncf / "ml-1m.train.rating")
+    test = pd.read_csv(ncf / "ml-1m.test.rating", sep="\t", header=None, names=["user", "item", "r", "t"])
+    negatives = []
+    with open(ncf / "ml-1m.test.negative") as fh:
+        for line in fh:
+            parts = line.rstrip("\n").split("\t")
+            negatives.append([int(x) for x in parts[1:]])
+    (data / "validation").mkdir(parents=True, exist_ok=True)
+    with open(data / "validation" / "val.jsonl", "w") as fh:
+        for (u, i), neg in zip(test[["user", "item"]].itertuples(index=False), negatives, strict=True):
+            fh.write(json.dumps({"user": int(u), "item": int(i), "negatives": neg}) + "\n")
+    if (raw / "users.dat").exists() and (raw / "movies.dat").exists():
+        users = pd.read_csv(raw / "users.dat", sep="::", engine="python", header=None,
+                            names=["UserID", "gender", "age", "occupation", "zip"], dtype=str)
+        users.insert(0, "user", users.pop("UserID").astype(int) - 1)
+        users["zip"] = users["zip"].str[:1]
+        (data / "users").mkdir(exist_ok=True)
+        users.to_csv(data / "users" / "users.csv", index=False)
+        movies = pd.read_csv(raw / "movies.dat", sep="::", engine="python", header=None,
+                             names=["movie_id", "title", "genres"], encoding="latin-1")
+        movies["decade"] = movies["title"].str.extract(r"\((\d{3})\d\)\s*$")[0].fillna("unk") + "0s"
+        mapping = pd.read_csv(ncf / "ml-1m.item_id_map.tsv", sep="\t")
+        items = mapping.merge(movies[["movie_id", "genres", "decade"]], on="movie_id", how="left")
+        items = items.rename(columns={"ncf_item_id": "item"})[["item", "genres", "decade"]]
+        (data / "items").mkdir(exist_ok=True)
+        items.to_csv(data / "items" / "items.csv", index=False)
+    return data
+
+
+def train(work: Path, data: Path, name: str, hps: dict[str, Any]) -> dict[str, Any]:
+    base = work / name / "opt_ml"
+    (base / "input" / "config").mkdir(parents=True, exist_ok=True)
+    channels = ["train", "validation"] + (["users", "items"] if hps["algorithm"] == "wide_deep" else [])
+    for ch in channels:
+        link = base / "input" / "data" / ch
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(data / ch)
+    (base / "input/config/hyperparameters.json").write_text(json.dumps({k: str(v) for k, v in hps.items()}))
+    (base / "input/config/inputdataconfig.json").write_text(json.dumps({c: {} for c in channels}))
+    started = time.monotonic()
+    log = (work / f"{name}.log").open("w")
+    proc = subprocess.run([str(BIN / "train")], env={**os.environ, "SM_BASE_DIR": str(base)},
+                          stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed; see {work / f'{name}.log'}")
+    manifest = json.loads((base / "model" / "model.json").read_text())
+    evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    history = evaluation.get("history", [])
+    per_epoch = [h["seconds"] for h in history]
+    rates = [h["samples_per_s"] for h in history]
+    return {"hyperparameters": hps, "metrics": manifest["metrics"],
+            "best_epoch": manifest["training"]["best_epoch"],
+            "epochs_done": manifest["training"]["epochs_done"],
+            "seconds_total": round(time.monotonic() - started, 1),
+            "seconds_per_epoch_median": sorted(per_epoch)[len(per_epoch) // 2] if per_epoch else None,
+            "samples_per_s_median": sorted(rates)[len(rates) // 2] if rates else None,
+            "pretraining": evaluation.get("pretraining", {}), "model_dir": str(base / "model")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="popularity,mf,neumf,wide_deep,neumf_pretrain")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--workdir", type=Path, default=RESULTS / "work" / "ml1m")
+    args, _ = parser.parse_known_args(argv)
+    ncf, raw = DATA / "ml-1m-ncf", DATA / "ml-1m-raw"
+    if not (ncf / "ml-1m.train.rating").exists():
+        print(f"skipped: no NCF ml-1m files under {ncf} (set MLSHIP_DATA to the shared data folder)")
+        return 0
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    data = prepare(args.workdir, ncf, raw)
+    results_path = RESULTS / "propensity_quality.json"
+    results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for name in args.only.split(","):
+        hps = runs(args.epochs)[name]
+        if name == "wide_deep" and not (data / "users").exists():
+            print("wide_deep skipped: ml-1m-raw users.dat/movies.dat not found")
+            continue
+        print(f"== {name}: {hps}", flush=True)
+        got = train(args.workdir, data, name, hps)
+        results[name] = got
+        m = got["metrics"]
+        paper = PAPER.get(name)
+        print(f"{name:15s} HR@10 {m['hr@10']:.4f} NDCG@10 {m['ndcg@10']:.4f}"
+              + (f"  (paper {paper[0]:.4f} / {paper[1]:.4f})" if paper else "")
+              + f"  best epoch {got['best_epoch']}/{got['epochs_done']}, "
+              f"{got['seconds_per_epoch_median']}s/epoch, {got['samples_per_s_median']} samples/s, "
+              f"total {got['seconds_total']}s", flush=True)
+        save("propensity_quality", results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The SageMaker contract layer shared by training/ and inference/: paths, settings, logs."""

@@ -1,0 +1,248 @@
+"""Every environment variable the image reads: name, type, default and doc, in one place.
+
+``Settings.from_env()`` is called once at process start; everything downstream receives
+the frozen object. A bad value fails start-up with a message naming the variable.
+``python -m container.settings`` prints the Markdown table the README carries.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from container.paths import MLPaths, base_dir
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the image cannot use."""
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("must be 'true' or 'false'")
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be a whole number >= 1")
+    return value
+
+
+def _payload_mb(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 100:
+        raise ValueError("must be > 0 and <= 100 (batch transform's maximum)")
+    return value
+
+
+def _percent(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 100:
+        raise ValueError("must be between 0 and 100")
+    return value
+
+
+def _log_level(raw: str) -> str:
+    levels = {"10": "DEBUG", "20": "INFO", "30": "WARNING", "40": "ERROR"}
+    value = levels.get(raw.strip(), raw.strip().upper())
+    if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR (or 10/20/30/40)")
+    return value
+
+
+def _accept(raw: str) -> str:
+    value = raw.split(";")[0].strip().lower()
+    if value not in {"application/json", "text/csv", "application/jsonlines"}:
+        raise ValueError("must be application/json, text/csv or application/jsonlines")
+    return value
+
+
+def _str(raw: str) -> str:
+    return raw.strip()
+
+
+def _auth(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"auto", "required", "off"}:
+        raise ValueError("must be auto, required or off")
+    return value
+
+
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if not 1 <= value <= 3600:
+        raise ValueError("must be between 1 and 3600 seconds")
+    return value
+
+
+def env(
+    name: str,
+    default: Any,
+    doc: str,
+    parse: Callable[[str], Any] = _str,
+    aliases: tuple[str, ...] = (),
+    shown_default: str | None = None,
+) -> Any:
+    """Declare a setting backed by an environment variable."""
+    meta = {"env": name, "doc": doc, "parse": parse, "aliases": aliases, "shown": shown_default}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the process environment, validated."""
+
+    # --- shared --------------------------------------------------------------
+    base_dir: str = env(
+        "SM_BASE_DIR",
+        "/opt/ml",
+        "Root of the /opt/ml contract; point it elsewhere to run outside a container.",
+        aliases=("SAGEMAKER_BASE_DIR",),
+    )
+    log_level: str = env(
+        "SM_LOG_LEVEL", "INFO", "Log level (name or number).", _log_level,
+        aliases=("LOG_LEVEL", "SAGEMAKER_CONTAINER_LOG_LEVEL"),
+    )
+    model_threads: int = env(
+        "MODEL_THREADS", 1,
+        "Threads each serving worker gives the model (XGBoost nthread, TF intra-op).",
+        _positive_int,
+    )
+    # --- serving -------------------------------------------------------------
+    port: int = env("SAGEMAKER_BIND_TO_PORT", 8080, "Port `serve` listens on.", _positive_int)
+    workers: int = env(
+        "SAGEMAKER_MODEL_SERVER_WORKERS", 0,
+        "gunicorn worker processes; each holds one copy of the model.",
+        _positive_int, shown_default="number of CPUs",
+    )
+    timeout: int = env(
+        "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60,
+        "Seconds a request may run before its worker is restarted.", _positive_int,
+    )
+    max_payload_mb: float = env(
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6.0,
+        "Largest request body in MB (413 above it); 6 = real-time limit, up to 100 for batch.",
+        _payload_mb,
+    )
+    default_accept: str = env(
+        "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json",
+        "Response type when Accept is missing or */*.", _accept,
+    )
+    batch: bool = env(
+        "SAGEMAKER_BATCH", False,
+        "Batch transform mode: one output line per input line.", _bool,
+    )
+    model_name: str = env(
+        "MODEL_NAME", "",
+        "Name of the model served at /invocations; defaults to the manifest's algorithm.",
+    )
+    # --- MLapp portal ----------------------------------------------------------
+    database_url: str = env(
+        "MLAPP_DATABASE_URL", "",
+        "SQLAlchemy URL of the portal store; postgresql://... for several VMs.",
+        shown_default="sqlite:///$MLAPP_DATA_DIR/mlapp.db",
+    )
+    data_dir: str = env(
+        "MLAPP_DATA_DIR", "",
+        "Where the portal keeps its SQLite file and job results.",
+        shown_default="$SM_BASE_DIR/mlapp",
+    )
+    capture_percent: float = env(
+        "DATA_CAPTURE_PERCENT", 0.0,
+        "Share of /invocations calls recorded in the portal store (0-100).", _percent,
+    )
+    portal: bool = env("MLAPP_ENABLED", True, "Serve the MLapp portal and multi-model API.", _bool)
+    model_repository: str = env(
+        "MLAPP_MODEL_REPOSITORY", "",
+        "Folder of models: <name>/<version>/model.json or <name>/model/model.json.",
+        shown_default="$SM_BASE_DIR/models",
+    )
+    auth: str = env(
+        "MLAPP_AUTH", "auto",
+        "Portal API keys: required, off, or auto (required once a key exists).", _auth,
+    )
+    job_worker: bool = env(
+        "MLAPP_JOB_WORKER", True, "Run queued batch jobs in this serve process's workers.", _bool,
+    )
+    job_chunk_rows: int = env(
+        "MLAPP_JOB_CHUNK_ROWS", 20000, "Rows per batch-job chunk (memory bound and commit unit).",
+        _positive_int,
+    )
+    lease_seconds: float = env(
+        "MLAPP_LEASE_SECONDS", 30.0,
+        "A running job whose worker stops renewing this lease is picked up by another.", _seconds,
+    )
+    max_inline_rows: int = env(
+        "MLAPP_MAX_INLINE_ROWS", 10000, "Largest number of inline records per portal request.",
+        _positive_int,
+    )
+    allowed_schemes: str = env(
+        "MLAPP_ALLOWED_SCHEMES", "file,s3", "URI schemes a job may read and write (comma-separated).",
+    )
+    allowed_roots: str = env(
+        "MLAPP_ALLOWED_ROOTS", "",
+        "Local folders jobs may read and write (colon-separated).",
+        shown_default="$MLAPP_DATA_DIR:$SM_BASE_DIR",
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        source = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            names = (f.metadata["env"], *f.metadata["aliases"])
+            raw = next((source[n] for n in names if source.get(n, "").strip() != ""), None)
+            if raw is None:
+                continue
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except ValueError as exc:
+                raise SettingsError(f"{f.metadata['env']}={raw!r} is invalid: {exc}") from None
+        if "base_dir" not in values:
+            values["base_dir"] = str(base_dir(source))
+        if "workers" not in values:
+            values["workers"] = os.cpu_count() or 1
+        return cls(**values)
+
+    @property
+    def paths(self) -> MLPaths:
+        from pathlib import Path
+
+        return MLPaths(Path(self.base_dir))
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return int(self.max_payload_mb * 1024 * 1024)
+
+    @property
+    def resolved_data_dir(self) -> str:
+        return self.data_dir or os.path.join(self.base_dir, "mlapp")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{os.path.join(self.resolved_data_dir, 'mlapp.db')}"
+
+
+def markdown_table() -> str:
+    """The README table of environment variables, generated from the declarations."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        meta = f.metadata
+        name = f"`{meta['env']}`"
+        if meta["aliases"]:
+            name += " (" + ", ".join(f"`{a}`" for a in meta["aliases"]) + ")"
+        shown = meta["shown"] if meta["shown"] is not None else str(f.default)
+        rows.append(f"| {name} | {shown or '(empty)'} | {meta['doc']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover - documentation helper
+    sys.stdout.write(markdown_table() + "\n")

@@ -1,0 +1,1 @@
+"""`serve`: the SageMaker hosting contract, codecs, predictors and the MLapp portal."""

@@ -1,0 +1,320 @@
+"""Request decoding and response encoding for /invocations; no HTTP objects in here.
+
+Content types are parsed with their parameters (``text/csv; charset=utf-8`` is text/csv),
+Accept headers are negotiated as RFC 9110 lists with q-values, and every problem with a
+body becomes a ServiceError naming it (415, 406, 400).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from inference.errors import BadInput, NotAcceptable, UnsupportedMediaType
+
+CSV = "text/csv"
+JSON = "application/json"
+JSONLINES = "application/jsonlines"
+ALIASES = {
+    "text/csv": CSV, "application/csv": CSV, "text/x-csv": CSV,
+    "application/json": JSON,
+    "application/jsonlines": JSONLINES, "application/x-jsonlines": JSONLINES,
+    "application/jsonl": JSONLINES, "application/x-ndjson": JSONLINES,
+    "application/ndjson": JSONLINES,
+}
+DECODABLE = (CSV, JSON, JSONLINES)
+ENCODABLE = (JSON, CSV, JSONLINES)
+
+
+def parse_media_type(header: str | None) -> tuple[str, dict[str, str]]:
+    """'Text/CSV; charset=UTF-8' -> ('text/csv', {'charset': 'utf-8'})."""
+    if not header:
+        return "", {}
+    main, *rest = header.split(";")
+    params = {}
+    for item in rest:
+        key, sep, value = item.partition("=")
+        if sep:
+            params[key.strip().lower()] = value.strip().strip('"').lower()
+    return main.strip().lower(), params
+
+
+def request_type(header: str | None, body: bytes) -> tuple[str, str]:
+    """Canonical request media type and charset; 415 for types we cannot read."""
+    mtype, params = parse_media_type(header)
+    if not mtype:
+        # No Content-Type: sniff rather than guess one format for everybody.
+        head = body.lstrip()[:1]
+        mtype = JSON if head in (b"{", b"[") else CSV
+    canonical = ALIASES.get(mtype)
+    if canonical is None:
+        raise UnsupportedMediaType(
+            f"Content-Type '{header}' is not supported; send text/csv, application/json or "
+            "application/jsonlines",
+            details={"supported": list(DECODABLE)},
+        )
+    charset = params.get("charset", "utf-8")
+    if charset not in {"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1"}:
+        raise UnsupportedMediaType(f"charset '{charset}' is not supported; send UTF-8")
+    return canonical, charset
+
+
+def negotiate(accept: str | None, default: str) -> str:
+    """The response type for an Accept header; 406 when nothing acceptable is offered."""
+    if not accept or not accept.strip():
+        return default
+    ranked: list[tuple[float, int, str]] = []
+    for position, item in enumerate(accept.split(",")):
+        mtype, params = parse_media_type(item)
+        if not mtype:
+            continue
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            q = 1.0
+        if q <= 0:
+            continue
+        ranked.append((-q, position, mtype))
+    for _, _, mtype in sorted(ranked):
+        if mtype in ("*/*", "*"):
+            return default
+        if mtype == "application/*":
+            return default if default.startswith("application/") else JSON
+        if mtype == "text/*":
+            return CSV
+        if mtype in ALIASES and ALIASES[mtype] in ENCODABLE:
+            return ALIASES[mtype]
+    raise NotAcceptable(
+        f"Accept '{accept}' names no type this endpoint produces; ask for application/json, "
+        "text/csv or application/jsonlines",
+        details={"supported": list(ENCODABLE)},
+    )
+
+
+# --------------------------------------------------------------------------- decoding
+@dataclass
+class Inputs:
+    """Decoded request rows: named records (a table) or unnamed numeric rows (a matrix)."""
+
+    table: pd.DataFrame | None = None
+    matrix: np.ndarray | None = None
+    raw: list[Any] = field(default_factory=list)
+
+    @property
+    def n_rows(self) -> int:
+        if self.table is not None:
+            return len(self.table)
+        if self.matrix is not None:
+            return int(self.matrix.shape[0])
+        return len(self.raw)
+
+
+def _text(body: bytes, charset: str) -> str:
+    try:
+        return body.decode("utf-8" if charset in {"utf-8", "utf8", "us-ascii", "ascii"} else "latin-1")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"Body is not valid UTF-8 (byte {exc.start}); send UTF-8 text") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def decode(body: bytes, media_type: str, charset: str = "utf-8") -> Inputs:
+    if media_type == CSV:
+        return decode_csv(_text(body, charset))
+    if media_type == JSON:
+        return decode_json(_text(body, charset))
+    if media_type == JSONLINES:
+        return decode_jsonlines(_text(body, charset))
+    raise UnsupportedMediaType(f"Content-Type '{media_type}' is not supported")
+
+
+def decode_csv(text: str) -> Inputs:
+    text = text.replace("\r\n", "\n").strip("\n")
+    if not text.strip():
+        return Inputs(matrix=np.empty((0, 0), dtype=np.float32))
+    newline = text.find("\n")
+    first = text if newline < 0 else text[:newline]
+    fields = first.split(",")
+    if any(f.strip() and not _is_number(f) for f in fields):
+        # A header row names the columns (raw device records, or named numeric features).
+        try:
+            frame = pd.read_csv(io.StringIO(text), skipinitialspace=True)
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise BadInput(f"CSV body could not be parsed: {exc}") from None
+        if frame.empty:
+            return Inputs(table=frame)
+        return Inputs(table=frame)
+    ncols = len(fields)
+    nrows = text.count("\n") + 1
+    try:
+        if nrows > 8:  # numpy's C parser wins on batches; str.split on a handful of rows
+            matrix = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float32, ndmin=2)
+        else:
+            values = np.array(text.replace("\n", ",").split(","), dtype=np.float32)
+            if values.size != nrows * ncols:
+                return Inputs(matrix=_csv_slow(text, ncols))
+            matrix = values.reshape(nrows, ncols)
+    except ValueError:
+        return Inputs(matrix=_csv_slow(text, ncols))
+    if matrix.shape != (nrows, ncols):
+        return Inputs(matrix=_csv_slow(text, ncols))
+    return Inputs(matrix=matrix)
+
+
+def _csv_slow(text: str, ncols: int) -> np.ndarray:
+    """Row-by-row parse that names the offending row; empty fields become NaN."""
+    out = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        parts = line.split(",")
+        if len(parts) != ncols:
+            raise BadInput(
+                f"CSV row {number} has {len(parts)} values but row 1 has {ncols}; every row needs "
+                "the same number of columns"
+            )
+        row = []
+        for col, value in enumerate(parts, start=1):
+            value = value.strip()
+            if value == "" or value.lower() in {"nan", "na", "null"}:
+                row.append(np.nan)
+                continue
+            try:
+                row.append(float(value))
+            except ValueError:
+                raise BadInput(
+                    f"CSV row {number}, column {col}: '{value[:40]}' is not a number. Rows without a "
+                    "header must be numeric features; send a header row to use named fields"
+                ) from None
+        out.append(row)
+    return np.asarray(out, dtype=np.float32)
+
+
+def _from_items(items: list[Any], where: str) -> Inputs:
+    if not items:
+        return Inputs(matrix=np.empty((0, 0), dtype=np.float32))
+    if all(isinstance(i, dict) for i in items):
+        return Inputs(table=pd.DataFrame.from_records(items), raw=items)
+    if all(isinstance(i, (list, tuple)) for i in items):
+        width = len(items[0])
+        for number, row in enumerate(items, start=1):
+            if len(row) != width:
+                raise BadInput(f"{where}: row {number} has {len(row)} values but row 1 has {width}")
+        try:
+            matrix = np.asarray(
+                [[np.nan if v is None else v for v in row] for row in items], dtype=np.float32)
+        except (TypeError, ValueError):
+            raise BadInput(f"{where}: rows given as lists must hold only numbers") from None
+        return Inputs(matrix=matrix)
+    if all(isinstance(i, (int, float)) and not isinstance(i, bool) for i in items):
+        return Inputs(matrix=np.asarray([items], dtype=np.float32))
+    raise BadInput(f"{where}: every instance must be an object (named fields) or a list of numbers, "
+                   "not a mix")
+
+
+def decode_json(text: str) -> Inputs:
+    if not text.strip():
+        return Inputs(matrix=np.empty((0, 0), dtype=np.float32))
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"Body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                       ) from None
+    if isinstance(doc, list):
+        return _from_items(doc, "JSON array")
+    if not isinstance(doc, dict):
+        raise BadInput("JSON body must be an object or an array of instances")
+    for key in ("instances", "inputs", "dataframe_records", "records"):
+        if key in doc:
+            value = doc[key]
+            if isinstance(value, dict):
+                return _columns(value, f"'{key}'")
+            if not isinstance(value, list):
+                raise BadInput(f"'{key}' must be a list of instances")
+            return _from_items(value, f"'{key}'")
+    split = doc.get("dataframe_split", doc if "columns" in doc and "data" in doc else None)
+    if isinstance(split, dict) and "columns" in split and "data" in split:
+        cols, data = split["columns"], split["data"]
+        if not isinstance(cols, list) or not isinstance(data, list):
+            raise BadInput("'columns' and 'data' must both be lists")
+        for number, row in enumerate(data, start=1):
+            if not isinstance(row, list) or len(row) != len(cols):
+                raise BadInput(f"'data' row {number} must be a list of {len(cols)} values")
+        return Inputs(table=pd.DataFrame(data, columns=[str(c) for c in cols]))
+    if doc and all(isinstance(v, list) for v in doc.values()) and len(
+        {len(v) for v in doc.values()}
+    ) == 1 and not _looks_like_record(doc):
+        return _columns(doc, "JSON columns")
+    return _from_items([doc], "JSON object")
+
+
+def _looks_like_record(doc: dict[str, Any]) -> bool:
+    """A single device record has list fields too; columns-orientation has only lists."""
+    return "phone_brand" in doc or "device_model" in doc
+
+
+def _columns(doc: dict[str, Any], where: str) -> Inputs:
+    lengths = {len(v) if isinstance(v, list) else -1 for v in doc.values()}
+    if -1 in lengths or len(lengths) != 1:
+        raise BadInput(f"{where}: column orientation needs every value to be a list of equal length")
+    return Inputs(table=pd.DataFrame({str(k): v for k, v in doc.items()}))
+
+
+def decode_jsonlines(text: str) -> Inputs:
+    items = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"JSON Lines line {number} is not valid JSON: {exc.msg}") from None
+    return _from_items(items, "JSON Lines")
+
+
+# --------------------------------------------------------------------------- encoding
+@dataclass
+class Outputs:
+    """Prediction columns, each one value per input row, in display order."""
+
+    columns: dict[str, Sequence[Any]]
+    csv_columns: Sequence[str]
+
+    def rows(self) -> list[dict[str, Any]]:
+        names = list(self.columns)
+        return [dict(zip(names, values, strict=True)) for values in zip(*self.columns.values(),
+                                                                          strict=True)]
+
+
+def _csv_cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return "|".join(_csv_cell(v) for v in value)
+    text = str(value)
+    if any(c in text for c in ',"\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def encode(outputs: Outputs, media_type: str, batch: bool = False) -> tuple[bytes, str]:
+    """Body and its content type; batch mode writes exactly one line per input row."""
+    if media_type == CSV:
+        cols = [outputs.columns[c] for c in outputs.csv_columns]
+        lines = [",".join(_csv_cell(v) for v in row) for row in zip(*cols, strict=True)]
+        return ("\n".join(lines) + ("\n" if lines else "")).encode(), CSV
+    rows = outputs.rows()
+    if media_type == JSONLINES or (batch and media_type == JSON):
+        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        return body.encode(), JSONLINES
+    return json.dumps({"predictions": rows}, ensure_ascii=False).encode(), JSON

@@ -1,0 +1,71 @@
+"""Data capture for /invocations: a sampled share of calls recorded in the portal store.
+
+Recording happens on a background thread behind a bounded queue: a slow or unavailable
+store never blocks or breaks a prediction; what cannot be recorded is counted and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from inference.codecs import Outputs
+from inference.portal.jobs import result_rows
+from inference.portal.store import Store
+
+log = logging.getLogger("inference.capture")
+
+
+@dataclass
+class CaptureItem:
+    model_name: str
+    model_version: str
+    request_id: str | None
+    records: list[dict[str, Any]]
+    outputs: Outputs
+    latency_ms: float
+
+
+class Capture:
+    def __init__(self, store: Store, percent: float, max_queue: int = 1000) -> None:
+        self.store = store
+        self.percent = percent
+        self.queue: queue.Queue[CaptureItem] = queue.Queue(maxsize=max_queue)
+        self.dropped = 0
+        self.recorded = 0
+        self.failed = 0
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._thread.start()
+
+    def sampled(self) -> bool:
+        return self.percent >= 100 or (self.percent > 0 and random.random() * 100 < self.percent)
+
+    def offer(self, item: CaptureItem) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped % 100 == 1:
+                log.warning("capture queue full: %d records dropped so far", self.dropped)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                pid = self.store.insert_prediction(
+                    kind="capture", status="RUNNING", model_name=item.model_name,
+                    model_version=item.model_version, input_spec={"inline_records": len(item.records)},
+                    rows_total=len(item.records), request_id=item.request_id, started=True)
+                self.store.record_online(pid, result_rows(item.records, item.outputs, 0,
+                                                          item.latency_ms / max(1, len(item.records))))
+                self.recorded += 1
+            except Exception as exc:  # the store is down or slow: count, log, carry on
+                self.failed += 1
+                if self.failed % 100 == 1:
+                    log.warning("capture could not record (%d failures so far): %s", self.failed, exc)
+            finally:
+                self.queue.task_done()

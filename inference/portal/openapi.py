@@ -1,0 +1,113 @@
+"""The portal's OpenAPI 3.0 document, served at /api/openapi.json and used by the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_ID = {"name": "prediction_id", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(c): _ERROR for c in codes}
+
+
+def _ok(schema: str, code: int = 200) -> dict[str, Any]:
+    return {str(code): {"description": "OK", "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{schema}"}}}}}
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def spec() -> dict[str, Any]:
+    model_ref = {"oneOf": [{"type": "string", "minLength": 1}, {
+        "type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string", "minLength": 1}, "version": {"type": "string"}}}]}
+    records = {"type": "array", "minItems": 1, "items": {"type": "object"}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "MLapp prediction portal", "version": "1.0.0",
+                 "description": "Batch and online predictions through one door, tracked and recorded."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {
+                    "error": {"type": "object", "required": ["code", "message"], "properties": {
+                        "code": {"type": "string"}, "message": {"type": "string"}}},
+                    "request_id": {"type": "string", "nullable": True}}},
+                "CreateRequest": {"type": "object", "required": ["model", "input"], "properties": {
+                    "model": model_ref,
+                    "input": {"oneOf": [records, {"type": "object", "properties": {
+                        "records": records, "location": {"type": "string"},
+                        "format": {"type": "string", "enum": ["csv", "jsonl", "parquet"]}}}]},
+                    "output_location": {"type": "string"}}},
+                "InvokeRequest": {"type": "object", "required": ["model", "input"], "properties": {
+                    "model": model_ref, "input": records,
+                    "compare_with": {"oneOf": [{"type": "string"}, {"type": "object", "properties": {
+                        "model": model_ref}}]}}},
+                "IdRequest": {"type": "object", "required": ["prediction_id"], "properties": {
+                    "prediction_id": {"type": "string", "minLength": 1}}},
+                "Prediction": {"type": "object", "required": ["prediction_id", "status", "model"], "properties": {
+                    "prediction_id": {"type": "string"},
+                    "status": {"type": "string", "enum": ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]},
+                    "kind": {"type": "string"}, "model": {"type": "object"},
+                    "rows_total": {"type": "integer", "nullable": True},
+                    "rows_done": {"type": "integer", "nullable": True},
+                    "error": {"type": "string", "nullable": True}}},
+                "InvokeResponse": {"type": "object", "required": ["prediction_id", "predictions"], "properties": {
+                    "prediction_id": {"type": "string"}, "predictions": {"type": "array", "items": {"type": "object"}},
+                    "shadow": {"type": "object"}, "comparison": {"type": "object"}}},
+                "PredictionList": {"type": "object", "required": ["predictions"], "properties": {
+                    "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}}}},
+                "Comparison": {"type": "object", "required": ["a", "b", "rows_compared"], "properties": {
+                    "a": {"type": "object"}, "b": {"type": "object"}, "rows_compared": {"type": "integer"},
+                    "agreement_rate": {"type": "number"}, "score_delta": {"type": "object"}}},
+                "ModelList": {"type": "object", "required": ["models"], "properties": {
+                    "models": {"type": "array", "items": {"type": "object"}}}},
+            },
+        },
+        "security": [{}, {"bearer": []}, {"apiKey": []}],
+        "paths": {
+            "/api/providers/prediction/create": {"post": {
+                "summary": "Submit a batch prediction job (202, runs in the background)",
+                "requestBody": _body("CreateRequest"),
+                "responses": {**_ok("Prediction", 202), **_errors(400, 401, 403, 404, 415)}}},
+            "/api/providers/prediction/invoke": {"post": {
+                "summary": "Online prediction, recorded; optional shadow comparison",
+                "requestBody": _body("InvokeRequest"),
+                "responses": {**_ok("InvokeResponse"), **_errors(400, 401, 404, 415)}}},
+            "/api/providers/prediction/check": {"get": {
+                "summary": "Status, timings, row counts and (paginated) results of a prediction",
+                "parameters": [_ID,
+                               {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                               {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                          "maximum": 10000}}],
+                "responses": {**_ok("Prediction"), **_errors(400, 401, 404)}}},
+            "/api/providers/prediction/list": {"get": {
+                "summary": "Predictions, newest first, filtered by status, model or kind",
+                "parameters": [
+                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": [
+                        "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]}},
+                    {"name": "model", "in": "query", "schema": {"type": "string"}},
+                    {"name": "kind", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+                "responses": {**_ok("PredictionList"), **_errors(400, 401)}}},
+            "/api/providers/prediction/cancel": {"post": {
+                "summary": "Cancel a QUEUED or RUNNING job (409 otherwise)", "requestBody": _body("IdRequest"),
+                "responses": {**_ok("Prediction"), **_errors(400, 401, 404, 409, 415)}}},
+            "/api/providers/prediction/retry": {"post": {
+                "summary": "Queue a FAILED or CANCELLED job again (409 otherwise)", "requestBody": _body("IdRequest"),
+                "responses": {**_ok("Prediction"), **_errors(400, 401, 404, 409, 415)}}},
+            "/api/providers/prediction/compare": {"get": {
+                "summary": "Compare two recorded predictions row by row",
+                "parameters": [{"name": "a", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1}},
+                               {"name": "b", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1}}],
+                "responses": {**_ok("Comparison"), **_errors(400, 401, 404)}}},
+            "/api/models": {"get": {"summary": "Models and versions in the repository",
+                                    "responses": {**_ok("ModelList"), **_errors(401)}}},
+        },
+    }

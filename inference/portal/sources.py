@@ -1,0 +1,114 @@
+"""Where batch inputs come from and results go: local paths, file:// and s3:// URIs.
+
+Inputs stream in fixed-size chunks (CSV, JSON Lines, Parquet), so a job of millions of rows
+runs in bounded memory; a resumed job skips the chunks already committed. Paths must lie
+under the allowed roots and URIs use an allowed scheme.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pandas as pd
+
+from inference.errors import BadInput, Forbidden
+
+
+def parse_location(location: Any, allowed_schemes: tuple[str, ...], allowed_roots: tuple[Path, ...]
+                   ) -> tuple[str, str]:
+    """('file', absolute path) or ('s3', uri), after the allow-list checks."""
+    if not isinstance(location, str) or not location.strip():
+        raise BadInput("location must be a non-empty string")
+    parsed = urlparse(location)
+    scheme = parsed.scheme or "file"
+    if scheme not in allowed_schemes:
+        raise Forbidden(f"URI scheme '{scheme}' is not allowed; allowed: {', '.join(allowed_schemes)}")
+    if scheme == "s3":
+        if not parsed.netloc or not parsed.path.strip("/"):
+            raise BadInput(f"s3 location must be s3://bucket/key, got {location!r}")
+        return "s3", location
+    path = Path(parsed.path if parsed.scheme == "file" else location).resolve()
+    if not any(path == root or root in path.parents for root in allowed_roots):
+        roots = ", ".join(str(r) for r in allowed_roots) or "(none configured)"
+        raise Forbidden(f"Path {path} is outside the allowed roots: {roots}")
+    return "file", str(path)
+
+
+def detect_format(name: str, declared: str | None) -> str:
+    if declared:
+        fmt = declared.lower()
+        if fmt not in {"csv", "jsonl", "parquet"}:
+            raise BadInput("format must be csv, jsonl or parquet")
+        return fmt
+    lowered = name.lower().removesuffix(".gz")
+    for suffix, fmt in ((".csv", "csv"), (".jsonl", "jsonl"), (".json", "jsonl"), (".ndjson", "jsonl"),
+                        (".parquet", "parquet"), (".pq", "parquet")):
+        if lowered.endswith(suffix):
+            return fmt
+    raise BadInput(f"Cannot tell the format of {name!r}; give 'format': csv, jsonl or parquet")
+
+
+def _s3_client() -> Any:
+    import boto3
+
+    return boto3.client("s3")
+
+
+def local_copy(kind: str, where: str, workdir: Path) -> Path:
+    """A local file to stream from (s3 objects are downloaded once, to disk, not memory)."""
+    if kind == "file":
+        path = Path(where)
+        if not path.is_file():
+            raise BadInput(f"Input file {where} does not exist")
+        return path
+    parsed = urlparse(where)
+    workdir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=workdir, suffix="-" + Path(parsed.path).name)
+    os.close(fd)
+    _s3_client().download_file(parsed.netloc, parsed.path.lstrip("/"), tmp)
+    return Path(tmp)
+
+
+def chunks(path: Path, fmt: str, chunk_rows: int, skip_chunks: int = 0) -> Iterator[pd.DataFrame]:
+    """DataFrames of at most ``chunk_rows`` rows, after skipping ``skip_chunks`` chunks.
+
+    The file stays open only while the generator runs; closing it (or an error) closes the file.
+    """
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(path) as pf:
+            for number, batch in enumerate(pf.iter_batches(batch_size=chunk_rows)):
+                if number >= skip_chunks:
+                    yield batch.to_pandas().reset_index(drop=True)
+        return
+    reader: Any
+    if fmt == "csv":
+        reader = pd.read_csv(path, chunksize=chunk_rows, compression="infer")
+    else:
+        reader = pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False, compression="infer")
+    with reader:
+        for number, frame in enumerate(reader):
+            if number >= skip_chunks:
+                yield frame.reset_index(drop=True)
+
+
+def write_part(kind: str, where: str, part: int, body: str) -> str:
+    """Write one results part (JSON Lines); rewriting the same part is idempotent."""
+    name = f"part-{part:06d}.jsonl"
+    if kind == "file":
+        folder = Path(where)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{name}.tmp"
+        tmp.write_text(body, encoding="utf-8")
+        os.replace(tmp, folder / name)
+        return str(folder / name)
+    parsed = urlparse(where)
+    key = parsed.path.strip("/") + "/" + name
+    _s3_client().put_object(Bucket=parsed.netloc, Key=key, Body=body.encode())
+    return f"s3://{parsed.netloc}/{key}"

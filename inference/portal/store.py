@@ -1,0 +1,304 @@
+"""The portal's only SQL: predictions (jobs), their result rows, API keys, migrations.
+
+SQLAlchemy Core over SQLite (the embedded default, WAL) or PostgreSQL (several VMs sharing
+state), same code for both. Schema changes are numbered migrations recorded in
+``schema_migrations`` and applied at start-up. Claiming work is a conditional UPDATE on a lease
+token, and a chunk of result rows commits together with the job's progress only while the
+lease is still held, so a job taken over after a crash loses and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+metadata = sa.MetaData()
+
+predictions = sa.Table(
+    "predictions", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # batch | online | capture
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("model_name", sa.String(200), nullable=False, index=True),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("input_spec", sa.Text, nullable=False),  # JSON: inline records or a location
+    sa.Column("output_location", sa.Text),
+    sa.Column("rows_total", sa.Integer),
+    sa.Column("rows_done", sa.Integer, nullable=False, default=0),
+    sa.Column("error", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("compare_of", sa.String(36), index=True),  # shadow run: the prediction it mirrors
+    sa.Column("request_id", sa.String(128)),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+)
+
+prediction_rows = sa.Table(
+    "prediction_rows", metadata,
+    sa.Column("prediction_id", sa.String(36), sa.ForeignKey("predictions.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("row_index", sa.Integer, primary_key=True),
+    sa.Column("input_sha256", sa.String(64), nullable=False),
+    sa.Column("label", sa.Text),
+    sa.Column("score", sa.Float),
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("truth", sa.Text),
+    sa.Column("latency_ms", sa.Float),
+)
+
+api_keys = sa.Table(
+    "api_keys", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float),
+)
+
+schema_migrations = sa.Table(
+    "schema_migrations", metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+# Numbered migrations: version -> tables it creates (later versions may add DDL statements).
+MIGRATIONS: list[tuple[int, Sequence[sa.Table], Sequence[str]]] = [
+    (1, (predictions, prediction_rows, api_keys), ()),
+]
+
+
+class StoreError(RuntimeError):
+    """The database could not be reached or refused the operation."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    prediction_id: str
+    token: str
+
+
+def _now() -> float:
+    return time.time()
+
+
+def engine_for(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+class Store:
+    """Every read and write the portal makes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = engine_for(url)
+        self.dialect = self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- schema ---------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Apply missing migrations; safe when several processes start at once."""
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(424242)"))
+            schema_migrations.create(conn, checkfirst=True)
+            done = {r[0] for r in conn.execute(sa.select(schema_migrations.c.version))}
+            for version, tables, statements in MIGRATIONS:
+                if version in done:
+                    continue
+                for table in tables:
+                    table.create(conn, checkfirst=True)
+                for statement in statements:
+                    conn.execute(sa.text(statement))
+                conn.execute(schema_migrations.insert().values(version=version, applied_at=_now()))
+        return max(v for v, _, _ in MIGRATIONS)
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(schema_migrations.c.version))).scalar() or 0)
+
+    # --- predictions ------------------------------------------------------------------
+    def insert_prediction(self, *, kind: str, status: str, model_name: str, model_version: str,
+                          input_spec: dict[str, Any], output_location: str | None = None,
+                          rows_total: int | None = None, compare_of: str | None = None,
+                          request_id: str | None = None, prediction_id: str | None = None,
+                          started: bool = False) -> str:
+        pid = prediction_id or str(uuid.uuid4())
+        now = _now()
+        with self.engine.begin() as conn:
+            conn.execute(predictions.insert().values(
+                id=pid, kind=kind, status=status, model_name=model_name, model_version=model_version,
+                input_spec=json.dumps(input_spec, default=str), output_location=output_location,
+                rows_total=rows_total, rows_done=0, attempts=0, compare_of=compare_of,
+                request_id=request_id, created_at=now, started_at=now if started else None))
+        return pid
+
+    def get(self, prediction_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            query = sa.select(predictions).where(predictions.c.id == prediction_id)
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row else None
+
+    def list_predictions(self, status: str | None = None, model_name: str | None = None,
+                         kind: str | None = None, limit: int = 50, offset: int = 0
+                         ) -> list[dict[str, Any]]:
+        q = sa.select(predictions).order_by(predictions.c.created_at.desc()).limit(limit).offset(offset)
+        if status:
+            q = q.where(predictions.c.status == status)
+        if model_name:
+            q = q.where(predictions.c.model_name == model_name)
+        if kind:
+            q = q.where(predictions.c.kind == kind)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def transition(self, prediction_id: str, from_states: Iterable[str], to_state: str,
+                   **values: Any) -> bool:
+        """Atomically move a prediction between states; False if it was not in ``from_states``."""
+        with self.engine.begin() as conn:
+            res = conn.execute(predictions.update().where(
+                predictions.c.id == prediction_id, predictions.c.status.in_(list(from_states))
+            ).values(status=to_state, **values))
+        return bool(res.rowcount)
+
+    def claim_next(self, owner: str, lease_seconds: float, kinds: Sequence[str] = ("batch",)
+                   ) -> Claim | None:
+        """Take one queued job, or a running one whose lease ran out (its worker died)."""
+        now = _now()
+        with self.engine.connect() as conn:
+            candidates = conn.execute(
+                sa.select(predictions.c.id, predictions.c.lease_owner, predictions.c.lease_until,
+                          predictions.c.status)
+                .where(predictions.c.kind.in_(list(kinds)))
+                .where(sa.or_(predictions.c.status == "QUEUED",
+                              sa.and_(predictions.c.status == "RUNNING",
+                                      predictions.c.lease_until < now)))
+                .order_by(predictions.c.created_at).limit(5)).all()
+        for cid, old_owner, _until, status in candidates:
+            token = f"{owner}:{uuid.uuid4().hex[:12]}"
+            cond = [predictions.c.id == cid, predictions.c.status == status]
+            cond.append(predictions.c.lease_owner == old_owner if old_owner is not None
+                        else predictions.c.lease_owner.is_(None))
+            with self.engine.begin() as conn:
+                res = conn.execute(predictions.update().where(*cond).values(
+                    status="RUNNING", lease_owner=token, lease_until=now + lease_seconds,
+                    attempts=predictions.c.attempts + 1,
+                    started_at=sa.func.coalesce(predictions.c.started_at, now)))
+            if res.rowcount:
+                return Claim(cid, token)
+        return None
+
+    def commit_chunk(self, claim: Claim, rows: list[dict[str, Any]], rows_done: int,
+                     lease_seconds: float) -> bool:
+        """Insert a chunk of result rows and advance progress, only while holding the lease."""
+        now = _now()
+        with self.engine.begin() as conn:
+            res = conn.execute(predictions.update().where(
+                predictions.c.id == claim.prediction_id, predictions.c.lease_owner == claim.token,
+                predictions.c.status == "RUNNING",
+            ).values(rows_done=rows_done, lease_until=now + lease_seconds))
+            if not res.rowcount:
+                return False  # lease lost (taken over, or cancelled): write nothing
+            if rows:
+                conn.execute(prediction_rows.insert(), [{"prediction_id": claim.prediction_id, **r}
+                                                        for r in rows])
+        return True
+
+    def finish(self, claim: Claim, status: str, error: str | None = None,
+               rows_total: int | None = None) -> bool:
+        values: dict[str, Any] = {"status": status, "finished_at": _now(), "lease_until": None,
+                                  "error": error}
+        if rows_total is not None:
+            values["rows_total"] = rows_total
+        with self.engine.begin() as conn:
+            res = conn.execute(predictions.update().where(
+                predictions.c.id == claim.prediction_id, predictions.c.lease_owner == claim.token,
+                predictions.c.status == "RUNNING").values(**values))
+        return bool(res.rowcount)
+
+    def record_online(self, prediction_id: str, rows: list[dict[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(prediction_rows.insert(), [{"prediction_id": prediction_id, **r} for r in rows])
+            conn.execute(predictions.update().where(predictions.c.id == prediction_id).values(
+                status="SUCCEEDED", rows_done=len(rows), rows_total=len(rows), finished_at=_now()))
+
+    def rows(self, prediction_id: str, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        q = (sa.select(prediction_rows).where(prediction_rows.c.prediction_id == prediction_id)
+             .order_by(prediction_rows.c.row_index).offset(offset).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def row_count(self, prediction_id: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(prediction_rows).where(
+                prediction_rows.c.prediction_id == prediction_id)).scalar() or 0)
+
+    def reset_for_retry(self, prediction_id: str) -> bool:
+        """FAILED/CANCELLED -> QUEUED, dropping partial results so the rerun starts clean."""
+        with self.engine.begin() as conn:
+            res = conn.execute(predictions.update().where(
+                predictions.c.id == prediction_id, predictions.c.status.in_(["FAILED", "CANCELLED"])
+            ).values(status="QUEUED", rows_done=0, error=None, lease_owner=None, lease_until=None,
+                     started_at=None, finished_at=None))
+            if res.rowcount:
+                conn.execute(prediction_rows.delete().where(prediction_rows.c.prediction_id == prediction_id))
+        return bool(res.rowcount)
+
+    def counts_by_status(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {s: int(n) for s, n in conn.execute(
+                sa.select(predictions.c.status, sa.func.count()).group_by(predictions.c.status))}
+
+    # --- API keys ----------------------------------------------------------------------
+    def add_key(self, name: str, key_hash: str) -> str:
+        kid = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(api_keys.insert().values(id=kid, name=name, key_hash=key_hash, created_at=_now()))
+        return kid
+
+    def revoke_key(self, key_id_or_name: str) -> int:
+        with self.engine.begin() as conn:
+            res = conn.execute(api_keys.update().where(
+                sa.or_(api_keys.c.id == key_id_or_name, api_keys.c.name == key_id_or_name),
+                api_keys.c.revoked_at.is_(None)).values(revoked_at=_now()))
+        return int(res.rowcount)
+
+    def active_key_hashes(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(sa.select(api_keys.c.key_hash).where(
+                api_keys.c.revoked_at.is_(None)))}
+
+    def keys(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.select(
+                api_keys.c.id, api_keys.c.name, api_keys.c.created_at, api_keys.c.revoked_at)).mappings()]

@@ -1,0 +1,83 @@
+"""`serve`: the SageMaker hosting entry point, gunicorn serving the Flask app factory.
+
+gunicorn runs in this process (no shell, no extra supervisor), so SIGTERM from
+SageMaker or `docker stop` reaches its master, which stops workers gracefully within
+SageMaker's 30 s window. Workers are sync (CPU-bound prediction does not suit gevent), one
+model copy each, loaded after fork (TensorFlow is not fork-safe).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from container import logs
+from container.settings import Settings, SettingsError
+
+
+def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "bind": f"0.0.0.0:{settings.port}",
+        "workers": settings.workers,
+        "worker_class": "sync",
+        "timeout": settings.timeout,
+        "graceful_timeout": 25,
+        "keepalive": 5,
+        "preload_app": False,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "logconfig_dict": {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"json": {"()": "container.logs.JsonFormatter"}},
+            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
+                                    "stream": "ext://sys.stderr"}},
+            "root": {"level": settings.log_level, "handlers": ["stderr"]},
+            "loggers": {
+                "gunicorn.error": {"level": settings.log_level, "handlers": ["stderr"],
+                                   "propagate": False},
+                "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+            },
+        },
+        # Each worker gets its own model copy and its own thread budget.
+        "raw_env": [f"OMP_NUM_THREADS={settings.model_threads}"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        sys.stderr.write(f"serve: {exc}\n")
+        return 3
+    logs.configure(settings.log_level)
+    os.environ.setdefault("OMP_NUM_THREADS", str(settings.model_threads))
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(settings.model_threads))
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from gunicorn.app.base import BaseApplication
+
+    from inference.app import create_app
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in gunicorn_options(settings).items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            logs.configure(settings.log_level)
+            return create_app(settings)
+
+    Server().run()
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,139 @@
+"""Build the image with podman on a machine without a Docker engine or a registry.
+
+    python -m jenkins.image build --tag mlship:dev     # prints one JSON summary line
+
+Steps, each idempotent: podman's engine settings for this kind of kernel; a local
+``debian:bookworm-slim`` base made with debootstrap when no registry can be reached (cached
+as a tarball; the host's extra CA certificates go into this local base only, never into the
+project's image); then ``podman build`` of the project's Dockerfile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_IMAGE = "docker.io/library/debian:bookworm-slim"
+CACHE = Path(os.environ.get("MLSHIP_CACHE", Path.home() / ".cache" / "mlship"))
+CONTAINERS_CONF = Path("/etc/containers/containers.conf")
+ENGINE_CONF = """\
+# Written by mlship's jenkins/image.py: defaults that work on kernels without the
+# capability podman's default ulimits need, and with a hybrid cgroup layout.
+[containers]
+default_ulimits = ["nofile=16384:16384", "nproc=16384:16384"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+"""
+
+
+def sh(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, check=True, text=True, **kw)  # type: ignore[call-overload]
+
+
+def podman_available() -> bool:
+    if not shutil.which("podman"):
+        return False
+    return subprocess.run(["podman", "info"], capture_output=True).returncode == 0
+
+
+def configure_engine() -> None:
+    if CONTAINERS_CONF.exists() and "mlship" in CONTAINERS_CONF.read_text():
+        return
+    if CONTAINERS_CONF.exists() and "runtime" in CONTAINERS_CONF.read_text():
+        return  # somebody configured it on purpose
+    CONTAINERS_CONF.parent.mkdir(parents=True, exist_ok=True)
+    CONTAINERS_CONF.write_text(ENGINE_CONF)
+
+
+def image_exists(ref: str) -> bool:
+    return subprocess.run(["podman", "image", "exists", ref]).returncode == 0
+
+
+def _mirror() -> str:
+    for source in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for line in source.read_text().splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split(":", 1)[1].strip()
+    return "http://deb.debian.org/debian"
+
+
+def ensure_base_image() -> str:
+    """Make sure FROM debian:bookworm-slim resolves, building it locally when needed."""
+    if image_exists(BASE_IMAGE):
+        return "present"
+    pulled = subprocess.run(["podman", "pull", "-q", BASE_IMAGE], capture_output=True, timeout=120)
+    if pulled.returncode == 0:
+        return "pulled"
+    tarball = CACHE / "debian-bookworm-minbase.tar"
+    if not tarball.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="rootfs-") as tmp:
+            rootfs = Path(tmp) / "rootfs"
+            sh(["debootstrap", "--variant=minbase", "--include=ca-certificates", "bookworm",
+                str(rootfs), _mirror()], stdout=subprocess.DEVNULL)
+            extra = Path("/usr/local/share/ca-certificates")
+            if extra.is_dir() and any(extra.iterdir()):
+                # Only the local stand-in base trusts this machine's TLS proxy.
+                target = rootfs / "usr/local/share/ca-certificates"
+                target.mkdir(parents=True, exist_ok=True)
+                for cert in extra.iterdir():
+                    shutil.copy(cert, target / cert.name)
+                sh(["chroot", str(rootfs), "update-ca-certificates"], stdout=subprocess.DEVNULL)
+                (rootfs / "etc/pip.conf").write_text(
+                    "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
+            for cache_dir in ("var/cache/apt/archives", "var/lib/apt/lists"):
+                shutil.rmtree(rootfs / cache_dir, ignore_errors=True)
+                (rootfs / cache_dir).mkdir(parents=True, exist_ok=True)
+            partial = tarball.with_suffix(".partial")
+            sh(["tar", "-C", str(rootfs), "-cf", str(partial), "."])
+            partial.rename(tarball)
+    with open(tarball, "rb") as fh:
+        sh(["podman", "import", "-", BASE_IMAGE], stdin=fh, stdout=subprocess.DEVNULL)
+    return "debootstrap"
+
+
+def build(tag: str, base: str | None = None) -> dict[str, object]:
+    configure_engine()
+    started = time.monotonic()
+    base_source = ensure_base_image() if base is None else "given"
+    cmd = ["podman", "build", "--network=host", "-t", tag, "-f", str(ROOT / "Dockerfile")]
+    if base:
+        cmd += ["--build-arg", f"BASE_IMAGE={base}"]
+    sh([*cmd, str(ROOT)])
+    size = sh(["podman", "image", "inspect", tag, "--format", "{{.Size}}"],
+              capture_output=True).stdout.strip()
+    return {"image": tag, "base": base_source, "size_bytes": int(size),
+            "size_mb": round(int(size) / 1e6, 1), "seconds": round(time.monotonic() - started, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the image with podman.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("--tag", default="mlship:dev")
+    b.add_argument("--base", default=None, help="use this base image instead of the local debian")
+    args = parser.parse_args(argv)
+    if not podman_available():
+        print(json.dumps({"ok": False, "error": "podman is not installed or not working"}))
+        return 1
+    try:
+        summary = build(args.tag, args.base)
+    except subprocess.CalledProcessError as exc:
+        print(json.dumps({"ok": False, "error": f"{exc.cmd[0]} failed with exit code {exc.returncode}"}))
+        return 1
+    print(json.dumps({"ok": True, **summary}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

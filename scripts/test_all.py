@@ -1,0 +1,39 @@
+"""The test command: lint (ruff), types (mypy), Dockerfile lint (hadolint), then pytest.
+
+    ./run test [pytest args]     e.g. ./run test -m "not container" -x
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def step(name: str, cmd: list[str]) -> bool:
+    print(f"==> {name}: {' '.join(cmd)}", flush=True)
+    started = time.monotonic()
+    ok = subprocess.call(cmd, cwd=ROOT) == 0
+    print(f"==> {name}: {'ok' if ok else 'FAILED'} ({time.monotonic() - started:.0f}s)", flush=True)
+    return ok
+
+
+def main(argv: list[str]) -> int:
+    results = {
+        "ruff": step("ruff", [sys.executable, "-m", "ruff", "check", "."]),
+        "mypy": step("mypy", [sys.executable, "-m", "mypy"]),
+    }
+    if (ROOT / "Dockerfile").exists() and shutil.which("hadolint"):
+        results["hadolint"] = step("hadolint", ["hadolint", "--failure-threshold", "error", "Dockerfile"])
+    results["pytest"] = step("pytest", [sys.executable, "-m", "pytest", *argv])
+    failed = [k for k, v in results.items() if not v]
+    print("==> summary: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in results.items()))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,94 @@
+"""Shared fixtures: a temporary /opt/ml tree, and trained tiny models reused per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from container.paths import MLPaths
+from tests import factories
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@pytest.fixture
+def opt_ml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MLPaths:
+    monkeypatch.setenv("SM_BASE_DIR", str(tmp_path / "opt_ml"))
+    return factories.opt_ml(tmp_path / "opt_ml")
+
+
+def _train(base: Path, hps: dict[str, object], fmt: str = "csv") -> MLPaths:
+    from training.checkpoints import StopFlag
+    from training.cli import run
+
+    paths = factories.opt_ml(base, hps)
+    if hps.get("input_format") == "numeric":
+        factories.write_numeric(paths, rows=400, features=6, header=True)
+    else:
+        factories.write_devices(paths, rows=400, fmt=fmt)
+    run(paths, StopFlag())
+    return paths
+
+
+@pytest.fixture(scope="session")
+def gender_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLPaths]:
+    """A trained XGBoost gender model (raw device records), shared by the serving tests."""
+    yield _train(tmp_path_factory.mktemp("gender"), {**factories.FAST_XGB})
+
+
+@pytest.fixture(scope="session")
+def numeric_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLPaths]:
+    """A model trained on featurised numeric CSV rows (header label,f0..f5)."""
+    yield _train(tmp_path_factory.mktemp("numeric"), {**factories.FAST_XGB, "input_format": "numeric"})
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+PG_BASE = os.environ.get("MLSHIP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory: pytest.TempPathFactory, gender_model: MLPaths) -> Path:
+    """models/gender/v1 (XGBoost) and models/gender/v2 (logistic regression), same features."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("repo") / "models"
+    shutil.copytree(gender_model.model_dir, root / "gender" / "v1")
+    v2 = _train(tmp_path_factory.mktemp("gender-v2"), {"algorithm": "logreg"})
+    shutil.copytree(v2.model_dir, root / "gender" / "v2")
+    return root
+
+
+def _pg_schema_url(schema: str) -> str:
+    return f"{PG_BASE}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty portal database: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mlapp.db'}"
+        return
+    import uuid
+
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        conn = psycopg.connect(PG_BASE, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_BASE} is not reachable ({exc}); `./run setup` starts it")
+    conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield _pg_schema_url(schema)
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.close()

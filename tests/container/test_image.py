@@ -1,0 +1,186 @@
+"""The built image under podman: `train` on a mounted /opt/ml, then `serve` called from outside,
+including by boto3's sagemaker-runtime client (through nginx's /endpoints rewrite)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from container.paths import MLPaths
+from inference import predictors
+from inference.codecs import decode_csv
+from tests import factories
+from tests.e2e.helpers import free_port, http, start_nginx, stop, wait_ready
+from training.gender import synth
+
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+
+def _podman_works() -> bool:
+    return shutil.which("podman") is not None and subprocess.run(
+        ["podman", "info"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    if not _podman_works():
+        pytest.skip("podman is not installed or cannot run here; the image tests need it")
+    tag = os.environ.get("MLSHIP_IMAGE")
+    if tag:
+        return tag
+    from jenkins.image import build
+
+    return str(build("mlship:test")["image"])
+
+
+def _writable(path: Path) -> None:
+    """The image runs as uid 1000; a host directory mounted at /opt/ml must let it write."""
+    for root, _dirs, files in os.walk(path):
+        os.chmod(root, 0o777)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666)
+
+
+def _podman(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(image: str, tmp_path_factory: pytest.TempPathFactory) -> MLPaths:
+    base = tmp_path_factory.mktemp("image") / "opt_ml"
+    paths = factories.opt_ml(base, {**factories.FAST_XGB}, {"train": {"ContentType": "text/csv"}})
+    factories.write_devices(paths, rows=400)
+    _writable(base)
+    run = _podman("run", "--rm", "-v", f"{base}:/opt/ml", image, "train", check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "[metrics] step=final validation:roc_auc=" in run.stdout
+    return paths
+
+
+def test_image_metadata(image: str) -> None:
+    info = json.loads(_podman("image", "inspect", image).stdout)[0]
+    config = info["Config"]
+    assert config["Cmd"] == ["train"]
+    assert config.get("Entrypoint") in (None, [])
+    assert config["User"] == "1000:1000"
+    assert config["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+
+
+def test_train_in_the_image_writes_model_and_artefacts(trained: MLPaths) -> None:
+    manifest = json.loads((trained.model_dir / "model.json").read_text())
+    assert manifest["algorithm"] == "xgboost" and manifest["metrics"]["roc_auc"] > 0.5
+    assert (trained.output_data_dir / "roc_curve.png").exists()
+    assert trained.success.exists()
+
+
+def test_failed_training_in_the_image_writes_failure(image: str, tmp_path: Path) -> None:
+    paths = factories.opt_ml(tmp_path / "opt_ml", {"max_depth": "very"})
+    factories.write_devices(paths, rows=50)
+    _writable(paths.base)
+    run = _podman("run", "--rm", "-v", f"{paths.base}:/opt/ml", image, "train", check=False)
+    assert run.returncode == 1
+    assert paths.failure.read_text().startswith("ClientError: Hyperparameter 'max_depth' = 'very' is not a valid int")
+    assert not (paths.model_dir / "model.json").exists()
+
+
+@pytest.fixture(scope="module")
+def served(image: str, trained: MLPaths) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    name = f"mlship-serve-{port}"
+    _podman("run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:9090",
+            "-e", "SAGEMAKER_BIND_TO_PORT=9090", "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=2",
+            "-v", f"{trained.model_dir}:/opt/ml/model:ro", image, "serve")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/ping", timeout=90)
+        yield name, port
+    finally:
+        _podman("stop", "-t", "30", name, check=False)
+
+
+def test_serve_in_the_image_matches_in_process_predictions(served: tuple[str, int], trained: MLPaths) -> None:
+    _, port = served
+    sample = synth.to_csv_frame(factories.devices(5, seed=21).drop(columns=["gender"]))
+    body = sample.to_csv(index=False).encode()
+    status, _headers, out = http("POST", f"http://127.0.0.1:{port}/invocations", body,
+                                {"Content-Type": "text/csv", "Accept": "application/json"})
+    assert status == 200, out
+    remote = [p["probability_M"] for p in json.loads(out)["predictions"]]
+    local = predictors.load(trained.model_dir).predict(decode_csv(body.decode()))
+    assert remote == pytest.approx(local.columns["probability_M"], abs=1e-6)
+    status, _, out = http("POST", f"http://127.0.0.1:{port}/invocations", b"1,2\n", {"Content-Type": "text/csv"})
+    assert status == 400 and b"Traceback" not in out
+
+
+def test_boto3_sagemaker_runtime_client_through_nginx(served: tuple[str, int], tmp_path: Path) -> None:
+    import boto3
+    from botocore.config import Config
+
+    _, port = served
+    lb_port = free_port()
+    rewrite = "    location ~ ^/endpoints/[^/]+/invocations$ {\n      rewrite ^ /invocations break;\n      proxy_pass http://backends;\n    }\n"
+    nginx = start_nginx(tmp_path / "nginx", lb_port, [port], extra_locations=rewrite)
+    try:
+        client = boto3.client("sagemaker-runtime", endpoint_url=f"http://127.0.0.1:{lb_port}",
+                              region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x",
+                              config=Config(retries={"max_attempts": 1}))
+        records = json.loads(factories.devices(2, seed=5).drop(columns=["gender"]).to_json(orient="records"))
+        resp = client.invoke_endpoint(EndpointName="gender-prod", Body=json.dumps(records).encode(),
+                                      ContentType="application/json", Accept="text/csv",
+                                      CustomAttributes="trace=xyz")
+        assert resp["ContentType"].startswith("text/csv")
+        assert resp["CustomAttributes"] == "trace=xyz"
+        lines = resp["Body"].read().decode().splitlines()
+        assert len(lines) == 2 and all(line.split(",")[0] in {"F", "M"} for line in lines)
+    finally:
+        stop(nginx)
+
+
+def test_container_stops_cleanly_on_sigterm(image: str, trained: MLPaths) -> None:
+    port = free_port()
+    name = f"mlship-stop-{port}"
+    _podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080",
+            "-v", f"{trained.model_dir}:/opt/ml/model:ro", image, "serve")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/ping", timeout=90)
+        started = time.monotonic()
+        _podman("stop", "-t", "30", name)
+        assert time.monotonic() - started < 25
+        state = json.loads(_podman("inspect", name).stdout)[0]["State"]
+        assert state["ExitCode"] == 0
+    finally:
+        _podman("rm", "-f", name, check=False)
+
+
+def test_propensity_train_and_serve_in_the_image(image: str, tmp_path: Path) -> None:
+    from training.propensity import synth as psynth
+
+    paths = factories.opt_ml(tmp_path / "opt_ml", {"algorithm": "neumf", "epochs": 2, "factors": 4,
+                                                   "batch_size": 128})
+    inter, _, _ = psynth.generate(50, 30, 8, seed=4)
+    inter.to_csv(paths.channel("train") / "interactions.csv", index=False)
+    _writable(paths.base)
+    run = _podman("run", "--rm", "-v", f"{paths.base}:/opt/ml", image, "train", check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "validation:hr@10=" in run.stdout
+    port = free_port()
+    name = f"mlship-prop-{port}"
+    _podman("run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8080",
+            "-v", f"{paths.model_dir}:/opt/ml/model:ro", image, "serve")
+    try:
+        started = time.monotonic()
+        wait_ready(f"http://127.0.0.1:{port}/ping", timeout=90)
+        assert time.monotonic() - started < 30
+        status, _, out = http("POST", f"http://127.0.0.1:{port}/invocations", b'{"user": "u0001", "k": 3}',
+                              {"Content-Type": "application/json"})
+        assert status == 200 and len(json.loads(out)["predictions"][0]["items"]) == 3
+        local = predictors.load(paths.model_dir).predict(decode_csv("user,k\nu0001,3\n"))
+        assert json.loads(out)["predictions"][0]["items"] == local.columns["items"][0]
+    finally:
+        _podman("stop", "-t", "30", name, check=False)

@@ -1,0 +1,160 @@
+"""Propensity models: train each algorithm on tiny data through `train`, serve and score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from container.paths import MLPaths
+from container.settings import Settings
+from inference import predictors
+from inference.app import create_app
+from inference.codecs import Inputs
+from tests import factories
+from training import cli
+from training.checkpoints import StopFlag
+from training.propensity import synth
+
+ALGOS = ["popularity", "mf", "gmf", "mlp", "neumf", "wide_deep"]
+FAST = {"epochs": 2, "batch_size": 128, "factors": 4, "patience": 0}
+
+
+def _opt_ml(base: Path, hps: dict[str, Any], with_side: bool = False) -> MLPaths:
+    channels = {"train": {"ContentType": "text/csv"}}
+    if with_side:
+        channels |= {"users": {}, "items": {}}
+    paths = factories.opt_ml(base, hps, channels)
+    inter, users, items = synth.generate(40, 25, 8, seed=1)
+    inter.to_csv(paths.channel("train") / "interactions.csv", index=False)
+    if with_side:
+        users.to_csv(paths.channel("users") / "users.csv", index=False)
+        items.to_csv(paths.channel("items") / "items.csv", index=False)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, MLPaths]:
+    out = {}
+    for algo in ALGOS:
+        hps = {"algorithm": algo} if algo == "popularity" else {"algorithm": algo, **FAST}
+        paths = _opt_ml(tmp_path_factory.mktemp(algo) / "opt_ml", hps, with_side=algo == "wide_deep")
+        assert cli.run(paths, StopFlag())
+        out[algo] = paths
+    return out
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_algorithm_trains_serves_and_scores(trained: dict[str, MLPaths], algo: str) -> None:
+    paths = trained[algo]
+    manifest = json.loads((paths.model_dir / "model.json").read_text())
+    assert manifest["family"] == "propensity" and manifest["algorithm"] == algo
+    assert manifest["vocabulary"] == {"users": 40, "items": 25}
+    assert {"hr@10", "ndcg@10", "roc_auc", "pr_auc", "precision@10"} <= set(manifest["metrics"])
+    assert manifest["libraries"]["numpy"]
+    app = create_app(Settings.from_env({"SM_BASE_DIR": str(paths.base)}))
+    assert app.extensions["model"].wait(30), app.extensions["model"].reason
+    client = app.test_client()
+    assert client.get("/ping").status_code == 200
+    pairs = client.post("/invocations", json=[{"user": "u0001", "item": "m0003"}, {"user": "u0002", "item": "m0004"}])
+    assert pairs.status_code == 200
+    scores = [p["score"] for p in pairs.get_json()["predictions"]]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    top = client.post("/invocations", json={"user": "u0001", "k": 5})
+    assert len(top.get_json()["predictions"][0]["items"]) == 5
+
+
+def test_training_writes_curves_and_epoch_metric_lines(trained: dict[str, MLPaths]) -> None:
+    out = trained["neumf"].output_data_dir
+    assert (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    history = json.loads((out / "evaluation.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1.0, 2.0]
+
+
+def test_top_k_excludes_seen_items_and_respects_candidates(trained: dict[str, MLPaths]) -> None:
+    model = predictors.load(trained["mf"].model_dir)
+    import pandas as pd
+
+    inter = pd.read_csv(trained["mf"].channel("train") / "interactions.csv")
+    seen = set(inter[inter.user == "u0003"].item)
+    out = model.predict(Inputs(table=pd.DataFrame([{"user": "u0003", "k": 25}])))
+    items = out.columns["items"][0]
+    assert not seen & set(items) and len(items) == 25 - len(seen)
+    out = model.predict(Inputs(table=pd.DataFrame([{"user": "u0003", "k": 25, "exclude_seen": False}])))
+    assert set(out.columns["items"][0]) >= seen
+    cands = ["m0001", "m0002", "m0005", "unknown-item"]
+    out = model.predict(Inputs(table=pd.DataFrame([{"user": "u0003", "k": 10, "candidates": cands,
+                                                    "exclude_seen": False}])))
+    got = out.columns["items"][0]
+    assert set(got) == {"m0001", "m0002", "m0005"}
+    scores = out.columns["scores"][0]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_unknown_ids_get_defined_answers(trained: dict[str, MLPaths]) -> None:
+    client = create_app(Settings.from_env({"SM_BASE_DIR": str(trained["neumf"].base)})).test_client()
+    client.application.extensions["model"].wait(30)
+    resp = client.post("/invocations", json=[{"user": "new-user", "item": "m0001"}, {"user": "u0001", "item": "new-item"}])
+    preds = resp.get_json()["predictions"]
+    assert resp.status_code == 200 and preds[0]["cold_start"] and preds[1]["cold_start"]
+    assert preds[1]["score"] == 0.0 and preds[0]["score"] > 0
+    top = client.post("/invocations", json={"user": "new-user", "k": 3}).get_json()["predictions"][0]
+    assert top["cold_start"] and len(top["items"]) == 3
+    assert top["scores"] == sorted(top["scores"], reverse=True)
+
+
+def test_propensity_error_rules(trained: dict[str, MLPaths]) -> None:
+    client = create_app(Settings.from_env({"SM_BASE_DIR": str(trained["gmf"].base)})).test_client()
+    client.application.extensions["model"].wait(30)
+    for body, message in [([{"item": "m1"}], "needs a 'user' field"), ({"user": "u0001", "k": "lots"}, "k must be a whole number"),
+                          ({"user": "u0001", "k": 0}, "k must be between"), ({"user": "u0001", "candidates": {"a": 1}}, "candidates must be a list")]:
+        resp = client.post("/invocations", json=body)
+        assert resp.status_code == 400 and message in resp.get_json()["error"]["message"], resp.get_json()
+    assert client.post("/invocations", data="x", content_type="application/xml").status_code == 415
+    assert client.post("/invocations", json={"user": "u0001"}, headers={"Accept": "image/png"}).status_code == 406
+    csv = client.post("/invocations", data="user,item\nu0001,m0002\n", content_type="text/csv", headers={"Accept": "text/csv"})
+    assert csv.get_data(as_text=True).startswith("u0001,m0002,")
+    lines = client.post("/invocations", data='{"user":"u0001","k":2}\n{"user":"u0002","k":2}\n',
+                        content_type="application/jsonlines", headers={"Accept": "application/jsonlines"})
+    assert len(lines.get_data(as_text=True).splitlines()) == 2
+
+
+def test_numpy_scorer_matches_keras_predict(trained: dict[str, MLPaths]) -> None:
+    import keras
+
+    from training.propensity import networks
+
+    networks.custom_layers()
+    for algo in ("mf", "neumf", "wide_deep"):
+        model_dir = trained[algo].model_dir
+        served = predictors.load(model_dir)
+        net = keras.saving.load_model(model_dir / "model.keras")
+        users = np.arange(40).repeat(25).astype(np.int32)
+        items = np.tile(np.arange(25), 40).astype(np.int32)
+        ours = served.score_indices(users.astype(np.int64), items.astype(np.int64))  # type: ignore[attr-defined]
+        theirs = net.predict([users[:, None], items[:, None]], verbose=0, batch_size=4096)[:, 0]
+        assert np.allclose(ours, theirs, atol=1e-5), algo
+
+
+def test_same_seed_same_model(tmp_path: Path) -> None:
+    results = []
+    for run in range(2):
+        paths = _opt_ml(tmp_path / f"r{run}" / "opt_ml", {"algorithm": "gmf", **FAST})
+        cli.run(paths, StopFlag())
+        with np.load(paths.model_dir / "weights.npz") as w:
+            results.append(w["gmf_user/embeddings"].copy())
+    assert np.array_equal(results[0], results[1])
+
+
+def test_bad_propensity_inputs_fail_with_client_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = factories.opt_ml(tmp_path / "opt_ml", {"algorithm": "neumf", "mlp_layers": "15,8"})
+    monkeypatch.setenv("SM_BASE_DIR", str(paths.base))
+    (paths.channel("train") / "i.csv").write_text("user,item\na,x\nb,y\na,y\n")
+    assert cli.main() == 1
+    assert paths.failure.read_text().startswith("ClientError: mlp_layers needs >= 2 positive widths and an even first width")
+    factories.opt_ml(paths.base, {"algorithm": "mf", "user_column": "customer"})
+    assert cli.main() == 1
+    assert paths.failure.read_text().startswith("ClientError: User column 'customer' not found in channel 'train'")

@@ -1,0 +1,95 @@
+"""Paths, settings, hyperparameter decoding and validation, SM_* export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from container.paths import MLPaths, base_dir
+from container.settings import Settings, SettingsError, markdown_table
+from tests import factories
+from training.environment import TrainingEnvironment, decode_value
+from training.errors import UserError
+from training.hyperparameters import Hyperparameter as HP
+from training.hyperparameters import validate
+
+
+def test_base_dir_defaults_and_overrides() -> None:
+    assert base_dir({}) == Path("/opt/ml")
+    assert base_dir({"SAGEMAKER_BASE_DIR": "/x"}) == Path("/x")
+    assert base_dir({"SM_BASE_DIR": "/y", "SAGEMAKER_BASE_DIR": "/x"}) == Path("/y")
+    p = MLPaths(Path("/b"))
+    assert p.hyperparameters == Path("/b/input/config/hyperparameters.json")
+    assert p.channel("train") == Path("/b/input/data/train")
+    assert p.failure == Path("/b/output/failure")
+    assert p.output_data_dir == Path("/b/output/data")
+    assert p.checkpoints_dir == Path("/b/checkpoints")
+
+
+def test_settings_parse_and_name_the_bad_variable() -> None:
+    s = Settings.from_env({"SAGEMAKER_BIND_TO_PORT": "9000", "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
+                           "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20", "SAGEMAKER_BATCH": "True"})
+    assert (s.port, s.workers, s.max_payload_bytes, s.batch) == (9000, 3, 20 * 1024 * 1024, True)
+    assert s.default_accept == "application/json"
+    with pytest.raises(SettingsError, match="SAGEMAKER_MAX_PAYLOAD_IN_MB"):
+        Settings.from_env({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "500"})
+    with pytest.raises(SettingsError, match="SAGEMAKER_BATCH"):
+        Settings.from_env({"SAGEMAKER_BATCH": "maybe"})
+    with pytest.raises(SettingsError, match="SAGEMAKER_BIND_TO_PORT"):
+        Settings.from_env({"SAGEMAKER_BIND_TO_PORT": "http"})
+    assert "SAGEMAKER_MODEL_SERVER_TIMEOUT" in markdown_table()
+
+
+@pytest.mark.parametrize(("raw", "decoded"), [
+    ("10", 10), ("0.5", 0.5), ("true", True), ('"adam"', "adam"), ("adam", "adam"),
+    ("[1, 2]", [1, 2]), ("", ""),
+])
+def test_hyperparameter_values_decode_json_aware(raw: str, decoded: object) -> None:
+    assert decode_value(raw) == decoded
+
+
+def test_declared_hyperparameters_validate() -> None:
+    declared = [HP("eta", float, 0.3, "", min=0.0, max=1.0), HP("depth", int, 6, "", min=1),
+                HP("solver", str, "a", "", choices=("a", "b")), HP("flag", bool, False, "")]
+    assert validate({"eta": "0.1", "depth": "4.0", "flag": "true"}, declared, "x") == {
+        "eta": 0.1, "depth": 4, "solver": "a", "flag": True}
+    with pytest.raises(UserError, match="did you mean 'depth'"):
+        validate({"dept": 3}, declared, "x")
+    with pytest.raises(UserError, match="'eta' = 2 must be <= 1.0"):
+        validate({"eta": 2}, declared, "x")
+    with pytest.raises(UserError, match="'depth' = 'deep' is not a valid int"):
+        validate({"depth": "deep"}, declared, "x")
+    with pytest.raises(UserError, match="must be one of: 'a', 'b'"):
+        validate({"solver": "c"}, declared, "x")
+    assert validate({"solver": "none"}, [HP("solver", str, "a", "", choices=("a", "none"))], "x") == {"solver": "none"}
+    with pytest.raises(UserError, match="'depth' needs a value"):
+        validate({"depth": None}, declared, "x")
+    with pytest.raises(UserError, match="'depth' = 2.5 is not a valid int"):
+        validate({"depth": 2.5}, declared, "x")
+
+
+def test_environment_reads_sparse_local_mode_configs_and_exports_sm_vars(tmp_path: Path) -> None:
+    paths = factories.opt_ml(tmp_path, {"num_round": 5, "sagemaker_program": "x.py",
+                                        "_tuning_objective_metric": "validation:roc_auc"},
+                             {"train": {"TrainingInputMode": "File"}, "my-data.v2": {}})
+    env = TrainingEnvironment.load(paths, {"TRAINING_JOB_NAME": "job-1"})
+    assert env.hyperparameters == {"num_round": 5}
+    assert env.tuning_objective == "validation:roc_auc"
+    assert env.current_host == "algo-1-x1y2z" and env.is_master
+    sm = env.sm_env_vars()
+    assert sm["SM_CHANNEL_TRAIN"] == str(paths.channel("train"))
+    assert sm["SM_CHANNEL_MY-DATA.V2"] == str(paths.channel("my-data.v2"))
+    assert sm["SM_HPS"] == '{"num_round": 5}'
+    assert sm["SM_HP_NUM_ROUND"] == "5"
+    assert sm["SM_HOSTS"] == '["algo-1-x1y2z"]'
+    assert sm["SM_MODEL_DIR"] == str(paths.model_dir)
+    assert env.job_name == "job-1"
+
+
+def test_hosts_are_sorted_and_master_is_first(tmp_path: Path) -> None:
+    paths = factories.opt_ml(tmp_path)
+    paths.resourceconfig.write_text('{"current_host": "algo-2", "hosts": ["algo-2", "algo-10", "algo-1"]}')
+    env = TrainingEnvironment.load(paths)
+    assert env.hosts == ["algo-1", "algo-10", "algo-2"]
+    assert not env.is_master

@@ -1,0 +1,1 @@
+"""`train`: the SageMaker training contract and the algorithms it runs."""

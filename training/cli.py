@@ -1,0 +1,108 @@
+"""`train`: the SageMaker training entry point.
+
+settings -> job environment -> validate hyperparameters (before any data) -> fit ->
+model committed to /opt/ml/model -> exit 0. On failure, /opt/ml/output/failure starts
+with one line saying what to change (SageMaker keeps 1,024 characters as FailureReason),
+the traceback follows, and the exit code is non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from typing import Any
+
+from container import logs
+from container.paths import MLPaths
+from container.settings import Settings, SettingsError
+from training import registry
+from training.checkpoints import StopFlag
+from training.environment import TrainingEnvironment
+from training.errors import AlgorithmError, TrainingError, UserError
+from training.hyperparameters import validate
+
+log = logging.getLogger("training")
+FAILURE_LIMIT = 1024
+EXIT_CODES = {"ClientError": 1, "AlgorithmError": 2, "PlatformError": 3}
+
+
+def write_failure(paths: MLPaths, headline: str, detail: str = "") -> None:
+    """First line = the actionable message; SageMaker shows the first 1,024 characters."""
+    paths.output_dir.mkdir(parents=True, exist_ok=True)
+    headline = " ".join(headline.split())
+    text = headline if not detail else f"{headline}\n\n{detail}"
+    paths.failure.write_text(text, encoding="utf-8")
+
+
+def _family_module(family: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f"training.{family}.task")
+
+
+def run(paths: MLPaths, stop: StopFlag) -> dict[str, Any]:
+    env = TrainingEnvironment.load(paths)
+    env.export()
+    log.info("training job %s on %s (hosts %s)", env.job_name, env.current_host, env.hosts)
+    name = str(env.hyperparameters.get("algorithm", registry.DEFAULT_ALGORITHM))
+    algorithm_cls = registry.get(name)
+    task = _family_module(algorithm_cls.family)
+    params = validate(env.hyperparameters, task.declared(algorithm_cls),
+                      f"algorithm '{name}'")
+    if "train" not in env.channels:
+        raise UserError(
+            f"Channel 'train' is required but the job has channels {env.channels or 'none'}; "
+            f"put training files under {env.channel_dir('train')}"
+        )
+    log.info("hyperparameters: %s", json.dumps(params, default=str))
+    if not env.is_master:
+        log.info("host %s is not the master (%s); single-host algorithm, nothing to do",
+                 env.current_host, env.hosts[0])
+        return {}
+    manifest: dict[str, Any] = task.run(env, params, algorithm_cls, stop)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the process exit code."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        sys.stderr.write(f"train: {exc}\n")
+        return 3
+    logs.configure(settings.log_level)
+    paths = settings.paths
+    for stale in (paths.failure, paths.success):
+        stale.unlink(missing_ok=True)
+    stop = StopFlag()
+    stop.install()
+    try:
+        run(paths, stop)
+    except TrainingError as exc:
+        log.error(exc.headline)
+        write_failure(paths, exc.headline, traceback.format_exc())
+        return EXIT_CODES.get(exc.kind, 2)
+    except MemoryError:
+        headline = ("ClientError: training ran out of memory; use an instance with more memory, "
+                    "fewer rows, or a smaller max_apps")
+        log.error(headline)
+        write_failure(paths, headline, traceback.format_exc())
+        return 1
+    except Exception as exc:  # our bug: say so, keep the traceback for the report
+        err = AlgorithmError(f"{type(exc).__name__}: {exc}")
+        log.exception(err.headline)
+        write_failure(paths, err.headline, traceback.format_exc())
+        return 2
+    paths.output_dir.mkdir(parents=True, exist_ok=True)
+    paths.success.touch()
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,1 @@
+"""Gender classification of mobile devices from behaviour features."""

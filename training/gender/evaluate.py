@@ -1,0 +1,110 @@
+"""Evaluation of a binary classifier: metrics, ROC/PR plots and a short report.
+
+Written to /opt/ml/output/data (uploaded by SageMaker as output.tar.gz) so people can look
+at the curves rather than read numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    from sklearn.metrics import (
+        accuracy_score,
+        average_precision_score,
+        f1_score,
+        log_loss,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
+
+    pred = (p >= threshold).astype(int)
+    both = len(np.unique(y)) == 2
+    return {
+        "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
+        "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
+        "logloss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "accuracy": float(accuracy_score(y, pred)),
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+    }
+
+
+def confusion(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, int]:
+    pred = p >= threshold
+    truth = y == 1
+    return {
+        "tp": int(np.sum(pred & truth)), "fp": int(np.sum(pred & ~truth)),
+        "tn": int(np.sum(~pred & ~truth)), "fn": int(np.sum(~pred & truth)),
+    }
+
+
+def plot_curves(y: np.ndarray, p: np.ndarray, folder: Path, title: str) -> list[str]:
+    """roc_curve.png and pr_curve.png; returns the file names written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    written: list[str] = []
+    if len(np.unique(y)) < 2:
+        return written
+    fpr, tpr, _ = roc_curve(y, p)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.plot(fpr, tpr, label=f"ROC AUC = {auc(fpr, tpr):.3f}")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set(xlabel="False positive rate", ylabel="True positive rate", title=f"ROC: {title}")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(folder / "roc_curve.png")
+    plt.close(fig)
+    written.append("roc_curve.png")
+
+    prec, rec, _ = precision_recall_curve(y, p)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.plot(rec, prec, label=f"PR AUC = {auc(rec, prec):.3f}")
+    ax.axhline(float(np.mean(y)), linestyle="--", color="grey", linewidth=1, label="base rate")
+    ax.set(xlabel="Recall", ylabel="Precision", title=f"Precision-recall: {title}")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(folder / "pr_curve.png")
+    plt.close(fig)
+    written.append("pr_curve.png")
+    return written
+
+
+def write_report(folder: Path, summary: dict[str, Any]) -> list[str]:
+    """evaluation.json (machine) and evaluation.md (people)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "evaluation.json").write_text(json.dumps(summary, indent=2, default=str),
+                                            encoding="utf-8")
+    m = summary.get("metrics", {})
+    lines = [
+        f"# Evaluation: {summary.get('algorithm')} ({summary.get('family')})",
+        "",
+        f"- validation rows: {summary.get('validation_rows')}  (source: {summary.get('validation_source')})",
+        f"- training rows: {summary.get('train_rows')}",
+        f"- classes: negative {summary.get('classes', ['?', '?'])[0]!r}, "
+        f"positive {summary.get('classes', ['?', '?'])[1]!r}; threshold {summary.get('threshold')}",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v:.4f} |" for k, v in m.items() if isinstance(v, float)]
+    if "confusion" in summary:
+        c = summary["confusion"]
+        lines += ["", "Confusion at the threshold:", "",
+                  "| | predicted positive | predicted negative |", "|---|---|---|",
+                  f"| actual positive | {c['tp']} | {c['fn']} |",
+                  f"| actual negative | {c['fp']} | {c['tn']} |"]
+    lines += ["", "Plots: roc_curve.png, pr_curve.png"]
+    (folder / "evaluation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return ["evaluation.json", "evaluation.md"]

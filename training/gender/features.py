@@ -1,0 +1,383 @@
+"""The gender feature pipeline: raw device records in, a sparse feature matrix out.
+
+A device record holds a device id, phone brand and model, app usage and events:
+
+=================  =========================================================================
+field              form (JSON: lists; CSV: values joined with '|', or spaces for app ids)
+=================  =========================================================================
+device_id          any id; echoed back, never a feature
+phone_brand        brand name ("Xiaomi", "华为")
+device_model       model name ("MI 3")
+installed_apps     app ids installed on the device
+active_apps        app ids seen active
+app_categories     category labels of the device's apps
+event_timestamps   ISO timestamps ("2016-05-01 10:22:05") or epoch seconds
+event_lats/lons    event coordinates, aligned with the timestamps; 0,0 means unknown
+events             alternative to the three above: [{"timestamp", "latitude", "longitude"}]
+=================  =========================================================================
+
+The pipeline is fitted in `train` and saved as JSON beside the model, so `serve` turns the
+same records into the same features: no training/serving skew, and no pickles. The work is
+vectorised with pandas/numpy over whole frames (batch jobs run millions of records).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+RAW_FIELDS = (
+    "device_id", "phone_brand", "device_model", "installed_apps", "active_apps",
+    "app_categories", "event_timestamps", "event_lats", "event_lons", "events",
+)
+LIST_FIELDS = ("installed_apps", "active_apps", "app_categories",
+               "event_timestamps", "event_lats", "event_lons")
+SIGNATURE_FIELDS = frozenset({"phone_brand", "device_model", "installed_apps", "active_apps",
+                              "app_categories", "events", "event_timestamps"})
+OTHER = "__other__"
+
+DENSE_NAMES = (
+    ["n_events_log"]
+    + [f"hour_{h:02d}" for h in range(24)]
+    + ["weekend_share", "geo_share", "lat_mean", "lon_mean", "lat_std", "lon_std",
+       "n_places_log", "n_installed_log", "n_active_log", "active_ratio", "n_categories_log"]
+)
+
+
+def is_raw_frame(columns: Iterable[Any]) -> bool:
+    """True when a table's columns look like device records rather than numeric features."""
+    return bool(SIGNATURE_FIELDS & {str(c) for c in columns})
+
+
+def _to_list(value: Any, numeric_split: bool) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return list(value)
+    if isinstance(value, float) and math.isnan(value):
+        return []
+    if isinstance(value, (int, float)):
+        return [value]
+    text = str(value).strip()
+    if not text:
+        return []
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            parsed = json.loads(text)
+            if isinstance(parsed, list):
+                return parsed
+        except ValueError:
+            pass
+    for sep in ("|", ";"):
+        if sep in text:
+            return [t.strip() for t in text.split(sep) if t.strip()]
+    return text.split() if numeric_split else [text]
+
+
+def _explode(series: pd.Series, numeric_split: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(row index, value) pairs for a list-valued column."""
+    lists = series.map(lambda v: _to_list(v, numeric_split))
+    lengths = lists.map(len).to_numpy(dtype=np.int64)
+    rows = np.repeat(np.arange(len(series), dtype=np.int64), lengths)
+    if rows.size == 0:
+        return rows, np.array([], dtype=object)
+    values = np.fromiter((v for lst in lists for v in lst), dtype=object, count=int(lengths.sum()))
+    return rows, values
+
+
+def normalise_records(frame: pd.DataFrame) -> pd.DataFrame:
+    """Bring JSON-style ``events`` into the flat list columns; add missing columns."""
+    frame = frame.copy()
+    frame.columns = [str(c) for c in frame.columns]
+    if "events" in frame.columns:
+        def pick(events: Any, *keys: str) -> list[Any]:
+            if not isinstance(events, (list, tuple, np.ndarray)):
+                return []
+            out = []
+            for ev in events:
+                if isinstance(ev, dict):
+                    out.append(next((ev[k] for k in keys if k in ev), None))
+            return out
+
+        ev = frame["events"]
+        for column, keys in (("event_timestamps", ("timestamp", "ts", "time")),
+                             ("event_lats", ("latitude", "lat")),
+                             ("event_lons", ("longitude", "lon", "lng"))):
+            if column not in frame.columns:
+                frame[column] = ev.map(lambda e, k=keys: pick(e, *k))
+        frame = frame.drop(columns=["events"])
+    for column in ("phone_brand", "device_model"):
+        if column not in frame.columns:
+            frame[column] = ""
+    for column in LIST_FIELDS:
+        if column not in frame.columns:
+            frame[column] = None
+    return frame
+
+
+def _strings(series: pd.Series) -> pd.Series:
+    text = series.astype(object).where(series.notna(), "")
+    return text.astype(str).str.strip()
+
+
+def _vocab(values: np.ndarray, min_count: int, limit: int) -> list[str]:
+    if values.size == 0:
+        return []
+    counts = pd.Series(values.astype(str)).value_counts()
+    counts = counts[counts >= min_count]
+    return [str(v) for v in counts.index[:limit]]
+
+
+def _bag(rows: np.ndarray, values: np.ndarray, index: pd.Index, n: int) -> sp.csr_matrix:
+    """Binary bag-of-tokens matrix (n, len(index))."""
+    if values.size == 0 or len(index) == 0:
+        return sp.csr_matrix((n, len(index)), dtype=np.float32)
+    cols = index.get_indexer(values.astype(str))
+    keep = cols >= 0
+    mat = sp.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])),
+        shape=(n, len(index)),
+    )
+    mat.sum_duplicates()
+    mat.data[:] = 1.0
+    return mat
+
+
+def _one_hot(keys: pd.Series, index: pd.Index) -> sp.csr_matrix:
+    """One column per known value plus a final 'other' column."""
+    n = len(keys)
+    cols = index.get_indexer(keys.to_numpy(dtype=object))
+    cols = np.where(cols < 0, len(index), cols)
+    return sp.csr_matrix(
+        (np.ones(n, dtype=np.float32), (np.arange(n), cols)), shape=(n, len(index) + 1)
+    )
+
+
+def _time_features(frame: pd.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, values = _explode(frame["event_timestamps"], numeric_split=False)
+    counts: np.ndarray = np.bincount(rows, minlength=n).astype(np.float64)
+    hours: np.ndarray = np.zeros((n, 24))
+    weekend: np.ndarray = np.zeros(n)
+    if values.size:
+        as_num = pd.to_numeric(pd.Series(values), errors="coerce")
+        if as_num.notna().all():
+            stamps = pd.to_datetime(as_num, unit="s", errors="coerce")
+        else:
+            stamps = pd.to_datetime(pd.Series(values.astype(str)), errors="coerce", format="mixed")
+        ok = stamps.notna().to_numpy()
+        hr = stamps.dt.hour.to_numpy()[ok].astype(np.int64)
+        wd = stamps.dt.day_of_week.to_numpy()[ok].astype(np.int64)
+        r = rows[ok]
+        hours = np.bincount(r * 24 + hr, minlength=n * 24).reshape(n, 24).astype(np.float64)
+        weekend = np.bincount(r, weights=(wd >= 5).astype(np.float64), minlength=n)
+        counts = np.bincount(r, minlength=n).astype(np.float64)
+    denom = np.maximum(counts, 1.0)
+    return counts, hours / denom[:, None], weekend / denom
+
+
+def _geo_features(frame: pd.DataFrame, n: int) -> np.ndarray:
+    r_lat, lat = _explode(frame["event_lats"])
+    r_lon, lon = _explode(frame["event_lons"])
+    out = np.full((n, 6), np.nan)
+    out[:, 0] = 0.0
+    out[:, 5] = 0.0
+    if lat.size == 0 or lat.size != lon.size or not np.array_equal(r_lat, r_lon):
+        return out
+    la = pd.to_numeric(pd.Series(lat), errors="coerce").to_numpy(dtype=np.float64)
+    lo = pd.to_numeric(pd.Series(lon), errors="coerce").to_numpy(dtype=np.float64)
+    valid = (np.isfinite(la) & np.isfinite(lo) & (np.abs(la) <= 90) & (np.abs(lo) <= 180)
+             & ((np.abs(la) > 0.01) | (np.abs(lo) > 0.01)))
+    total = np.bincount(r_lat, minlength=n).astype(np.float64)
+    r, la, lo = r_lat[valid], la[valid], lo[valid]
+    cnt = np.bincount(r, minlength=n).astype(np.float64)
+    has = cnt > 0
+    safe = np.maximum(cnt, 1.0)
+    mlat = np.bincount(r, weights=la, minlength=n) / safe
+    mlon = np.bincount(r, weights=lo, minlength=n) / safe
+    vlat = np.bincount(r, weights=la * la, minlength=n) / safe - mlat**2
+    vlon = np.bincount(r, weights=lo * lo, minlength=n) / safe - mlon**2
+    places = pd.DataFrame({"r": r, "a": np.round(la, 2), "o": np.round(lo, 2)}).drop_duplicates()
+    n_places = np.bincount(places["r"].to_numpy(dtype=np.int64), minlength=n)
+    out[:, 0] = cnt / np.maximum(total, 1.0)
+    out[has, 1] = mlat[has]
+    out[has, 2] = mlon[has]
+    out[has, 3] = np.sqrt(np.maximum(vlat[has], 0.0))
+    out[has, 4] = np.sqrt(np.maximum(vlon[has], 0.0))
+    out[:, 5] = np.log1p(n_places)
+    return out
+
+
+@dataclass
+class DevicePipeline:
+    """Fitted state of the raw-record pipeline, JSON-serialisable."""
+
+    min_count: int = 2
+    max_apps: int = 20000
+    max_models: int = 5000
+    brands: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    apps: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    dense_mean: list[float] = field(default_factory=list)
+    dense_std: list[float] = field(default_factory=list)
+    kind: str = "device_records"
+
+    def __post_init__(self) -> None:
+        self._index: dict[str, pd.Index] = {}
+
+    # --- fitting ---------------------------------------------------------------
+    def fit(self, frame: pd.DataFrame) -> DevicePipeline:
+        frame = normalise_records(frame)
+        brand = _strings(frame["phone_brand"])
+        model = brand + "|" + _strings(frame["device_model"])
+        self.brands = _vocab(brand.to_numpy(), self.min_count, 10_000)
+        self.models = _vocab(model.to_numpy(), self.min_count, self.max_models)
+        _, apps = _explode(frame["installed_apps"])
+        _, active = _explode(frame["active_apps"])
+        self.apps = _vocab(np.concatenate([apps, active]), self.min_count, self.max_apps)
+        _, cats = _explode(frame["app_categories"], numeric_split=False)
+        self.categories = _vocab(cats, self.min_count, 2000)
+        self._index = {}
+        dense = self._dense(frame)
+        mean = np.nanmean(dense, axis=0)
+        mean = np.where(np.isfinite(mean), mean, 0.0)
+        std = np.nanstd(dense, axis=0)
+        std = np.where(np.isfinite(std) & (std > 1e-9), std, 1.0)
+        self.dense_mean = [float(v) for v in mean]
+        self.dense_std = [float(v) for v in std]
+        return self
+
+    # --- transforming ------------------------------------------------------------
+    def _idx(self, name: str) -> pd.Index:
+        if name not in self._index:
+            self._index[name] = pd.Index(getattr(self, name))
+        return self._index[name]
+
+    def _dense(self, frame: pd.DataFrame) -> np.ndarray:
+        n = len(frame)
+        counts, hours, weekend = _time_features(frame, n)
+        geo = _geo_features(frame, n)
+        r_inst, _ = _explode(frame["installed_apps"])
+        r_act, _ = _explode(frame["active_apps"])
+        r_cat, _ = _explode(frame["app_categories"], numeric_split=False)
+        n_inst = np.bincount(r_inst, minlength=n).astype(np.float64)
+        n_act = np.bincount(r_act, minlength=n).astype(np.float64)
+        n_cat = np.bincount(r_cat, minlength=n).astype(np.float64)
+        return np.column_stack([
+            np.log1p(counts), hours, weekend, geo,
+            np.log1p(n_inst), np.log1p(n_act), n_act / np.maximum(n_inst, 1.0), np.log1p(n_cat),
+        ])
+
+    def transform(self, frame: pd.DataFrame) -> sp.csr_matrix:
+        frame = normalise_records(frame)
+        n = len(frame)
+        dense = self._dense(frame)
+        mean = np.asarray(self.dense_mean)
+        dense = np.where(np.isnan(dense), mean, dense)
+        dense = (dense - mean) / np.asarray(self.dense_std)
+        brand = _strings(frame["phone_brand"])
+        model = brand + "|" + _strings(frame["device_model"])
+        r_inst, inst = _explode(frame["installed_apps"])
+        r_act, act = _explode(frame["active_apps"])
+        r_cat, cat = _explode(frame["app_categories"], numeric_split=False)
+        blocks = [
+            sp.csr_matrix(dense.astype(np.float32)),
+            _one_hot(brand, self._idx("brands")),
+            _one_hot(model, self._idx("models")),
+            _bag(r_inst, inst, self._idx("apps"), n),
+            _bag(r_act, act, self._idx("apps"), n),
+            _bag(r_cat, cat, self._idx("categories"), n),
+        ]
+        return sp.hstack(blocks, format="csr", dtype=np.float32)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return (
+            list(DENSE_NAMES)
+            + [f"brand={b}" for b in self.brands] + ["brand=" + OTHER]
+            + [f"model={m}" for m in self.models] + ["model=" + OTHER]
+            + [f"installed={a}" for a in self.apps]
+            + [f"active={a}" for a in self.apps]
+            + [f"category={c}" for c in self.categories]
+        )
+
+    @property
+    def n_features(self) -> int:
+        return len(DENSE_NAMES) + len(self.brands) + len(self.models) + 2 + 2 * len(self.apps) + len(
+            self.categories
+        )
+
+    # --- persistence ---------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "min_count": self.min_count, "max_apps": self.max_apps,
+            "max_models": self.max_models, "brands": self.brands, "models": self.models,
+            "apps": self.apps, "categories": self.categories,
+            "dense_mean": self.dense_mean, "dense_std": self.dense_std,
+        }
+
+
+@dataclass
+class NumericPipeline:
+    """Already-featurised numeric rows (SageMaker style): only the column count is checked."""
+
+    columns: list[str] = field(default_factory=list)
+    kind: str = "numeric"
+
+    def fit(self, frame: pd.DataFrame) -> NumericPipeline:
+        non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+        if non_numeric:
+            from training.errors import UserError
+
+            raise UserError(
+                f"Column(s) {', '.join(map(str, non_numeric[:5]))} are not numeric. Numeric training "
+                "data must hold only numbers besides the label; for device records include "
+                "phone_brand/device_model/installed_apps columns (or set input_format=device_records)"
+            )
+        self.columns = [str(c) for c in frame.columns]
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame.to_numpy(dtype=np.float32)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.columns)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.columns)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "columns": self.columns}
+
+
+Pipeline = DevicePipeline | NumericPipeline
+
+
+def pipeline_from_json(data: dict[str, Any]) -> Pipeline:
+    kind = data.get("kind")
+    if kind == "numeric":
+        return NumericPipeline(columns=list(data["columns"]))
+    if kind == "device_records":
+        fields_ = {k: v for k, v in data.items() if k != "kind"}
+        return DevicePipeline(**fields_)
+    raise ValueError(f"unknown pipeline kind {kind!r}")
+
+
+def save_pipeline(pipeline: Pipeline, folder: Path) -> Path:
+    path = folder / "pipeline.json"
+    path.write_text(json.dumps(pipeline.to_json(), ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def load_pipeline(folder: Path) -> Pipeline:
+    return pipeline_from_json(json.loads((folder / "pipeline.json").read_text(encoding="utf-8")))

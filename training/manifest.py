@@ -1,0 +1,84 @@
+"""The model directory's manifest (model.json), and committing a model atomically.
+
+A model is built in a hidden staging folder inside /opt/ml/model and moved into place
+only when complete; model.json is written last and is the commit marker. A failed run
+removes its staging folder, so nothing half-written ever looks like a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "model.json"
+FORMAT_VERSION = 1
+# Reported name -> distributions that provide it (the CPU builds have their own names).
+_LIBRARIES = {
+    "numpy": ("numpy",), "pandas": ("pandas",), "scipy": ("scipy",),
+    "scikit-learn": ("scikit-learn",), "xgboost": ("xgboost-cpu", "xgboost"),
+    "tensorflow": ("tensorflow-cpu", "tensorflow"), "keras": ("keras",),
+}
+
+
+def library_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name, dists in _LIBRARIES.items():
+        for dist in dists:
+            try:
+                found[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return found
+
+
+def read(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"no {MANIFEST} in {model_dir}: not a model directory made by `train`")
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+class ModelWriter:
+    """Stage files, then commit them and the manifest into ``model_dir``."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+        self.staging = model_dir / f".staging-{os.getpid()}"
+
+    def __enter__(self) -> ModelWriter:
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        if self.staging.exists():
+            shutil.rmtree(self.staging)
+        self.staging.mkdir()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.staging.exists():
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    def commit(self, manifest: dict[str, Any]) -> Path:
+        stale = self.model_dir / MANIFEST
+        stale.unlink(missing_ok=True)
+        for entry in sorted(self.staging.iterdir()):
+            target = self.model_dir / entry.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+        full = {
+            "format_version": FORMAT_VERSION,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "libraries": library_versions(),
+            **manifest,
+        }
+        tmp = self.model_dir / f".{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(full, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, stale)
+        return stale

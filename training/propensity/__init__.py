@@ -1,0 +1,1 @@
+"""User-item propensity models (NCF family, Wide & Deep, baselines)."""
