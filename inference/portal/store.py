@@ -9,11 +9,13 @@ lease is still held, so a job taken over after a crash loses and duplicates noth
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,7 +129,7 @@ class Store:
     # --- schema ---------------------------------------------------------------------
     def migrate(self) -> int:
         """Apply missing migrations; safe when several processes start at once."""
-        with self.engine.begin() as conn:
+        with self._migration_lock(), self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(424242)"))
             schema_migrations.create(conn, checkfirst=True)
@@ -141,6 +143,22 @@ class Store:
                     conn.execute(sa.text(statement))
                 conn.execute(schema_migrations.insert().values(version=version, applied_at=_now()))
         return max(v for v, _, _ in MIGRATIONS)
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        # PostgreSQL serialises on an advisory lock inside the transaction; SQLite's driver does
+        # not put DDL in a transaction, so gunicorn workers booting together on a fresh file
+        # would race on CREATE TABLE: they take a file lock beside the database instead.
+        database = self.engine.url.database
+        if self.dialect != "sqlite" or not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:

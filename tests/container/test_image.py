@@ -52,6 +52,15 @@ def _podman(*args: str, check: bool = True, timeout: float = 600) -> subprocess.
     return subprocess.run(["podman", *args], capture_output=True, text=True, check=check, timeout=timeout)
 
 
+def _wait_container(name: str, port: int) -> None:
+    """Wait for /ping; on failure the container's own log goes into the test report."""
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/ping", timeout=90)
+    except TimeoutError as exc:
+        logs = _podman("logs", "--tail", "40", name, check=False)
+        raise TimeoutError(f"{exc}; container log:\n{logs.stdout}{logs.stderr}") from None
+
+
 @pytest.fixture(scope="module")
 def trained(image: str, tmp_path_factory: pytest.TempPathFactory) -> MLPaths:
     base = tmp_path_factory.mktemp("image") / "opt_ml"
@@ -94,14 +103,15 @@ def test_failed_training_in_the_image_writes_failure(image: str, tmp_path: Path)
 def served(image: str, trained: MLPaths) -> Iterator[tuple[str, int]]:
     port = free_port()
     name = f"mlship-serve-{port}"
-    _podman("run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:9090",
+    _podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:9090",
             "-e", "SAGEMAKER_BIND_TO_PORT=9090", "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=2",
             "-v", f"{trained.model_dir}:/opt/ml/model:ro", image, "serve")
     try:
-        wait_ready(f"http://127.0.0.1:{port}/ping", timeout=90)
+        _wait_container(name, port)
         yield name, port
     finally:
         _podman("stop", "-t", "30", name, check=False)
+        _podman("rm", "-f", name, check=False)
 
 
 def test_serve_in_the_image_matches_in_process_predictions(served: tuple[str, int], trained: MLPaths) -> None:
@@ -148,7 +158,7 @@ def test_container_stops_cleanly_on_sigterm(image: str, trained: MLPaths) -> Non
     _podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080",
             "-v", f"{trained.model_dir}:/opt/ml/model:ro", image, "serve")
     try:
-        wait_ready(f"http://127.0.0.1:{port}/ping", timeout=90)
+        _wait_container(name, port)
         started = time.monotonic()
         _podman("stop", "-t", "30", name)
         assert time.monotonic() - started < 25
@@ -171,11 +181,11 @@ def test_propensity_train_and_serve_in_the_image(image: str, tmp_path: Path) -> 
     assert "validation:hr@10=" in run.stdout
     port = free_port()
     name = f"mlship-prop-{port}"
-    _podman("run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8080",
+    _podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080",
             "-v", f"{paths.model_dir}:/opt/ml/model:ro", image, "serve")
     try:
         started = time.monotonic()
-        wait_ready(f"http://127.0.0.1:{port}/ping", timeout=90)
+        _wait_container(name, port)
         assert time.monotonic() - started < 30
         status, _, out = http("POST", f"http://127.0.0.1:{port}/invocations", b'{"user": "u0001", "k": 3}',
                               {"Content-Type": "application/json"})
@@ -184,3 +194,4 @@ def test_propensity_train_and_serve_in_the_image(image: str, tmp_path: Path) -> 
         assert json.loads(out)["predictions"][0]["items"] == local.columns["items"][0]
     finally:
         _podman("stop", "-t", "30", name, check=False)
+        _podman("rm", "-f", name, check=False)

@@ -299,6 +299,28 @@ def test_schema_migrations_are_recorded_and_idempotent(database_url: str) -> Non
     assert store.schema_version() == MIGRATIONS[-1][0]
 
 
+def _migrate_in_child(url: str) -> int:
+    from inference.portal.store import Store
+
+    store = Store(url)
+    try:
+        return store.migrate()
+    finally:
+        store.close()
+
+
+def test_workers_booting_together_on_a_fresh_sqlite_file_all_migrate(tmp_path: Path) -> None:
+    """gunicorn forks its workers at once; each migrates the same new file (this once crashed serve)."""
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'fresh' / 'mlapp.db'}"
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        versions = pool.map(_migrate_in_child, [url] * 12)
+    from inference.portal.store import MIGRATIONS
+
+    assert versions == [MIGRATIONS[-1][0]] * 12
+
+
 def test_lease_takeover_resumes_without_losing_or_duplicating_rows(app: Flask, client: FlaskClient) -> None:
     """A worker that dies mid-job: another claims it after the lease and finishes it exactly once."""
     service = jobs(app)
