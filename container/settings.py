@@ -144,6 +144,11 @@ class Settings:
         "MODEL_NAME", "",
         "Name of the model served at /invocations; defaults to the manifest's algorithm.",
     )
+    metrics_dir: str = env(
+        "PROMETHEUS_MULTIPROC_DIR", "",
+        "Directory where gunicorn workers share Prometheus samples for GET /metrics; emptied at start.",
+        shown_default="a new temporary directory per `serve`",
+    )
     # --- MLapp portal ----------------------------------------------------------
     database_url: str = env(
         "MLAPP_DATABASE_URL", "",

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from container.logs import request_id_var
 from container.settings import Settings
-from inference import codecs
+from inference import codecs, metrics
 from inference.errors import (
     MethodNotAllowed,
     ModelNotReady,
@@ -127,12 +127,14 @@ def create_app(
         attrs = request.headers.get(CUSTOM_ATTRIBUTES)
         if attrs is not None:
             response.headers[CUSTOM_ATTRIBUTES] = attrs
+        seconds = time.perf_counter() - getattr(g, "started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        version = str(g.get("model_version", ""))
+        metrics.REQUESTS.labels(route, request.method, str(response.status_code), version).inc()
+        metrics.LATENCY.labels(route, version).observe(seconds)
         if request.path != "/ping" and access.isEnabledFor(logging.INFO):
             access.info("%s %s %d", request.method, request.path, response.status_code, extra={
-                "status": response.status_code,
-                "ms": round((time.perf_counter() - getattr(g, "started", time.perf_counter()))
-                            * 1000, 3),
-            })
+                "status": response.status_code, "ms": round(seconds * 1000, 3)})
         return response
 
     @app.teardown_request
@@ -171,6 +173,12 @@ def create_app(
         if holder.state == "ready":
             return _json(b'{"status":"healthy"}')
         return _json(json.dumps({"status": holder.state, "reason": holder.reason}), 503)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        portal = app.extensions.get("portal")
+        counts = portal.store.counts_by_status if portal is not None else None
+        return Response(metrics.exposition(counts), mimetype=metrics.CONTENT_TYPE)
 
     @app.get("/execution-parameters")
     def execution_parameters() -> Response:
@@ -218,6 +226,7 @@ def invoke(model: Predictor, settings: Settings) -> Response:
         _capture(capture, model, inputs, outputs, (time.perf_counter() - started) * 1000)
     payload, content_type = codecs.encode(outputs, accept, settings.batch)
     g.model_version = model.version
+    metrics.ROWS.labels("invocations", model.name, model.version).inc(inputs.n_rows)
     return Response(payload, status=200, mimetype=content_type)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from typing import Any
 
 from container import logs
@@ -43,7 +44,24 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         },
         # Each worker gets its own model copy and its own thread budget.
         "raw_env": [f"OMP_NUM_THREADS={settings.model_threads}"],
+        "child_exit": _child_exit,
     }
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from inference import metrics
+
+    metrics.worker_exited(worker.pid)
+
+
+def _metrics_dir(settings: Settings) -> None:
+    """Workers share Prometheus samples through files; this must be set before they import it."""
+    path = settings.metrics_dir or tempfile.mkdtemp(prefix="mlship-metrics-")
+    os.makedirs(path, exist_ok=True)
+    for stale in os.listdir(path):  # samples of an earlier run would be summed in otherwise
+        if stale.endswith(".db"):
+            os.unlink(os.path.join(path, stale))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(settings.model_threads))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _metrics_dir(settings)
 
     from gunicorn.app.base import BaseApplication
 

@@ -1,7 +1,8 @@
 """API keys for the portal: stored as SHA-256 hashes, checked per request, managed by a CLI.
 
 Portal routes need ``Authorization: Bearer <key>`` or ``X-Api-Key: <key>`` when
-MLAPP_AUTH=required, or when MLAPP_AUTH=auto (the default) and at least one key exists.
+MLAPP_AUTH=required, or when MLAPP_AUTH=auto (the default) and a key was ever created: revoking
+the last key locks the portal rather than opening it.
 /ping and /invocations keep SageMaker's semantics and never ask for a key.
 """
 
@@ -32,11 +33,12 @@ class KeyChecker:
     def __init__(self, store: Store, mode: str, ttl: float = 5.0) -> None:
         self.store, self.mode, self.ttl = store, mode, ttl
         self._hashes: set[str] = set()
-        self._loaded = 0.0
+        self._any = False
+        self._loaded = -float("inf")
 
     def _active(self) -> set[str]:
         if time.monotonic() - self._loaded > self.ttl:
-            self._hashes = self.store.active_key_hashes()
+            self._hashes, self._any = self.store.key_hashes()
             self._loaded = time.monotonic()
         return self._hashes
 
@@ -44,7 +46,7 @@ class KeyChecker:
         if self.mode == "off":
             return
         hashes = self._active()
-        if self.mode == "auto" and not hashes:
+        if self.mode == "auto" and not self._any:
             return
         key = api_key
         if not key and authorization and authorization.lower().startswith("bearer "):

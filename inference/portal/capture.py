@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from inference import metrics
 from inference.codecs import Outputs
 from inference.portal.jobs import result_rows
 from inference.portal.store import Store
@@ -49,6 +50,7 @@ class Capture:
             self.queue.put_nowait(item)
         except queue.Full:
             self.dropped += 1
+            metrics.CAPTURE.labels("dropped").inc()
             if self.dropped % 100 == 1:
                 log.warning("capture queue full: %d records dropped so far", self.dropped)
 
@@ -63,8 +65,10 @@ class Capture:
                 self.store.record_online(pid, result_rows(item.records, item.outputs, 0,
                                                           item.latency_ms / max(1, len(item.records))))
                 self.recorded += 1
+                metrics.CAPTURE.labels("recorded").inc()
             except Exception as exc:  # the store is down or slow: count, log, carry on
                 self.failed += 1
+                metrics.CAPTURE.labels("failed").inc()
                 if self.failed % 100 == 1:
                     log.warning("capture could not record (%d failures so far): %s", self.failed, exc)
             finally:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from container.logs import prediction_id_var
+from inference import metrics
 from inference.codecs import Inputs, Outputs
 from inference.errors import BadInput, Conflict, NotFound
 from inference.portal import sources
@@ -235,6 +236,7 @@ class JobService:
         finally:
             prediction_id_var.reset(token)
         self.store.record_online(pid, result_rows(records, outputs, 0, ms / max(1, len(records)), truths))
+        metrics.ROWS.labels("portal_invoke", entry.name, entry.version).inc(len(records))
         return {"prediction_id": pid, "model": {"name": entry.name, "version": entry.version},
                 "predictions": outputs.rows()}
 
@@ -368,6 +370,7 @@ class JobService:
                 done += len(frame)
                 part += 1
                 self.processed_rows += len(frame)
+                metrics.ROWS.labels("batch", row["model_name"], row["model_version"]).inc(len(frame))
             self.store.finish(claim, Status.SUCCEEDED.value, rows_total=done)
             log.info("prediction job succeeded: %d rows", done)
         except (BadInput, NotFound) as exc:

@@ -88,6 +88,7 @@ def install(app: Flask, settings: Settings, holder: Any) -> None:
     store, repo, jobs = build_services(settings)
     keys = KeyChecker(store, settings.auth)
     app.extensions["portal"] = jobs
+    app.extensions["portal_keys"] = keys
     app.extensions["repository"] = repo
     app.extensions["capture"] = Capture(store, settings.capture_percent) if settings.capture_percent else None
     if settings.job_worker:
@@ -105,7 +106,9 @@ def install(app: Flask, settings: Settings, holder: Any) -> None:
 
     @api.post("/api/providers/prediction/invoke")
     def invoke() -> Response:
-        return _json(jobs.invoke(_body(), g.get("request_id")))
+        result = jobs.invoke(_body(), g.get("request_id"))
+        g.model_version = result["model"]["version"]
+        return _json(result)
 
     @api.route("/api/providers/prediction/check", methods=["GET", "POST"])
     def check() -> Response:

@@ -311,10 +311,11 @@ class Store:
                 api_keys.c.revoked_at.is_(None)).values(revoked_at=_now()))
         return int(res.rowcount)
 
-    def active_key_hashes(self) -> set[str]:
+    def key_hashes(self) -> tuple[set[str], bool]:
+        """Hashes of the active keys, and whether any key was ever created (revoked ones count)."""
         with self.engine.connect() as conn:
-            return {r[0] for r in conn.execute(sa.select(api_keys.c.key_hash).where(
-                api_keys.c.revoked_at.is_(None)))}
+            rows = conn.execute(sa.select(api_keys.c.key_hash, api_keys.c.revoked_at)).all()
+        return {h for h, revoked in rows if revoked is None}, bool(rows)
 
     def keys(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

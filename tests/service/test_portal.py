@@ -289,6 +289,50 @@ def test_capture_survives_a_dead_store(gender_model: MLPaths, model_repository: 
     assert capture.failed == 3 and capture.recorded == 0
 
 
+def scrape(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    resp = client.get("/metrics")
+    assert resp.status_code == 200 and resp.mimetype == "text/plain"
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(resp.get_data(as_text=True)) for s in fam.samples}
+
+
+def test_metrics_count_requests_rows_jobs_and_capture(gender_model: MLPaths, model_repository: Path, database_url: str, tmp_path: Path) -> None:
+    app = make_app(gender_model, model_repository, database_url, tmp_path, DATA_CAPTURE_PERCENT="100")
+    client = app.test_client()
+    before = scrape(client)
+    for _ in range(3):
+        assert client.post("/invocations", json=records(4)).status_code == 200
+    online = client.post("/api/providers/prediction/invoke", json={"model": "gender", "input": records(5)})
+    assert online.status_code == 200
+    portal_version = online.get_json()["model"]["version"]
+    assert client.post("/api/providers/prediction/create", json={"model": "gender", "input": records(30)}).status_code == 202
+    drain(app)
+    app.extensions["capture"].queue.join()
+    assert client.post("/invocations", data=b"{", content_type="application/json").status_code == 400
+    after = scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    served = app.extensions["model"].predictor
+    version = served.version
+    inv = {"route": "/invocations", "method": "POST"}
+    assert delta("mlship_http_requests_total", **inv, status="200", model_version=version) == 3
+    assert delta("mlship_http_requests_total", **inv, status="400", model_version="") == 1
+    assert delta("mlship_http_request_duration_seconds_count", route="/invocations", model_version=version) == 3
+    assert delta("mlship_predicted_rows_total", door="invocations", model=served.name, model_version=version) == 12
+    assert delta("mlship_http_requests_total", route="/api/providers/prediction/invoke", method="POST",
+                 status="200", model_version=portal_version) == 1
+    assert delta("mlship_predicted_rows_total", door="portal_invoke", model="gender", model_version=portal_version) == 5
+    assert delta("mlship_predicted_rows_total", door="batch", model="gender", model_version=portal_version) == 30
+    assert delta("mlship_capture_total", outcome="recorded") == 3
+    assert after[("mlship_portal_predictions", (("status", "SUCCEEDED"),))] >= 2
+    assert ("mlship_portal_predictions", (("status", "QUEUED"),)) in after
+
+
 def test_schema_migrations_are_recorded_and_idempotent(database_url: str) -> None:
     from inference.portal.store import MIGRATIONS, Store
 

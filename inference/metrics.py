@@ -1,0 +1,84 @@
+"""Prometheus metrics for GET /metrics: requests and latencies per route and model version,
+predicted rows per door, portal jobs by status, data-capture outcomes.
+
+Under gunicorn each worker is its own process, so `serve` points PROMETHEUS_MULTIPROC_DIR at a
+fresh directory before the workers fork; every worker writes its samples there and whichever
+worker answers the scrape sums them. In-process (tests, notebooks) the default registry is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("inference.metrics")
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+REQUESTS = Counter(
+    "mlship_http_requests_total", "HTTP requests by route template, method, status and model version.",
+    ["route", "method", "status", "model_version"])
+LATENCY = Histogram(
+    "mlship_http_request_duration_seconds",
+    "Time from request start to response, by route and model version.",
+    ["route", "model_version"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
+ROWS = Counter(
+    "mlship_predicted_rows_total", "Rows predicted, by door (invocations, portal_invoke, batch) and model.",
+    ["door", "model", "model_version"])
+CAPTURE = Counter(
+    "mlship_capture_total",
+    "Data capture of /invocations: recorded, dropped (queue full), failed (store error).",
+    ["outcome"])
+
+
+class JobsCollector(Collector):
+    """Portal predictions by status, read from the shared store at scrape time (all VMs agree)."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("mlship_portal_predictions", "Portal predictions in the store, by status.",
+                                   labels=["status"])
+        try:
+            counts = self.counts()
+        except Exception as exc:  # a store outage must not break the scrape of everything else
+            log.warning("portal store unavailable for /metrics: %s", exc)
+            return
+        for status in ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"):
+            family.add_metric([status], counts.get(status, 0))
+        yield family
+
+
+def exposition(job_counts: Callable[[], dict[str, int]] | None = None) -> bytes:
+    """The text a Prometheus scrape receives."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    if job_counts is not None:
+        jobs = CollectorRegistry(auto_describe=False)
+        jobs.register(JobsCollector(job_counts))
+        body += generate_latest(jobs)
+    return body
+
+
+def worker_exited(pid: int) -> None:
+    """gunicorn child_exit hook: drop a dead worker's live-only samples."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)
