@@ -80,7 +80,11 @@ def start_nginx(workdir: Path, listen: int, upstreams: list[int], extra_location
     """A real nginx in the foreground balancing over local upstream ports."""
     workdir.mkdir(parents=True, exist_ok=True)
     servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in upstreams)
+    # As root, nginx's workers drop to nobody, who cannot write request bodies into pytest's
+    # private temporary directories; keep them as the user running the tests.
+    user = "user root;" if os.geteuid() == 0 else ""
     conf = f"""
+{user}
 worker_processes 1;
 daemon off;
 pid {workdir}/nginx.pid;
