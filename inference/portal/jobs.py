@@ -69,6 +69,9 @@ class PortalConfig:
     workdir: Path = Path("/tmp/mlapp")
 
 
+KINDS = ("batch", "online", "capture")
+
+
 def input_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -174,8 +177,12 @@ class JobService:
 
     def list_predictions(self, status: str | None, model: str | None, kind: str | None, limit: int,
                          offset: int) -> list[dict[str, Any]]:
-        if status and status not in Status.__members__:
+        if status is not None and status not in Status.__members__:
             raise BadInput(f"status must be one of {', '.join(Status.__members__)}")
+        if kind is not None and kind not in KINDS:
+            raise BadInput(f"kind must be one of {', '.join(KINDS)}")
+        if model is not None and not (isinstance(model, str) and model):
+            raise BadInput("model must be a non-empty model name")
         return [public(r) for r in self.store.list_predictions(status, model, kind, limit, offset)]
 
     def cancel(self, pid: str) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def spec() -> dict[str, Any]:
             "/api/providers/prediction/check": {"get": {
                 "summary": "Status, timings, row counts and (paginated) results of a prediction",
                 "parameters": [_ID,
-                               {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                               {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000000000}},
                                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
                                                                           "maximum": 10000}}],
                 "responses": {**_ok("Prediction"), **_errors(400, 401, 404)}}},
@@ -91,10 +91,11 @@ def spec() -> dict[str, Any]:
                 "parameters": [
                     {"name": "status", "in": "query", "schema": {"type": "string", "enum": [
                         "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]}},
-                    {"name": "model", "in": "query", "schema": {"type": "string"}},
-                    {"name": "kind", "in": "query", "schema": {"type": "string"}},
+                    {"name": "model", "in": "query", "schema": {"type": "string", "minLength": 1}},
+                    {"name": "kind", "in": "query", "schema": {"type": "string", "enum": [
+                        "batch", "online", "capture"]}},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000000000}}],
                 "responses": {**_ok("PredictionList"), **_errors(400, 401)}}},
             "/api/providers/prediction/cancel": {"post": {
                 "summary": "Cancel a QUEUED or RUNNING job (409 otherwise)", "requestBody": _body("IdRequest"),
