@@ -360,7 +360,6 @@ class JobService:
                 if self._stop.is_set():
                     return  # the lease will expire and another worker resumes
                 frame, truths = _truths(frame)
-                records = _records(frame)
                 t0 = time.perf_counter()
                 outputs = predictor.predict(Inputs(table=frame))
                 ms = (time.perf_counter() - t0) * 1000 / max(1, len(frame))
@@ -370,7 +369,7 @@ class JobService:
                     sources.write_part(kind, row["output_location"], part, body)
                     rows: list[dict[str, Any]] = []
                 else:
-                    rows = result_rows(records, outputs, done, ms, truths)
+                    rows = result_rows(_records(frame), outputs, done, ms, truths)
                 if not self.store.commit_chunk(claim, rows, done + len(frame), self.config.lease_seconds):
                     log.warning("lost the lease (cancelled or taken over); stopping this attempt")
                     return

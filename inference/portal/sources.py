@@ -7,6 +7,8 @@ under the allowed roots and URIs use an allowed scheme.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -87,6 +89,9 @@ def chunks(path: Path, fmt: str, chunk_rows: int, skip_chunks: int = 0) -> Itera
                 if number >= skip_chunks:
                     yield batch.to_pandas().reset_index(drop=True)
         return
+    if fmt == "jsonl" and not str(path).endswith(".gz"):
+        yield from _jsonl_chunks(path, chunk_rows, skip_chunks)
+        return
     reader: Any
     if fmt == "csv":
         reader = pd.read_csv(path, chunksize=chunk_rows, compression="infer")
@@ -96,6 +101,60 @@ def chunks(path: Path, fmt: str, chunk_rows: int, skip_chunks: int = 0) -> Itera
         for number, frame in enumerate(reader):
             if number >= skip_chunks:
                 yield frame.reset_index(drop=True)
+
+
+def _jsonl_chunks(path: Path, chunk_rows: int, skip_chunks: int) -> Iterator[pd.DataFrame]:
+    """JSON Lines through pyarrow's streaming reader (about 6x pandas'), re-cut to exact chunks.
+
+    pyarrow fixes column types from the first block; a file whose later lines disagree (a field
+    that is a number here and text there) is read on from the same chunk line by line instead.
+    """
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    emitted = skip_chunks
+    try:
+        reader = pj.open_json(path, read_options=pj.ReadOptions(block_size=16 << 20))
+        pending: list[pa.RecordBatch] = []
+        buffered = seen = 0
+        for batch in reader:
+            pending.append(batch)
+            buffered += batch.num_rows
+            while buffered >= chunk_rows:
+                table = pa.Table.from_batches(pending)
+                head, tail = table.slice(0, chunk_rows), table.slice(chunk_rows)
+                if seen >= skip_chunks:
+                    yield head.to_pandas()
+                    emitted = seen + 1
+                seen += 1
+                pending, buffered = tail.to_batches(), tail.num_rows
+        if buffered and seen >= skip_chunks:
+            yield pa.Table.from_batches(pending).to_pandas()
+        return
+    except pa.ArrowInvalid:
+        pass
+    yield from _jsonl_python(path, chunk_rows, emitted)
+
+
+def _jsonl_python(path: Path, chunk_rows: int, skip_chunks: int) -> Iterator[pd.DataFrame]:
+    with path.open("rb") as handle:
+        number = 0
+        while True:
+            lines = [line for line in itertools.islice(handle, chunk_rows)]
+            if not lines:
+                return
+            if number >= skip_chunks:
+                records = []
+                for offset, line in enumerate(lines):
+                    if not line.strip():
+                        continue
+                    try:
+                        records.append(json.loads(line))
+                    except ValueError:
+                        raise BadInput(f"{path.name}: line {number * chunk_rows + offset + 1} "
+                                       "is not valid JSON") from None
+                yield pd.DataFrame.from_records(records)
+            number += 1
 
 
 def write_part(kind: str, where: str, part: int, body: str) -> str:

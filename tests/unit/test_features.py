@@ -49,8 +49,30 @@ def test_hour_histogram_counts_events() -> None:
     frame = pd.DataFrame([{"phone_brand": "a", "event_timestamps": ["2016-05-01 10:00:00",
                                                                    "2016-05-02 10:30:00",
                                                                    "2016-05-07 22:00:00"]}])
-    dense = features.DevicePipeline()._dense(features.normalise_records(frame))
+    dense = features.DevicePipeline()._dense(features._Lists(features.normalise_records(frame)), 1)
     names = features.DENSE_NAMES
     assert dense[0, names.index("hour_10")] == 2 / 3
     assert dense[0, names.index("hour_22")] == 1 / 3
     assert dense[0, names.index("weekend_share")] == 2 / 3  # 05-01 Sunday, 05-02 Monday, 05-07 Saturday
+
+
+def test_timestamps_in_mixed_forms_read_as_wall_clock_hours() -> None:
+    """Epoch seconds, text, ISO with a zone, garbage: one device may send them all (this once raised)."""
+    stamps = [1462096800, "1462096800", "2016-05-01 10:15:00", "2016-05-01T10:45:00+08:00",
+              "2016-05-01T10:50:00Z", "not a time", None]
+    frame = pd.DataFrame([{"phone_brand": "a", "event_timestamps": stamps},
+                          {"phone_brand": "b", "event_timestamps": ["2016-05-01 23:00:00"]}])
+    dense = features.DevicePipeline()._dense(features._Lists(features.normalise_records(frame)), 2)
+    names = features.DENSE_NAMES
+    # 1462096800 is 2016-05-01 10:00 UTC; the zone suffixes are dropped, not converted
+    assert dense[0, names.index("hour_10")] == 1.0
+    assert dense[1, names.index("hour_23")] == 1.0
+
+
+def test_parquet_style_array_cells_give_the_same_features() -> None:
+    frame = synth.generate(60, seed=4, n_apps=30).drop(columns=["gender"])
+    pipe = features.DevicePipeline(min_count=1).fit(frame)
+    arrays = frame.copy()
+    for column in features.LIST_FIELDS:
+        arrays[column] = [np.asarray(v) for v in frame[column]]
+    assert (pipe.transform(arrays) != pipe.transform(frame)).nnz == 0

@@ -23,6 +23,7 @@ vectorised with pandas/numpy over whole frames (batch jobs run millions of recor
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable
@@ -84,13 +85,77 @@ def _to_list(value: Any, numeric_split: bool) -> list[Any]:
 
 def _explode(series: pd.Series, numeric_split: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(row index, value) pairs for a list-valued column."""
-    lists = series.map(lambda v: _to_list(v, numeric_split))
-    lengths = lists.map(len).to_numpy(dtype=np.int64)
-    rows = np.repeat(np.arange(len(series), dtype=np.int64), lengths)
+    items = series.tolist()
+    n = len(items)
+    if all(type(v) is list for v in items):  # JSON records: lists already
+        lists: list[Any] = items
+    elif n and all(isinstance(v, np.ndarray) for v in items):  # Parquet list columns
+        lengths = np.fromiter(map(len, items), dtype=np.int64, count=n)
+        rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+        if rows.size == 0:
+            return rows, np.array([], dtype=object)
+        return rows, np.concatenate(items).astype(object)
+    else:  # CSV cells ("a|b", "[...]"), scalars, None: parse one by one
+        lists = [_to_list(v, numeric_split) for v in items]
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=n)
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
     if rows.size == 0:
         return rows, np.array([], dtype=object)
-    values = np.fromiter((v for lst in lists for v in lst), dtype=object, count=int(lengths.sum()))
+    values = np.fromiter(itertools.chain.from_iterable(lists), dtype=object, count=int(lengths.sum()))
     return rows, values
+
+
+_STAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # TalkingData's layout: pandas' fast path
+_TZ_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
+
+
+def _parse_times(values: np.ndarray) -> pd.Series:
+    """Wall-clock datetimes (NaT where unreadable) from text or epoch seconds, freely mixed.
+
+    A zone suffix is dropped rather than converted: hour-of-day features describe the user's
+    local day, as the timestamp was written.
+    """
+    raw = pd.Series(values, dtype=object)
+    stamps = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+    is_num = pd.Series(False, index=raw.index)
+    if set(map(type, values)) - {str}:
+        num = pd.to_numeric(raw.where(raw.map(lambda v: not isinstance(v, str))), errors="coerce")
+        is_num = num.notna()
+        if is_num.any():
+            stamps[is_num] = pd.to_datetime(num[is_num], unit="s", errors="coerce")
+    rest = ~is_num
+    if rest.any():
+        text = raw[rest].astype(str)
+        parsed = pd.to_datetime(text, format=_STAMP_FORMAT, errors="coerce")
+        bad = parsed.isna()
+        if bad.any():
+            retry = text[bad].str.strip()
+            num = pd.to_numeric(retry, errors="coerce")
+            wall = retry.str.replace(_TZ_SUFFIX, "", regex=True)
+            try:
+                from_text = pd.to_datetime(wall, format="mixed", errors="coerce")
+            except ValueError:  # zones written some other way: fall back to UTC
+                from_text = pd.to_datetime(wall, format="mixed", errors="coerce", utc=True)
+                from_text = from_text.dt.tz_localize(None)
+            parsed[bad] = pd.to_datetime(num, unit="s", errors="coerce").where(num.notna(), from_text)
+        stamps[rest] = parsed
+    return stamps
+
+
+class _Lists:
+    """Each list column of one frame exploded once, however many features read it."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __getitem__(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        if column not in self._cache:
+            self._cache[column] = _explode(self.frame[column], numeric_split=column not in TEXT_LISTS)
+        return self._cache[column]
+
+
+TEXT_LISTS = frozenset({"event_timestamps", "app_categories"})
 
 
 def normalise_records(frame: pd.DataFrame) -> pd.DataFrame:
@@ -161,17 +226,13 @@ def _one_hot(keys: pd.Series, index: pd.Index) -> sp.csr_matrix:
     )
 
 
-def _time_features(frame: pd.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows, values = _explode(frame["event_timestamps"], numeric_split=False)
+def _time_features(lists: _Lists, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, values = lists["event_timestamps"]
     counts: np.ndarray = np.bincount(rows, minlength=n).astype(np.float64)
     hours: np.ndarray = np.zeros((n, 24))
     weekend: np.ndarray = np.zeros(n)
     if values.size:
-        as_num = pd.to_numeric(pd.Series(values), errors="coerce")
-        if as_num.notna().all():
-            stamps = pd.to_datetime(as_num, unit="s", errors="coerce")
-        else:
-            stamps = pd.to_datetime(pd.Series(values.astype(str)), errors="coerce", format="mixed")
+        stamps = _parse_times(values)
         ok = stamps.notna().to_numpy()
         hr = stamps.dt.hour.to_numpy()[ok].astype(np.int64)
         wd = stamps.dt.day_of_week.to_numpy()[ok].astype(np.int64)
@@ -183,9 +244,9 @@ def _time_features(frame: pd.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray,
     return counts, hours / denom[:, None], weekend / denom
 
 
-def _geo_features(frame: pd.DataFrame, n: int) -> np.ndarray:
-    r_lat, lat = _explode(frame["event_lats"])
-    r_lon, lon = _explode(frame["event_lons"])
+def _geo_features(lists: _Lists, n: int) -> np.ndarray:
+    r_lat, lat = lists["event_lats"]
+    r_lon, lon = lists["event_lons"]
     out = np.full((n, 6), np.nan)
     out[:, 0] = 0.0
     out[:, 5] = 0.0
@@ -240,13 +301,14 @@ class DevicePipeline:
         model = brand + "|" + _strings(frame["device_model"])
         self.brands = _vocab(brand.to_numpy(), self.min_count, 10_000)
         self.models = _vocab(model.to_numpy(), self.min_count, self.max_models)
-        _, apps = _explode(frame["installed_apps"])
-        _, active = _explode(frame["active_apps"])
+        lists = _Lists(frame)
+        _, apps = lists["installed_apps"]
+        _, active = lists["active_apps"]
         self.apps = _vocab(np.concatenate([apps, active]), self.min_count, self.max_apps)
-        _, cats = _explode(frame["app_categories"], numeric_split=False)
+        _, cats = lists["app_categories"]
         self.categories = _vocab(cats, self.min_count, 2000)
         self._index = {}
-        dense = self._dense(frame)
+        dense = self._dense(lists, len(frame))
         mean = np.nanmean(dense, axis=0)
         mean = np.where(np.isfinite(mean), mean, 0.0)
         std = np.nanstd(dense, axis=0)
@@ -261,13 +323,12 @@ class DevicePipeline:
             self._index[name] = pd.Index(getattr(self, name))
         return self._index[name]
 
-    def _dense(self, frame: pd.DataFrame) -> np.ndarray:
-        n = len(frame)
-        counts, hours, weekend = _time_features(frame, n)
-        geo = _geo_features(frame, n)
-        r_inst, _ = _explode(frame["installed_apps"])
-        r_act, _ = _explode(frame["active_apps"])
-        r_cat, _ = _explode(frame["app_categories"], numeric_split=False)
+    def _dense(self, lists: _Lists, n: int) -> np.ndarray:
+        counts, hours, weekend = _time_features(lists, n)
+        geo = _geo_features(lists, n)
+        r_inst, _ = lists["installed_apps"]
+        r_act, _ = lists["active_apps"]
+        r_cat, _ = lists["app_categories"]
         n_inst = np.bincount(r_inst, minlength=n).astype(np.float64)
         n_act = np.bincount(r_act, minlength=n).astype(np.float64)
         n_cat = np.bincount(r_cat, minlength=n).astype(np.float64)
@@ -279,15 +340,16 @@ class DevicePipeline:
     def transform(self, frame: pd.DataFrame) -> sp.csr_matrix:
         frame = normalise_records(frame)
         n = len(frame)
-        dense = self._dense(frame)
+        lists = _Lists(frame)
+        dense = self._dense(lists, n)
         mean = np.asarray(self.dense_mean)
         dense = np.where(np.isnan(dense), mean, dense)
         dense = (dense - mean) / np.asarray(self.dense_std)
         brand = _strings(frame["phone_brand"])
         model = brand + "|" + _strings(frame["device_model"])
-        r_inst, inst = _explode(frame["installed_apps"])
-        r_act, act = _explode(frame["active_apps"])
-        r_cat, cat = _explode(frame["app_categories"], numeric_split=False)
+        r_inst, inst = lists["installed_apps"]
+        r_act, act = lists["active_apps"]
+        r_cat, cat = lists["app_categories"]
         blocks = [
             sp.csr_matrix(dense.astype(np.float32)),
             _one_hot(brand, self._idx("brands")),
