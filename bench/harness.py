@@ -79,8 +79,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def wrk(port: int, body: Path, ctype: str, connections: int, seconds: int, accept: str = "*/*"
-        ) -> dict[str, float]:
+def wrk(port: int, body: Path, ctype: str, connections: int, seconds: int, accept: str = "*/*",
+        path: str = "/invocations") -> dict[str, float]:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk; ./run setup does it)")
     script = RESULTS / "post.lua"
@@ -88,7 +88,7 @@ def wrk(port: int, body: Path, ctype: str, connections: int, seconds: int, accep
     script.write_text(LUA)
     env = {**os.environ, "WRK_BODY": str(body), "WRK_CTYPE": ctype, "WRK_ACCEPT": accept}
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script),
-                          f"http://127.0.0.1:{port}/invocations"], env=env, capture_output=True,
+                          f"http://127.0.0.1:{port}{path}"], env=env, capture_output=True,
                          text=True, check=True).stdout
     match = re.search(r"^JSON (.*)$", out, re.M)
     assert match, out

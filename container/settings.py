@@ -172,7 +172,8 @@ class Settings:
     )
     auth: str = env(
         "MLAPP_AUTH", "auto",
-        "Portal API keys: required, off, or auto (required once a key exists).", _auth,
+        "Portal API keys: required, off, or auto (required once any key was created, even if revoked).",
+        _auth,
     )
     job_worker: bool = env(
         "MLAPP_JOB_WORKER", True, "Run queued batch jobs in this serve process's workers.", _bool,

@@ -32,6 +32,7 @@ from inference.predictors import Predictor
 log = logging.getLogger("inference.app")
 access = logging.getLogger("inference.access")
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+TARGET_MODEL = "X-Amzn-SageMaker-Target-Model"
 REQUEST_ID_HEADERS = ("X-Amzn-SageMaker-Inference-Id", "X-Request-Id")
 
 
@@ -194,6 +195,10 @@ def create_app(
 
     @app.post("/invocations")
     def invocations() -> Response:
+        target = request.headers.get(TARGET_MODEL)
+        repository = app.extensions.get("repository")
+        if target and repository is not None:
+            return invoke(repository.target(target), settings)
         model = holder.get(wait=load_wait)
         return invoke(model, settings)
 

@@ -290,6 +290,14 @@ class Outputs:
     columns: dict[str, Sequence[Any]]
     csv_columns: Sequence[str]
 
+    def jsonl(self) -> str:
+        """One JSON object per row, built column-wise (bulk results of batch jobs)."""
+        if not self.columns or not len(next(iter(self.columns.values()))):
+            return ""
+        text = pd.DataFrame(self.columns).to_json(orient="records", lines=True, force_ascii=False,
+                                                  double_precision=15)
+        return text if text.endswith("\n") else text + "\n"
+
     def rows(self) -> list[dict[str, Any]]:
         names = list(self.columns)
         return [dict(zip(names, values, strict=True)) for values in zip(*self.columns.values(),

@@ -365,7 +365,7 @@ class JobService:
                 ms = (time.perf_counter() - t0) * 1000 / max(1, len(frame))
                 if row["output_location"]:
                     kind = "s3" if row["output_location"].startswith("s3://") else "file"
-                    body = "".join(json.dumps(r, default=str) + "\n" for r in outputs.rows())
+                    body = outputs.jsonl()
                     sources.write_part(kind, row["output_location"], part, body)
                     rows: list[dict[str, Any]] = []
                 else:

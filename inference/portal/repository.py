@@ -107,11 +107,28 @@ class Repository:
             self._loaded[(f"mme:{name}", "")] = predictor
 
     def mme_get(self, name: str) -> Predictor:
+        key = (f"mme:{name}", "")
         with self._lock:
-            predictor = self._loaded.get((f"mme:{name}", ""))
+            predictor = self._loaded.get(key)
+            path = self._mme.get(name)
+        if predictor is None and path is not None:  # pushed out of the LRU cache: load it again
+            predictor = self._loader(path, self.threads, name)
+            with self._lock:
+                self._loaded[key] = predictor
         if predictor is None:
             raise NotFound(f"Model not found: {name}")
         return predictor
+
+    def target(self, target: str) -> Predictor:
+        """The model an X-Amzn-SageMaker-Target-Model header names: a model loaded through
+        POST /models, else ``<name>[/<version>]`` of the repository (``.tar.gz`` is ignored)."""
+        ref = target.strip().removesuffix(".tar.gz").strip("/")
+        with self._lock:
+            loaded = ref in self._mme
+        if loaded:
+            return self.mme_get(ref)
+        name, _, version = ref.partition("/")
+        return self.predictor(name, version or None)[1]
 
     def mme_unload(self, name: str) -> None:
         with self._lock:

@@ -252,6 +252,15 @@ def test_multi_model_endpoint_api(client: FlaskClient, model_repository: Path) -
     assert client.get("/models").get_json() == {"models": [{"modelName": "g2", "modelUrl": url}]}
     inv = client.post("/models/g2/invoke", json=records(2), headers={"X-Amzn-SageMaker-Target-Model": "g2.tar.gz"})
     assert inv.status_code == 200 and len(inv.get_json()["predictions"]) == 2
+    # the header on plain /invocations picks the model: a loaded one, or <name>/<version> of the repository
+    via_header = client.post("/invocations", json=records(2), headers={"X-Amzn-SageMaker-Target-Model": "g2.tar.gz"})
+    assert via_header.get_json() == inv.get_json()
+    v1 = client.post("/invocations", json=records(2), headers={"X-Amzn-SageMaker-Target-Model": "gender/v1"})
+    default = client.post("/invocations", json=records(2))
+    assert v1.status_code == 200 and v1.get_json() == default.get_json()  # v1 is the default model's copy
+    assert v1.get_json() != inv.get_json()
+    missing = client.post("/invocations", json=records(1), headers={"X-Amzn-SageMaker-Target-Model": "nope"})
+    assert missing.status_code == 404 and "Unknown model 'nope'" in err(missing)
     assert client.delete("/models/g2").status_code == 200
     gone = client.post("/models/g2/invoke", json=records(1))
     assert gone.status_code == 404 and err(gone) == "Model not found: g2"

@@ -205,7 +205,8 @@ def _bag(rows: np.ndarray, values: np.ndarray, index: pd.Index, n: int) -> sp.cs
     """Binary bag-of-tokens matrix (n, len(index))."""
     if values.size == 0 or len(index) == 0:
         return sp.csr_matrix((n, len(index)), dtype=np.float32)
-    cols = index.get_indexer(values.astype(str))
+    strings = values.dtype == object and set(map(type, values)) == {str}
+    cols = index.get_indexer(values if strings else values.astype(str))
     keep = cols >= 0
     mat = sp.csr_matrix(
         (np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])),
@@ -320,7 +321,7 @@ class DevicePipeline:
     # --- transforming ------------------------------------------------------------
     def _idx(self, name: str) -> pd.Index:
         if name not in self._index:
-            self._index[name] = pd.Index(getattr(self, name))
+            self._index[name] = pd.Index(getattr(self, name), dtype=object)
         return self._index[name]
 
     def _dense(self, lists: _Lists, n: int) -> np.ndarray:
