@@ -10,7 +10,8 @@ import logging
 import queue
 import random
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from inference import metrics
@@ -29,6 +30,7 @@ class CaptureItem:
     records: list[dict[str, Any]]
     outputs: Outputs
     latency_ms: float
+    started_at: float = field(default_factory=time.time)
 
 
 class Capture:
@@ -58,12 +60,11 @@ class Capture:
         while True:
             item = self.queue.get()
             try:
-                pid = self.store.insert_prediction(
-                    kind="capture", status="RUNNING", model_name=item.model_name,
-                    model_version=item.model_version, input_spec={"inline_records": len(item.records)},
-                    rows_total=len(item.records), request_id=item.request_id, started=True)
-                self.store.record_online(pid, result_rows(item.records, item.outputs, 0,
-                                                          item.latency_ms / max(1, len(item.records))))
+                self.store.insert_finished(
+                    kind="capture", model_name=item.model_name, model_version=item.model_version,
+                    input_spec={"inline_records": len(item.records)}, request_id=item.request_id,
+                    started_at=item.started_at, rows=result_rows(
+                        item.records, item.outputs, 0, item.latency_ms / max(1, len(item.records))))
                 self.recorded += 1
                 metrics.CAPTURE.labels("recorded").inc()
             except Exception as exc:  # the store is down or slow: count, log, carry on

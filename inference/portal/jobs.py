@@ -227,22 +227,25 @@ class JobService:
                     frame: pd.DataFrame, truths: list[Any] | None, request_id: str | None,
                     compare_of: str | None) -> dict[str, Any]:
         entry, predictor = self.repo.predictor(name, version)
-        pid = self.store.insert_prediction(
-            kind="online", status=Status.RUNNING.value, model_name=entry.name, model_version=entry.version,
-            input_spec={"inline_records": len(records)}, rows_total=len(records), compare_of=compare_of,
-            request_id=request_id, started=True)
+        pid, started = str(uuid.uuid4()), time.time()
+        record: dict[str, Any] = {"kind": "online", "model_name": entry.name, "model_version": entry.version,
+                  "input_spec": {"inline_records": len(records)}, "started_at": started,
+                  "request_id": request_id, "compare_of": compare_of, "prediction_id": pid}
         token = prediction_id_var.set(pid)
         try:
             t0 = time.perf_counter()
             outputs = predictor.predict(Inputs(table=frame))
             ms = (time.perf_counter() - t0) * 1000
-        except Exception as exc:
-            self.store.transition(pid, [Status.RUNNING.value], Status.FAILED.value,
-                                  error=str(exc)[:1000], finished_at=time.time())
+        except Exception as exc:  # recorded as FAILED, then answered by the error handler
+            message = exc.message if isinstance(exc, BadInput) else f"{type(exc).__name__}: {exc}"
+            self.store.insert_finished(**record, rows=[], error=message[:1000])
             raise
         finally:
             prediction_id_var.reset(token)
-        self.store.record_online(pid, result_rows(records, outputs, 0, ms / max(1, len(records)), truths))
+        # Recorded after the prediction, in one commit: a crash in between loses only the record of a
+        # call whose caller got no answer either.
+        self.store.insert_finished(**record, rows=result_rows(records, outputs, 0, ms / max(1, len(records)),
+                                                              truths))
         metrics.ROWS.labels("portal_invoke", entry.name, entry.version).inc(len(records))
         return {"prediction_id": pid, "model": {"name": entry.name, "version": entry.version},
                 "predictions": outputs.rows()}

@@ -263,12 +263,23 @@ class Store:
                 predictions.c.status == "RUNNING").values(**values))
         return bool(res.rowcount)
 
-    def record_online(self, prediction_id: str, rows: list[dict[str, Any]]) -> None:
+    def insert_finished(self, *, kind: str, model_name: str, model_version: str, input_spec: dict[str, Any],
+                        rows: list[dict[str, Any]], started_at: float, request_id: str | None = None,
+                        compare_of: str | None = None, prediction_id: str | None = None,
+                        error: str | None = None) -> str:
+        """An online prediction (or a capture) that already ran: its record and its result rows in
+        one transaction, one commit (the cost that matters on PostgreSQL)."""
+        pid = prediction_id or str(uuid.uuid4())
         with self.engine.begin() as conn:
+            conn.execute(predictions.insert().values(
+                id=pid, kind=kind, status="FAILED" if error else "SUCCEEDED", model_name=model_name,
+                model_version=model_version, input_spec=json.dumps(input_spec, default=str),
+                rows_total=len(rows) if not error else int(input_spec.get("inline_records", 0)),
+                rows_done=len(rows), attempts=1, compare_of=compare_of, request_id=request_id, error=error,
+                created_at=started_at, started_at=started_at, finished_at=_now()))
             if rows:
-                conn.execute(prediction_rows.insert(), [{"prediction_id": prediction_id, **r} for r in rows])
-            conn.execute(predictions.update().where(predictions.c.id == prediction_id).values(
-                status="SUCCEEDED", rows_done=len(rows), rows_total=len(rows), finished_at=_now()))
+                conn.execute(prediction_rows.insert(), [{"prediction_id": pid, **r} for r in rows])
+        return pid
 
     def rows(self, prediction_id: str, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         q = (sa.select(prediction_rows).where(prediction_rows.c.prediction_id == prediction_id)
