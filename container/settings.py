@@ -160,6 +160,11 @@ class Settings:
         "Where the portal keeps its SQLite file and job results.",
         shown_default="$SM_BASE_DIR/mlapp",
     )
+    durable_records: bool = env(
+        "MLAPP_DURABLE_RECORDS", False,
+        "Wait for PostgreSQL's WAL flush when recording online calls and captures (about 4x slower).",
+        _bool,
+    )
     capture_percent: float = env(
         "DATA_CAPTURE_PERCENT", 0.0,
         "Share of /invocations calls recorded in the portal store (0-100).", _percent,

@@ -71,7 +71,7 @@ def _id(data: dict[str, Any], key: str = "prediction_id") -> str:
 
 
 def build_services(settings: Settings) -> tuple[Store, Repository, JobService]:
-    store = Store(settings.resolved_database_url)
+    store = Store(settings.resolved_database_url, durable_records=settings.durable_records)
     store.migrate()
     repo_root = Path(settings.model_repository) if settings.model_repository else settings.paths.models_dir
     repo = Repository(repo_root, settings.paths.model_dir, settings.model_threads)

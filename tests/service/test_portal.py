@@ -399,3 +399,21 @@ def test_lease_takeover_resumes_without_losing_or_duplicating_rows(app: Flask, c
     assert done["results"]["total"] == 100 and len(rows) == 100
     # The zombie's late write is refused: its lease is gone.
     assert not service.store.commit_chunk(claim, [], 50, 30)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("durable", [False, True])
+def test_online_records_skip_the_wal_flush_unless_durable(pg_url: str, durable: bool) -> None:
+    import sqlalchemy as sa
+
+    from inference.portal.store import Store
+
+    store = Store(pg_url, durable_records=durable)
+    _OPEN.append(store)
+    store.migrate()
+    seen: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    pid = store.insert_finished(kind="online", model_name="g", model_version="v", input_spec={"inline_records": 1},
+                                rows=[{"row_index": 0, "input_sha256": "0" * 64, "output": "{}"}], started_at=1.0)
+    assert store.get(pid)["status"] == "SUCCEEDED" and store.row_count(pid) == 1  # type: ignore[index]
+    assert ("SET LOCAL synchronous_commit TO OFF" in seen) is (not durable)
