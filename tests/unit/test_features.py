@@ -76,3 +76,18 @@ def test_parquet_style_array_cells_give_the_same_features() -> None:
     for column in features.LIST_FIELDS:
         arrays[column] = [np.asarray(v) for v in frame[column]]
     assert (pipe.transform(arrays) != pipe.transform(frame)).nnz == 0
+
+
+def test_small_and_large_timestamp_paths_agree() -> None:
+    """A few timestamps are parsed in Python (request latency), many with pandas: same answers."""
+    values = np.array([1462096800, "1462096800", "2016-05-01 10:15:00", "2016-05-01T10:45:00+08:00",
+                       "2016-05-01T10:50:00Z", None, float("nan"), 1.5e12, "2016-05-07", " 2016-05-07 23:59:59 ",
+                       "20160502", -5, "1e9", "1.5e12", "2016-05-01 10:15:00.5"], dtype=object)
+    assert all(decided for _, decided in map(features._parse_one, values))  # the Python path is taken
+    hour, weekday, ok = features._hours_and_weekdays(values)
+    stamps = features._parse_times(values)
+    assert ok.tolist() == stamps.notna().tolist()
+    assert hour[ok].tolist() == stamps.dt.hour[ok].astype(int).tolist()
+    assert weekday[ok].tolist() == stamps.dt.day_of_week[ok].astype(int).tolist()
+    # an epoch beyond pandas' range is unreadable in both paths, never an exception
+    assert not features._parse_times(np.array([1e15, "1e15"], dtype=object)).notna().any()

@@ -23,9 +23,11 @@ vectorised with pandas/numpy over whole frames (batch jobs run millions of recor
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +111,48 @@ _STAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # TalkingData's layout: pandas' fast path
 _TZ_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
 
 
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_EPOCH_LIMIT = 9.2e9  # pandas' nanosecond datetimes end in 2262: the same bound for both paths
+_SMALL = 256  # below this many timestamps pandas' per-call overhead outweighs its vector speed
+
+
+def _parse_one(value: Any) -> tuple[dt.datetime | None, bool]:
+    """One timestamp as _parse_times reads it, and whether this path could decide (else: pandas)."""
+    if _is_missing(value):
+        return None, True
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not _NUMBER.match(text):
+            try:
+                return dt.datetime.fromisoformat(text).replace(tzinfo=None), True  # wall clock, as written
+            except ValueError:
+                return None, False
+        seconds = float(text)
+    else:
+        return None, False
+    if not math.isfinite(seconds) or abs(seconds) > _EPOCH_LIMIT:
+        return None, True
+    return dt.datetime(1970, 1, 1) + dt.timedelta(seconds=seconds), True
+
+
+def _hours_and_weekdays(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hour, weekday, readable) per timestamp; a few are parsed in Python, many with pandas."""
+    if values.size <= _SMALL:
+        results = [_parse_one(v) for v in values]
+        if all(decided for _, decided in results):
+            parsed = [p for p, _ in results]
+            ok = np.array([p is not None for p in parsed], dtype=bool)
+            hour = np.array([p.hour if p else 0 for p in parsed], dtype=np.int64)
+            weekday = np.array([p.weekday() if p else 0 for p in parsed], dtype=np.int64)
+            return hour, weekday, ok
+    stamps = _parse_times(values)
+    ok = stamps.notna().to_numpy()
+    return (stamps.dt.hour.to_numpy(na_value=0).astype(np.int64),
+            stamps.dt.day_of_week.to_numpy(na_value=0).astype(np.int64), ok)
+
+
 def _parse_times(values: np.ndarray) -> pd.Series:
     """Wall-clock datetimes (NaT where unreadable) from text or epoch seconds, freely mixed.
 
@@ -120,6 +164,7 @@ def _parse_times(values: np.ndarray) -> pd.Series:
     is_num = pd.Series(False, index=raw.index)
     if set(map(type, values)) - {str}:
         num = pd.to_numeric(raw.where(raw.map(lambda v: not isinstance(v, str))), errors="coerce")
+        num = num.where(num.abs() <= _EPOCH_LIMIT)  # beyond pandas' datetimes: unreadable, not an error
         is_num = num.notna()
         if is_num.any():
             stamps[is_num] = pd.to_datetime(num[is_num], unit="s", errors="coerce")
@@ -131,6 +176,7 @@ def _parse_times(values: np.ndarray) -> pd.Series:
         if bad.any():
             retry = text[bad].str.strip()
             num = pd.to_numeric(retry, errors="coerce")
+            num = num.where(num.abs() <= _EPOCH_LIMIT)
             wall = retry.str.replace(_TZ_SUFFIX, "", regex=True)
             try:
                 from_text = pd.to_datetime(wall, format="mixed", errors="coerce")
@@ -188,9 +234,15 @@ def normalise_records(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _is_missing(value: Any) -> bool:
+    return (value is None or value is pd.NA or value is pd.NaT
+            or (isinstance(value, float) and math.isnan(value)))
+
+
 def _strings(series: pd.Series) -> pd.Series:
-    text = series.astype(object).where(series.notna(), "")
-    return text.astype(str).str.strip()
+    # a comprehension: pandas' string methods loop in Python too, after costly conversions
+    return pd.Series(["" if _is_missing(v) else str(v).strip() for v in series.tolist()],
+                     index=series.index, dtype=object)
 
 
 def _vocab(values: np.ndarray, min_count: int, limit: int) -> list[str]:
@@ -233,11 +285,8 @@ def _time_features(lists: _Lists, n: int) -> tuple[np.ndarray, np.ndarray, np.nd
     hours: np.ndarray = np.zeros((n, 24))
     weekend: np.ndarray = np.zeros(n)
     if values.size:
-        stamps = _parse_times(values)
-        ok = stamps.notna().to_numpy()
-        hr = stamps.dt.hour.to_numpy()[ok].astype(np.int64)
-        wd = stamps.dt.day_of_week.to_numpy()[ok].astype(np.int64)
-        r = rows[ok]
+        hour, weekday, ok = _hours_and_weekdays(values)
+        hr, wd, r = hour[ok], weekday[ok], rows[ok]
         hours = np.bincount(r * 24 + hr, minlength=n * 24).reshape(n, 24).astype(np.float64)
         weekend = np.bincount(r, weights=(wd >= 5).astype(np.float64), minlength=n)
         counts = np.bincount(r, minlength=n).astype(np.float64)
