@@ -115,9 +115,16 @@ def _jsonl_chunks(path: Path, chunk_rows: int, skip_chunks: int) -> Iterator[pd.
     import pyarrow.json as pj
 
     emitted = skip_chunks
+    read_options = pj.ReadOptions(block_size=4 << 20, use_threads=False)
     try:
+        # pyarrow turns timestamp-looking text into timestamps; records must reach the model (and
+        # the recorded input hashes) as they were written, so those fields are declared text.
         with pa.OSFile(str(path), "rb") as source:  # a plain file: a memory map would count in RSS
-            reader = pj.open_json(source, read_options=pj.ReadOptions(block_size=4 << 20, use_threads=False))
+            inferred = pj.open_json(source, read_options=read_options).schema
+        textual = pa.schema([pa.field(f.name, _as_text(f.type)) for f in inferred])
+        parse_options = pj.ParseOptions(explicit_schema=textual) if textual != inferred else None
+        with pa.OSFile(str(path), "rb") as source:
+            reader = pj.open_json(source, read_options=read_options, parse_options=parse_options)
             pending: list[pa.RecordBatch] = []
             buffered = seen = 0
             for batch in reader:
@@ -137,6 +144,18 @@ def _jsonl_chunks(path: Path, chunk_rows: int, skip_chunks: int) -> Iterator[pd.
     except pa.ArrowInvalid:
         pass
     yield from _jsonl_python(path, chunk_rows, emitted)
+
+
+def _as_text(kind: Any) -> Any:
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_time(kind):
+        return pa.string()
+    if pa.types.is_list(kind):
+        return pa.list_(_as_text(kind.value_type))
+    if pa.types.is_struct(kind):
+        return pa.struct([pa.field(f.name, _as_text(f.type)) for f in kind])
+    return kind
 
 
 def _jsonl_python(path: Path, chunk_rows: int, skip_chunks: int) -> Iterator[pd.DataFrame]:

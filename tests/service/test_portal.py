@@ -109,6 +109,11 @@ def test_create_from_a_location_with_an_output_location(app: Flask, client: Flas
     assert [p.name for p in parts] == ["part-000000.jsonl", "part-000001.jsonl", "part-000002.jsonl"]
     lines = [json.loads(line) for p in parts for line in p.read_text().splitlines()]
     assert len(lines) == 70 and all(r["label"] in {"F", "M"} for r in lines)
+    # the same records sent online get the same answers: each reader hands the model what was written
+    online = client.post("/api/providers/prediction/invoke", json={
+        "model": {"name": "gender", "version": done["model"]["version"]},
+        "input": json.loads(frame.to_json(orient="records"))}).get_json()["predictions"]
+    assert [r["probability"] for r in lines] == pytest.approx([r["probability"] for r in online], abs=1e-6)
 
 
 def test_bad_create_requests(client: FlaskClient, tmp_path: Path) -> None:

@@ -43,3 +43,14 @@ def test_jsonl_with_a_broken_line_names_it(tmp_path: Path) -> None:
     path.write_text('{"i": 0}\n{"i": 1}\n{"i": \n')
     with pytest.raises(BadInput, match="line 3 is not valid JSON"):
         list(sources.chunks(path, "jsonl", 2))
+
+
+def test_jsonl_timestamps_stay_the_text_they_were(tmp_path: Path) -> None:
+    """pyarrow would read these as timestamps (and records would come back as epoch numbers)."""
+    rows = [{"i": n, "t": "2016-05-07 16:44:01", "ts": ["2016-05-01 10:00:00", "2016-05-02T11:00:00"],
+             "nested": {"at": "2016-05-03 12:00:00"}} for n in range(3)]
+    path = tmp_path / "times.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    frame = next(sources.chunks(path, "jsonl", 10))
+    back = json.loads(frame.to_json(orient="records"))
+    assert back == rows
