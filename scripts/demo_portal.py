@@ -62,24 +62,24 @@ def run(work: Path) -> list[subprocess.Popen[bytes]]:
     say(f"portal: serving on {base} (store: SQLite in {portal / 'mlapp'}; page: {base}/mlapp/)")
     headers = {"Content-Type": "application/json"}
 
-    def post(path: str, body: object) -> tuple[int, dict[str, str], bytes]:
+    def post(path: str, body: object) -> tuple[int, bytes, dict[str, str]]:
         return http("POST", base + path, json.dumps(body).encode(), headers)
 
     show("models in the repository", *http("GET", f"{base}/api/models"))
-    status, hdrs, raw = post("/api/providers/prediction/create", {
+    status, raw, hdrs = post("/api/providers/prediction/create", {
         "model": "gender", "input": {"location": str(data / "devices.jsonl")},
         "output_location": str(portal / "results")})
     show("create: a batch job over 5,000 records in a JSON Lines file", status, raw, hdrs)
     pid = json.loads(raw)["prediction_id"]
     while True:
-        status, hdrs, raw = http("GET", f"{base}/api/providers/prediction/check?prediction_id={pid}")
+        status, raw, hdrs = http("GET", f"{base}/api/providers/prediction/check?prediction_id={pid}")
         state = json.loads(raw)
         if state["status"] not in ("QUEUED", "RUNNING"):
             break
         time.sleep(0.2)
     show("check: the finished job (results written as JSON Lines parts)", status, raw, hdrs)
     records = json.loads(frame.head(200).to_json(orient="records"))
-    status, hdrs, raw = post("/api/providers/prediction/invoke", {
+    status, raw, hdrs = post("/api/providers/prediction/invoke", {
         "model": {"name": "gender", "version": "v2"}, "input": records, "compare_with": "v1"})
     online = json.loads(raw)
     print(f"   invoke: HTTP {status}, 200 records with their true gender scored by v2 and, as a shadow, v1;"
