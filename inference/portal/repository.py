@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ class ModelEntry:
 
 class Repository:
     def __init__(self, root: Path | None, default_dir: Path | None, threads: int = 1,
-                 max_loaded: int = 8, loader: Callable[[Path, int, str], Predictor] | None = None) -> None:
+                 max_loaded: int = 8, loader: Callable[[Path, int, str], Predictor] | None = None,
+                 rescan_seconds: float = 2.0) -> None:
         self.root = root
         self.default_dir = default_dir
         self.threads = threads
@@ -48,9 +50,20 @@ class Repository:
         self._loaded: OrderedDict[tuple[str, str], Predictor] = OrderedDict()
         self._lock = threading.Lock()
         self._mme: dict[str, Path] = {}
+        self.rescan_seconds = rescan_seconds
+        self._scanned: tuple[float, list[ModelEntry]] | None = None
 
     # --- discovery -------------------------------------------------------------------
     def entries(self) -> list[ModelEntry]:
+        """The repository's models, rescanned at most every ``rescan_seconds`` (a scan reads every
+        manifest: per request it cost more than the prediction)."""
+        now = time.monotonic()
+        scanned = self._scanned
+        if scanned is None or now - scanned[0] >= self.rescan_seconds:
+            scanned = self._scanned = (now, self._scan())
+        return scanned[1]
+
+    def _scan(self) -> list[ModelEntry]:
         found: dict[tuple[str, str], ModelEntry] = {}
         if self.default_dir is not None and (self.default_dir / manifest_io.MANIFEST).is_file():
             m = manifest_io.read(self.default_dir)
