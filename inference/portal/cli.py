@@ -22,7 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from container.settings import Settings, SettingsError
 from inference.portal.auth import hash_key, new_key
-from inference.portal.store import Store, StoreError
+from inference.portal.jobs import Status
+from inference.portal.store import Store
 
 
 def _when(stamp: float | None) -> str:
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key", help="key id or name")
     sub.add_parser("migrate", help="apply schema migrations")
     job_list = sub.add_parser("jobs", help="list recent predictions")
-    job_list.add_argument("--status", choices=["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"])
+    job_list.add_argument("--status", choices=list(Status.__members__))
     job_list.add_argument("--limit", type=int, default=20)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
@@ -62,7 +63,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         store = Store(url)
         store.migrate()
         return _dispatch(store, args)
-    except (StoreError, SQLAlchemyError) as exc:
+    except SQLAlchemyError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"mlapp: the store at {url} failed: {first}", file=sys.stderr)
         return 1

@@ -162,7 +162,7 @@ def _jsonl_python(path: Path, chunk_rows: int, skip_chunks: int) -> Iterator[pd.
     with path.open("rb") as handle:
         number = 0
         while True:
-            lines = [line for line in itertools.islice(handle, chunk_rows)]
+            lines = list(itertools.islice(handle, chunk_rows))
             if not lines:
                 return
             if number >= skip_chunks:

@@ -80,10 +80,6 @@ MIGRATIONS: list[tuple[int, Sequence[sa.Table], Sequence[str]]] = [
 ]
 
 
-class StoreError(RuntimeError):
-    """The database could not be reached or refused the operation."""
-
-
 @dataclass(frozen=True)
 class Claim:
     prediction_id: str
@@ -127,7 +123,6 @@ class Store:
 
     def __init__(self, url: str, durable_records: bool = False) -> None:
         self.url = url
-        self.durable_records = durable_records
         self.engine = engine_for(url)
         self.dialect = self.engine.dialect.name
         # Online calls and captures: on PostgreSQL, unless MLAPP_DURABLE_RECORDS, their commits do
@@ -285,14 +280,14 @@ class Store:
         """An online prediction (or a capture) that already ran: its record and its result rows in
         one transaction, one commit (the cost that matters on PostgreSQL)."""
         pid = prediction_id or str(uuid.uuid4())
-        for attempt in (1, 2):
-            try:
-                self._insert_finished(pid, kind, model_name, model_version, input_spec, rows, started_at,
-                                      request_id, compare_of, error)
-                return pid
-            except sa.exc.DBAPIError as exc:
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
+        args = (pid, kind, model_name, model_version, input_spec, rows, started_at, request_id,
+                compare_of, error)
+        try:
+            self._insert_finished(*args)
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            self._insert_finished(*args)  # the pool has dropped the dead connection: once more
         return pid
 
     def _insert_finished(self, pid: str, kind: str, model_name: str, model_version: str,
