@@ -88,7 +88,13 @@ def main(argv: list[str] | None = None) -> int:
 
         def load(self) -> Any:
             logs.configure(settings.log_level)
-            return create_app(settings)
+            app = create_app(settings)
+            # A worker enters gunicorn's accept loop only once its model is warm (or failed),
+            # so a /ping that reaches any worker means what it says. The wait stays inside
+            # gunicorn's worker timeout; a slower model goes on loading in the background and
+            # that worker's /ping answers 503 meanwhile.
+            app.extensions["model"].wait(settings.timeout * 0.5)
+            return app
 
     Server().run()
     return 0

@@ -26,6 +26,8 @@ def spec() -> dict[str, Any]:
         "type": "object", "required": ["name"], "properties": {
             "name": {"type": "string", "minLength": 1}, "version": {"type": "string"}}}]}
     records = {"type": "array", "minItems": 1, "items": {"type": "object"}}
+    location = {"type": "string", "minLength": 1, "pattern": r"\S",
+                "description": "A local path, file:// or s3:// URI under the allowed roots and schemes"}
     return {
         "openapi": "3.0.3",
         "info": {"title": "MLapp prediction portal", "version": "1.0.0",
@@ -40,10 +42,13 @@ def spec() -> dict[str, Any]:
                     "request_id": {"type": "string", "nullable": True}}},
                 "CreateRequest": {"type": "object", "required": ["model", "input"], "properties": {
                     "model": model_ref,
-                    "input": {"oneOf": [records, {"type": "object", "properties": {
-                        "records": records, "location": {"type": "string"},
-                        "format": {"type": "string", "enum": ["csv", "jsonl", "parquet"]}}}]},
-                    "output_location": {"type": "string"}}},
+                    "input": {"oneOf": [
+                        records,
+                        {"type": "object", "required": ["records"], "properties": {"records": records}},
+                        {"type": "object", "required": ["location"], "not": {"required": ["records"]},
+                         "properties": {"location": location, "format": {
+                             "type": "string", "enum": ["csv", "jsonl", "parquet"]}}}]},
+                    "output_location": location}},
                 "InvokeRequest": {"type": "object", "required": ["model", "input"], "properties": {
                     "model": model_ref, "input": records,
                     "compare_with": {"oneOf": [{"type": "string"}, {"type": "object", "properties": {
