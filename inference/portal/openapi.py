@@ -26,7 +26,7 @@ def spec() -> dict[str, Any]:
         "type": "object", "required": ["name"], "properties": {
             "name": {"type": "string", "minLength": 1}, "version": {"type": "string"}}}]}
     records = {"type": "array", "minItems": 1, "items": {"type": "object"}}
-    location = {"type": "string", "minLength": 1, "pattern": r"\S",
+    location = {"type": "string", "minLength": 1, "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$",
                 "description": "A local path, file:// or s3:// URI under the allowed roots and schemes"}
     return {
         "openapi": "3.0.3",
@@ -51,8 +51,9 @@ def spec() -> dict[str, Any]:
                     "output_location": location}},
                 "InvokeRequest": {"type": "object", "required": ["model", "input"], "properties": {
                     "model": model_ref, "input": records,
-                    "compare_with": {"oneOf": [{"type": "string"}, {"type": "object", "properties": {
-                        "model": model_ref}}]}}},
+                    "compare_with": {"oneOf": [
+                        {"type": "string", "description": "another version of the same model"},
+                        {"type": "object", "required": ["model"], "properties": {"model": model_ref}}]}}},
                 "IdRequest": {"type": "object", "required": ["prediction_id"], "properties": {
                     "prediction_id": {"type": "string", "minLength": 1}}},
                 "Prediction": {"type": "object", "required": ["prediction_id", "status", "model"], "properties": {

@@ -26,6 +26,8 @@ def parse_location(location: Any, allowed_schemes: tuple[str, ...], allowed_root
     """('file', absolute path) or ('s3', uri), after the allow-list checks."""
     if not isinstance(location, str) or not location.strip():
         raise BadInput("location must be a non-empty string")
+    if "\x00" in location:
+        raise BadInput("location must not contain a NUL character")
     parsed = urlparse(location)
     scheme = parsed.scheme or "file"
     if scheme not in allowed_schemes:

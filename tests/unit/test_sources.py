@@ -54,3 +54,10 @@ def test_jsonl_timestamps_stay_the_text_they_were(tmp_path: Path) -> None:
     frame = next(sources.chunks(path, "jsonl", 10))
     back = json.loads(frame.to_json(orient="records"))
     assert back == rows
+
+
+@pytest.mark.parametrize(("location", "message"), [
+    ("", "non-empty"), ("   ", "non-empty"), ("/tmp/a\x00b.csv", "NUL"), ("s3://bucket", "s3://bucket/key")])
+def test_unusable_locations_are_bad_input_naming_the_problem(tmp_path: Path, location: str, message: str) -> None:
+    with pytest.raises(BadInput, match=message):
+        sources.parse_location(location, ("file", "s3"), (tmp_path,))
