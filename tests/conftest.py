@@ -107,3 +107,23 @@ def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL schema (for the tests of several processes sharing one store)."""
     with pg_schema() as url:
         yield url
+
+
+@pytest.fixture
+def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3/SageMaker server on a free port; boto3 clients made without an endpoint use it."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.e2e.helpers import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    for key, value in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    try:
+        yield url
+    finally:
+        server.stop()

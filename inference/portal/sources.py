@@ -74,7 +74,15 @@ def local_copy(kind: str, where: str, workdir: Path) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=workdir, suffix="-" + Path(parsed.path).name)
     os.close(fd)
-    _s3_client().download_file(parsed.netloc, parsed.path.lstrip("/"), tmp)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        _s3_client().download_file(parsed.netloc, parsed.path.lstrip("/"), tmp)
+    except (ClientError, BotoCoreError) as exc:
+        os.unlink(tmp)
+        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+        reason = "no such object" if code in {"404", "NoSuchKey", "NoSuchBucket"} else str(exc)
+        raise BadInput(f"Cannot read input {where}: {reason}") from None
     return Path(tmp)
 
 

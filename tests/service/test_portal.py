@@ -116,6 +116,33 @@ def test_create_from_a_location_with_an_output_location(app: Flask, client: Flas
     assert [r["probability"] for r in lines] == pytest.approx([r["probability"] for r in online], abs=1e-6)
 
 
+def test_create_from_s3_with_results_to_s3(app: Flask, client: FlaskClient, moto_server: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="batch")
+    frame = factories.devices(60, seed=9).drop(columns=["gender"])
+    s3.put_object(Bucket="batch", Key="in/devices.jsonl", Body=frame.to_json(orient="records", lines=True).encode())
+    resp = client.post("/api/providers/prediction/create", json={
+        "model": "gender", "input": {"location": "s3://batch/in/devices.jsonl"},
+        "output_location": "s3://batch/out/run1"})
+    assert resp.status_code == 202, resp.get_json()
+    drain(app)
+    done = client.get(f"/api/providers/prediction/check?prediction_id={resp.get_json()['prediction_id']}").get_json()
+    assert done["status"] == "SUCCEEDED" and done["rows_done"] == 60, done
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="batch", Prefix="out/run1/")["Contents"])
+    assert keys == [f"out/run1/part-{n:06d}.jsonl" for n in range(3)]
+    lines = [json.loads(line) for key in keys
+             for line in s3.get_object(Bucket="batch", Key=key)["Body"].read().decode().splitlines()]
+    assert len(lines) == 60 and all(r["label"] in {"F", "M"} for r in lines)
+    missing = client.post("/api/providers/prediction/create", json={
+        "model": "gender", "input": {"location": "s3://batch/in/absent.jsonl"}})
+    assert missing.status_code == 202
+    drain(app)
+    failed = client.get(f"/api/providers/prediction/check?prediction_id={missing.get_json()['prediction_id']}").get_json()
+    assert failed["status"] == "FAILED" and failed["error"] == "Cannot read input s3://batch/in/absent.jsonl: no such object", failed
+
+
 def test_bad_create_requests(client: FlaskClient, tmp_path: Path) -> None:
     cases = [
         ({"model": "nope", "input": records(2)}, 404, "Unknown model 'nope'"),

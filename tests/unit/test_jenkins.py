@@ -127,21 +127,6 @@ def test_gate_cli_on_a_trained_model(gender_model, tmp_path: Path, capsys: pytes
 
 
 # --- SageMaker, against moto's server -------------------------------------------------------
-@pytest.fixture
-def moto_server() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    from tests.e2e.helpers import free_port
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 def test_sagemaker_deploy_creates_then_updates_the_endpoint(moto_server: str, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
