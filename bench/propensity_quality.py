@@ -7,7 +7,7 @@ held-out positive is ranked among the paper's 99 given negatives (validation cha
 epoch and samples/s on this machine.
 
     python -m bench.propensity_quality [--only popularity,mf,neumf,neumf64,wide_deep,neumf_pretrain]
-                                       [--epochs 20]
+                                       [--epochs 20] [--set key=value ...] [--tag name]
 """
 
 from __future__ import annotations
@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="popularity,mf,neumf,wide_deep,neumf_pretrain")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--workdir", type=Path, default=RESULTS / "work" / "ml1m")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a hyperparameter of the chosen runs (repeatable)")
+    parser.add_argument("--tag", default="", help="suffix for the result names (for variants)")
     args, _ = parser.parse_known_args(argv)
     ncf, raw = DATA / "ml-1m-ncf", DATA / "ml-1m-raw"
     if not (ncf / "ml-1m.train.rating").exists():
@@ -128,16 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     results_path = RESULTS / "propensity_quality.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
     for name in args.only.split(","):
-        hps = runs(args.epochs)[name]
+        hps = {**runs(args.epochs)[name], **dict(kv.split("=", 1) for kv in args.set)}
+        label = name + (f"_{args.tag}" if args.tag else "")
         if name == "wide_deep" and not (data / "users").exists():
             print("wide_deep skipped: ml-1m-raw users.dat/movies.dat not found")
             continue
-        print(f"== {name}: {hps}", flush=True)
-        got = train(args.workdir, data, name, hps)
-        results[name] = got
+        print(f"== {label}: {hps}", flush=True)
+        got = train(args.workdir, data, label, hps)
+        results[label] = got
         m = got["metrics"]
         paper = PAPER.get(name)
-        print(f"{name:15s} HR@10 {m['hr@10']:.4f} NDCG@10 {m['ndcg@10']:.4f}"
+        print(f"{label:15s} HR@10 {m['hr@10']:.4f} NDCG@10 {m['ndcg@10']:.4f}"
               + (f"  (paper {paper[0]:.4f} / {paper[1]:.4f})" if paper else "")
               + f"  best epoch {got['best_epoch']}/{got['epochs_done']}, "
               f"{got['seconds_per_epoch_median']}s/epoch, {got['samples_per_s_median']} samples/s, "
