@@ -108,3 +108,37 @@ def test_batch_csv_parse_matches_row_parse_and_names_bad_rows() -> None:
         codecs.decode_csv(broken + "\n" + "\n".join("1,2,3,4,5" for _ in range(20)))
     with_gap = "\n".join(["1,,3"] * 20)
     assert np.isnan(codecs.decode_csv(with_gap).matrix).sum() == 20  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("variant", ["plain", "crlf", "leading_blank_line", "short_row", "long_row", "text_cell"])
+def test_batch_csv_from_bytes_agrees_with_the_text_rules(variant: str) -> None:
+    rows = [[(i * 7 + j) / 3 for j in range(4)] for i in range(30)]
+    lines = [",".join(f"{v:.4f}" for v in r) for r in rows]
+    if variant == "short_row":
+        lines[12] = "1,2,3"
+    elif variant == "long_row":
+        lines[12] = "1,2,3,4,5"
+    elif variant == "text_cell":
+        lines[12] = "1,2,x,4"
+    text = ("\r\n" if variant == "crlf" else "\n").join(lines) + "\n"
+    if variant == "leading_blank_line":
+        text = "\n" + text
+    body = text.encode()
+    if variant in {"short_row", "long_row", "text_cell"}:
+        with pytest.raises(BadInput, match="row 13"):
+            codecs.decode(body, "text/csv")
+        return
+    matrix = codecs.decode(body, "text/csv").matrix
+    assert matrix is not None and matrix.dtype == np.float32 and matrix.flags["C_CONTIGUOUS"]
+    assert np.allclose(matrix, np.array(rows, dtype=np.float32), atol=1e-4)
+
+
+def test_large_json_answers_match_the_record_encoder() -> None:
+    n = 200
+    out = codecs.Outputs({"device_id": [f"d{i}" for i in range(n)], "label": ["M" if i % 3 else "F" for i in range(n)],
+                          "probability": [round(0.5 + i / (3 * n), 6) for i in range(n)], "n": list(range(n))},
+                         csv_columns=["label", "probability"])
+    body, ctype = codecs.encode(out, "application/json")
+    assert ctype == "application/json" and json.loads(body) == {"predictions": out.rows()}
+    mixed = codecs.Outputs({"items": [["a", "b"]] * n, "score": [0.5] * n}, csv_columns=["items"])
+    assert json.loads(codecs.encode(mixed, "application/json")[0]) == {"predictions": mixed.rows()}
