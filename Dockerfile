@@ -15,6 +15,8 @@ RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp
  && find /opt/venv/lib -depth -type d -name tests -path "*site-packages/scipy/*" -exec rm -rf {} + \
  && find /opt/venv/lib -depth -type d -name tests -path "*site-packages/sklearn/*" -exec rm -rf {} + \
  && find /opt/venv/lib -type d -name include -path "*site-packages/tensorflow/*" -prune -exec rm -rf {} +
+# libclang (62 MB) comes with tensorflow for its build tooling; nothing imports it at run time
+RUN rm -rf /opt/venv/lib/python3*/site-packages/clang /opt/venv/lib/python3*/site-packages/libclang*
 COPY pyproject.toml README.md /src/
 COPY container /src/container
 COPY training /src/training
