@@ -317,9 +317,12 @@ def _rows(outputs: Outputs) -> int:
     return len(next(iter(outputs.columns.values()))) if outputs.columns else 0
 
 
+_SCALARS = (str, int, float, bool)
+
+
 def _scalar_columns(outputs: Outputs) -> bool:
-    """Plain str/int/float values only (lists and None keep the exact json.dumps path)."""
-    return all(type(col[0]) in (str, int, float) and type(col[-1]) in (str, int, float)
+    """Plain str/int/float/bool values only (lists and None keep the exact json.dumps path)."""
+    return all(type(col[0]) in _SCALARS and type(col[-1]) in _SCALARS
                for col in outputs.columns.values())
 
 

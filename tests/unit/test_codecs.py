@@ -136,7 +136,8 @@ def test_batch_csv_from_bytes_agrees_with_the_text_rules(variant: str) -> None:
 def test_large_json_answers_match_the_record_encoder() -> None:
     n = 200
     out = codecs.Outputs({"device_id": [f"d{i}" for i in range(n)], "label": ["M" if i % 3 else "F" for i in range(n)],
-                          "probability": [round(0.5 + i / (3 * n), 6) for i in range(n)], "n": list(range(n))},
+                          "probability": [round(0.5 + i / (3 * n), 6) for i in range(n)], "n": list(range(n)),
+                          "cold_start": [i % 7 == 0 for i in range(n)]},
                          csv_columns=["label", "probability"])
     body, ctype = codecs.encode(out, "application/json")
     assert ctype == "application/json" and json.loads(body) == {"predictions": out.rows()}
