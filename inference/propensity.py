@@ -123,14 +123,14 @@ class PropensityPredictor:
             raise BadInput("Every record needs a non-empty 'user'")
         icol = _column(table, ITEM_KEYS)
         u = self.users.encode(table[ucol])
-        users_out = [_plain(v) for v in table[ucol].tolist()]
+        users_out = _plain_all(table[ucol].tolist())
         if icol is not None:
             if table[icol].isna().any():
                 raise BadInput("Every pair record needs a non-empty 'item'")
             i = self.items.encode(table[icol])
             s = self.score_indices(u, i)
             return Outputs(columns={
-                "user": users_out, "item": [_plain(v) for v in table[icol].tolist()],
+                "user": users_out, "item": _plain_all(table[icol].tolist()),
                 "score": np.round(s, 6).tolist(), "cold_start": ((u < 0) | (i < 0)).tolist(),
             }, csv_columns=["user", "item", "score"])
         ks = table["k"].tolist() if "k" in table.columns else [None] * len(table)
@@ -169,6 +169,13 @@ class PropensityPredictor:
             flat = np.asarray(values[0] if values and isinstance(values[0], list) else values, dtype=float)
             if not np.all(np.isfinite(flat)):
                 raise RuntimeError("warm-up propensity scores are not finite")
+
+
+def _plain_all(values: list[Any]) -> list[Any]:
+    """Ids as given; strings (the usual case) pass through untouched."""
+    if all(type(v) is str for v in values):
+        return values
+    return [_plain(v) for v in values]
 
 
 def _plain(value: Any) -> Any:
