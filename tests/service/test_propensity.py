@@ -74,6 +74,14 @@ def test_training_writes_curves_and_epoch_metric_lines(trained: dict[str, MLPath
     assert [h["epoch"] for h in history] == [1.0, 2.0]
 
 
+def test_learning_rate_decays_per_epoch(tmp_path: Path) -> None:
+    hps = {"algorithm": "gmf", **FAST, "epochs": 3, "learning_rate": 0.01, "lr_decay": 0.5}
+    paths = _opt_ml(tmp_path / "opt_ml", hps)
+    assert cli.run(paths, StopFlag())
+    history = json.loads((paths.output_data_dir / "evaluation.json").read_text())["history"]
+    assert [h["learning_rate"] for h in history] == pytest.approx([0.01, 0.005, 0.0025])
+
+
 def test_top_k_excludes_seen_items_and_respects_candidates(trained: dict[str, MLPaths]) -> None:
     model = predictors.load(trained["mf"].model_dir)
     import pandas as pd

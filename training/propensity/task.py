@@ -57,6 +57,8 @@ NEURAL = (
     HP("epochs", int, 20, "Training epochs.", min=1, max=1000, tunable=True),
     HP("batch_size", int, 1024, "Mini-batch size.", min=1, max=1_000_000, tunable=True),
     HP("learning_rate", float, 0.001, "Learning rate.", min=1e-6, max=10.0, tunable=True),
+    HP("lr_decay", float, 1.0, "Learning rate multiplied by this after every epoch (1 = constant).",
+       min=0.05, max=1.0, tunable=True),
     HP("optimizer", str, "adam", "Optimiser.", choices=("adam", "sgd", "adagrad")),
     HP("negatives", int, 4, "Negatives sampled per positive, resampled every epoch.", min=1, max=100,
        tunable=True),
@@ -276,7 +278,8 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
         evaluate = (evaluator(arch, case_users, candidates, k) if candidates is not None
                     else (lambda w: {}))
         base_cfg = dict(batch_size=params["batch_size"], negatives=params["negatives"],
-                        patience=params["patience"], monitor=monitor, seed=params["seed"])
+                        patience=params["patience"], monitor=monitor, seed=params["seed"],
+                        lr_decay=params["lr_decay"])
         pretrained = None
         if name == "neumf" and params["pretrain"]:
             pre_epochs = params["pretrain_epochs"] or params["epochs"]

@@ -35,6 +35,7 @@ class LoopConfig:
     monitor: str
     seed: int
     phase: str = "main"
+    lr_decay: float = 1.0
 
 
 @dataclass
@@ -146,6 +147,9 @@ def fit(model: Any, arch: dict[str, Any], train: Interactions, seen: SeenItems, 
             stopped = True
             epoch -= 1
             break
+        # From the epoch number, not from the optimizer's state: a resumed job decays the same.
+        lr = cfg.learning_rate * cfg.lr_decay ** (epoch - 1)
+        model.optimizer.learning_rate.assign(lr)
         rng = np.random.default_rng([cfg.seed, epoch])
         neg = sample_negatives(train.users, cfg.negatives, seen, rng, n_items)
         users = np.concatenate([train.users, np.repeat(train.users, cfg.negatives)]).astype(np.int32)
@@ -164,7 +168,7 @@ def fit(model: Any, arch: dict[str, Any], train: Interactions, seen: SeenItems, 
             break
         found = evaluate(networks.export(model))
         loss = float(hist.history["loss"][-1])
-        row = {"epoch": float(epoch), "train:loss": loss, "seconds": seconds,
+        row = {"epoch": float(epoch), "train:loss": loss, "learning_rate": lr, "seconds": seconds,
                "samples_per_s": users.size / max(seconds, 1e-9),
                **{f"validation:{k}": v for k, v in found.items()}}
         history.append(row)
