@@ -23,6 +23,7 @@ from training.gender.features import (
     LIST_FIELDS,
     DevicePipeline,
     NumericPipeline,
+    arrow_lists,
     is_raw_frame,
     load_pipeline,
 )
@@ -146,7 +147,7 @@ def _plain_id(value: Any) -> Any:
 def _check_record_types(table: pd.DataFrame) -> None:
     # set(map(type, ...)) runs in C; the per-record loop only runs to name a record that is wrong.
     for column in LIST_FIELDS:
-        if column in table.columns:
+        if column in table.columns and not arrow_lists(table[column].dtype):  # lists of plain values
             values = table[column].tolist()
             if dict in set(map(type, values)):
                 number = next(n for n, v in enumerate(values, start=1) if isinstance(v, dict))

@@ -86,6 +86,28 @@ def local_copy(kind: str, where: str, workdir: Path) -> Path:
     return Path(tmp)
 
 
+def _arrow_lists(kind: Any) -> pd.ArrowDtype | None:
+    """``types_mapper``: list columns of plain values stay Arrow arrays in the DataFrame.
+
+    Converting them the default way builds a numpy array per row, which cost more than the
+    model itself; the gender pipeline explodes such columns in Arrow (features.arrow_lists).
+    Lists of objects (``events``) convert as usual.
+    """
+    import pyarrow as pa
+
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        value = kind.value_type
+        if (pa.types.is_string(value) or pa.types.is_large_string(value) or pa.types.is_integer(value)
+                or pa.types.is_floating(value)):
+            return pd.ArrowDtype(kind)
+    return None
+
+
+def to_pandas(table: Any) -> pd.DataFrame:
+    """An Arrow table or record batch as the DataFrame a predictor reads."""
+    return table.to_pandas(types_mapper=_arrow_lists).reset_index(drop=True)
+
+
 def chunks(path: Path, fmt: str, chunk_rows: int, skip_chunks: int = 0) -> Iterator[pd.DataFrame]:
     """DataFrames of at most ``chunk_rows`` rows, after skipping ``skip_chunks`` chunks.
 
@@ -97,7 +119,7 @@ def chunks(path: Path, fmt: str, chunk_rows: int, skip_chunks: int = 0) -> Itera
         with pq.ParquetFile(path) as pf:
             for number, batch in enumerate(pf.iter_batches(batch_size=chunk_rows)):
                 if number >= skip_chunks:
-                    yield batch.to_pandas().reset_index(drop=True)
+                    yield to_pandas(batch)
         return
     if fmt == "jsonl" and not str(path).endswith(".gz"):
         yield from _jsonl_chunks(path, chunk_rows, skip_chunks)
@@ -144,12 +166,12 @@ def _jsonl_chunks(path: Path, chunk_rows: int, skip_chunks: int) -> Iterator[pd.
                     table = pa.Table.from_batches(pending)
                     head, tail = table.slice(0, chunk_rows), table.slice(chunk_rows)
                     if seen >= skip_chunks:
-                        yield head.to_pandas()
+                        yield to_pandas(head)
                         emitted = seen + 1
                     seen += 1
                     pending, buffered = tail.to_batches(), tail.num_rows
             if buffered and seen >= skip_chunks:
-                yield pa.Table.from_batches(pending).to_pandas()
+                yield to_pandas(pa.Table.from_batches(pending))
         return
     except pa.ArrowInvalid:
         pass

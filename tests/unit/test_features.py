@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from training.gender import features, synth
 
@@ -82,6 +84,7 @@ def test_small_and_large_timestamp_paths_agree() -> None:
     """A few timestamps are parsed in Python (request latency), many with pandas: same answers."""
     values = np.array([1462096800, "1462096800", "2016-05-01 10:15:00", "2016-05-01T10:45:00+08:00",
                        "2016-05-01T10:50:00Z", None, float("nan"), 1.5e12, "2016-05-07", " 2016-05-07 23:59:59 ",
+                       "3000-01-01 00:00:00", "1200-06-01 08:00:00",
                        "20160502", -5, "1e9", "1.5e12", "2016-05-01 10:15:00.5"], dtype=object)
     assert all(decided for _, decided in map(features._parse_one, values))  # the Python path is taken
     hour, weekday, ok = features._hours_and_weekdays(values)
@@ -91,3 +94,64 @@ def test_small_and_large_timestamp_paths_agree() -> None:
     assert weekday[ok].tolist() == stamps.dt.day_of_week[ok].astype(int).tolist()
     # an epoch beyond pandas' range is unreadable in both paths, never an exception
     assert not features._parse_times(np.array([1e15, "1e15"], dtype=object)).notna().any()
+
+
+def _odd_devices() -> pd.DataFrame:
+    """Synthetic devices plus the awkward cases: empty and missing lists, integer app ids, stamps
+    of every form (enough of them that the large-batch paths run), missing coordinates."""
+    frame = synth.generate(300, seed=5, n_apps=30).drop(columns=["gender"])
+    odd_stamps = ["1462096800", "2016-05-01T10:45:00+08:00", "2016-05-01T10:50:00Z", "not a time",
+                  " 2016-05-07 23:59:59 ", "2016-05-07", "3000-01-01 00:00:00", "1200-01-01 00:00:00",
+                  "2016-05-01 10:15:00.5", "2016-13-01 10:00:00", ""]
+    frame.at[0, "event_timestamps"] = odd_stamps
+    frame.at[0, "event_lats"] = [0.0] * len(odd_stamps)
+    frame.at[0, "event_lons"] = [0.0] * len(odd_stamps)
+    frame.at[1, "installed_apps"] = []
+    frame.at[2, "installed_apps"] = None
+    frame.at[3, "app_categories"] = None
+    for column in ("event_timestamps", "event_lats", "event_lons"):
+        frame.at[4, column] = None
+    frame.at[5, "phone_brand"] = None
+    return frame
+
+
+def test_arrow_list_columns_from_parquet_and_jsonl_give_the_same_features(tmp_path: Path) -> None:
+    """Batch jobs keep list columns in Arrow (no numpy array per row): same features, bit for bit."""
+    from inference.portal import sources
+
+    frame = _odd_devices()
+    pipe = features.DevicePipeline(min_count=1).fit(frame)
+    expected = pipe.transform(frame)
+    frame.to_parquet(tmp_path / "d.parquet")
+    frame.to_json(tmp_path / "d.jsonl", orient="records", lines=True)
+    for name in ("d.parquet", "d.jsonl"):
+        path = tmp_path / name
+        chunks = list(sources.chunks(path, sources.detect_format(name, None), 120))
+        assert features.arrow_lists(chunks[0]["installed_apps"].dtype), name  # the Arrow path is taken
+        got = sp.vstack([pipe.transform(c) for c in chunks]).tocsr()
+        assert got.shape == expected.shape
+        assert abs(got - expected).max() < 1e-6, name
+
+
+def test_integer_app_ids_in_arrow_match_their_text() -> None:
+    import pyarrow as pa
+
+    lists = [[101, 102], [], None, [103, 101]]
+    arrow = pd.DataFrame({"phone_brand": ["a"] * 4,
+                          "installed_apps": pd.array(lists, dtype=pd.ArrowDtype(pa.list_(pa.int64())))})
+    plain = pd.DataFrame({"phone_brand": ["a"] * 4, "installed_apps": [[str(v) for v in x or []] for x in lists]})
+    pipe = features.DevicePipeline(min_count=1).fit(plain)
+    assert pipe.apps and (pipe.transform(arrow) != pipe.transform(plain)).nnz == 0
+
+
+def test_arrow_timestamp_path_agrees_with_pandas() -> None:
+    import pyarrow as pa
+
+    values = ["2016-05-01 10:15:00", "1462096800", "2016-05-01T10:45:00+08:00", "nope", None,
+              "3000-01-01 00:00:00", "2016-02-29 23:59:59", "2016-05-07", "2016-05-01 10:15:00.5"] * 40
+    assert len(values) > features._SMALL
+    hour, weekday, ok = features._hours_and_weekdays(pa.array(values, type=pa.string()))
+    stamps = features._parse_times(np.array(values, dtype=object))
+    assert ok.tolist() == stamps.notna().tolist()
+    assert hour[ok].tolist() == stamps.dt.hour[ok].astype(int).tolist()
+    assert weekday[ok].tolist() == stamps.dt.day_of_week[ok].astype(int).tolist()

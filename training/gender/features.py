@@ -18,7 +18,9 @@ events             alternative to the three above: [{"timestamp", "latitude", "l
 
 The pipeline is fitted in `train` and saved as JSON beside the model, so `serve` turns the
 same records into the same features: no training/serving skew, and no pickles. The work is
-vectorised with pandas/numpy over whole frames (batch jobs run millions of records).
+vectorised with pandas/numpy over whole frames (batch jobs run millions of records); list
+columns that arrive as Arrow arrays (batch jobs' Parquet and JSON Lines) are flattened, looked
+up and parsed in Arrow, with no Python object per value, and give the same features.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import itertools
 import json
 import math
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,8 +88,35 @@ def _to_list(value: Any, numeric_split: bool) -> list[Any]:
     return text.split() if numeric_split else [text]
 
 
-def _explode(series: pd.Series, numeric_split: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def arrow_lists(dtype: Any) -> bool:
+    """True for an Arrow-backed column of lists of plain values, which is exploded in Arrow.
+
+    Batch jobs read Parquet and JSON Lines into such columns (inference.portal.sources):
+    flattening them costs no Python object per value.
+    """
+    if not isinstance(dtype, pd.ArrowDtype):
+        return False
+    import pyarrow as pa
+
+    kind = dtype.pyarrow_dtype
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+        return False
+    value = kind.value_type
+    return bool(pa.types.is_string(value) or pa.types.is_large_string(value)
+                or pa.types.is_integer(value) or pa.types.is_floating(value))
+
+
+Values = Any  # np.ndarray of objects, or a pyarrow Array of strings/integers/floats
+
+
+def _explode(series: pd.Series, numeric_split: bool = True) -> tuple[np.ndarray, Values]:
     """(row index, value) pairs for a list-valued column."""
+    if arrow_lists(series.dtype):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arrow = pa.array(series.array)  # the column's own buffers, via __arrow_array__
+        return np.asarray(pc.list_parent_indices(arrow), dtype=np.int64), pc.list_flatten(arrow)
     items = series.tolist()
     n = len(items)
     if all(type(v) is list for v in items):  # JSON records: lists already
@@ -105,6 +135,29 @@ def _explode(series: pd.Series, numeric_split: bool = True) -> tuple[np.ndarray,
         return rows, np.array([], dtype=object)
     values = np.fromiter(itertools.chain.from_iterable(lists), dtype=object, count=int(lengths.sum()))
     return rows, values
+
+
+def _is_arrow(values: Values) -> bool:
+    return not isinstance(values, np.ndarray)
+
+
+def _objects(values: Values) -> np.ndarray:
+    """Values as the numpy object array the pandas-side code reads (Arrow nulls become None)."""
+    if _is_arrow(values):
+        return np.asarray(values.to_pylist(), dtype=object) if len(values) else np.array([], dtype=object)
+    return values
+
+
+def _arrow_text(values: Values) -> Any:
+    """An Arrow string array equal to ``str(value)`` per value, or None where that could differ."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(values.type):
+        return values
+    if pa.types.is_large_string(values.type) or pa.types.is_integer(values.type):
+        return pc.cast(values, pa.string())  # str(int) and Arrow's integer text agree
+    return None  # floats: Python writes 1.0, Arrow 1
 
 
 _STAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # TalkingData's layout: pandas' fast path
@@ -137,8 +190,12 @@ def _parse_one(value: Any) -> tuple[dt.datetime | None, bool]:
     return dt.datetime(1970, 1, 1) + dt.timedelta(seconds=seconds), True
 
 
-def _hours_and_weekdays(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _hours_and_weekdays(values: Values) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(hour, weekday, readable) per timestamp; a few are parsed in Python, many with pandas."""
+    if _is_arrow(values):
+        if len(values) > _SMALL and (text := _arrow_text(values)) is not None:
+            return _arrow_hours_and_weekdays(text)
+        values = _objects(values)
     if values.size <= _SMALL:
         results = [_parse_one(v) for v in values]
         if all(decided for _, decided in results):
@@ -153,6 +210,32 @@ def _hours_and_weekdays(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
             stamps.dt.day_of_week.to_numpy(na_value=0).astype(np.int64), ok)
 
 
+def _arrow_hours_and_weekdays(text: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrow's strptime for the common layout; whatever it cannot read goes the pandas way."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    stamps = pc.strptime(text, format=_STAMP_FORMAT, unit="s", error_is_null=True)
+    # copies: Arrow's zero-copy views are read-only, and these are filled in below
+    ok = np.asarray(pc.is_valid(stamps), dtype=bool).copy()
+    hour = np.asarray(pc.fill_null(pc.hour(stamps), 0), dtype=np.int64).copy()
+    weekday = np.asarray(pc.fill_null(pc.day_of_week(stamps), 0), dtype=np.int64).copy()  # Monday = 0
+    retry = np.flatnonzero(~ok & np.asarray(pc.is_valid(text), dtype=bool))
+    if retry.size:
+        rest = np.asarray(text.take(pa.array(retry)).to_pylist(), dtype=object)
+        r_hour, r_weekday, r_ok = _hours_and_weekdays(rest)
+        hour[retry], weekday[retry], ok[retry] = r_hour, r_weekday, r_ok
+    hour[~ok] = 0
+    weekday[~ok] = 0
+    return hour, weekday, ok
+
+
+def _us(stamps: pd.Series) -> pd.Series:
+    # pandas 3 picks a unit per parse (a year-3000 stamp comes back in seconds, where nanoseconds
+    # overflow): one unit that holds every year the Python path reads, before series are merged
+    return stamps.dt.as_unit("us")
+
+
 def _parse_times(values: np.ndarray) -> pd.Series:
     """Wall-clock datetimes (NaT where unreadable) from text or epoch seconds, freely mixed.
 
@@ -160,18 +243,18 @@ def _parse_times(values: np.ndarray) -> pd.Series:
     local day, as the timestamp was written.
     """
     raw = pd.Series(values, dtype=object)
-    stamps = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+    stamps = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us]")
     is_num = pd.Series(False, index=raw.index)
     if set(map(type, values)) - {str}:
         num = pd.to_numeric(raw.where(raw.map(lambda v: not isinstance(v, str))), errors="coerce")
         num = num.where(num.abs() <= _EPOCH_LIMIT)  # beyond pandas' datetimes: unreadable, not an error
         is_num = num.notna()
         if is_num.any():
-            stamps[is_num] = pd.to_datetime(num[is_num], unit="s", errors="coerce")
+            stamps[is_num] = _us(pd.to_datetime(num[is_num], unit="s", errors="coerce"))
     rest = ~is_num
     if rest.any():
         text = raw[rest].astype(str)
-        parsed = pd.to_datetime(text, format=_STAMP_FORMAT, errors="coerce")
+        parsed = _us(pd.to_datetime(text, format=_STAMP_FORMAT, errors="coerce"))
         bad = parsed.isna()
         if bad.any():
             retry = text[bad].str.strip()
@@ -183,7 +266,8 @@ def _parse_times(values: np.ndarray) -> pd.Series:
             except ValueError:  # zones written some other way: fall back to UTC
                 from_text = pd.to_datetime(wall, format="mixed", errors="coerce", utc=True)
                 from_text = from_text.dt.tz_localize(None)
-            parsed[bad] = pd.to_datetime(num, unit="s", errors="coerce").where(num.notna(), from_text)
+            from_num = _us(pd.to_datetime(num, unit="s", errors="coerce"))
+            parsed[bad] = from_num.where(num.notna(), _us(from_text))
         stamps[rest] = parsed
     return stamps
 
@@ -193,9 +277,9 @@ class _Lists:
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame = frame
-        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache: dict[str, tuple[np.ndarray, Values]] = {}
 
-    def __getitem__(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, column: str) -> tuple[np.ndarray, Values]:
         if column not in self._cache:
             self._cache[column] = _explode(self.frame[column], numeric_split=column not in TEXT_LISTS)
         return self._cache[column]
@@ -245,7 +329,8 @@ def _strings(series: pd.Series) -> pd.Series:
                      index=series.index, dtype=object)
 
 
-def _vocab(values: np.ndarray, min_count: int, limit: int) -> list[str]:
+def _vocab(values: Values, min_count: int, limit: int) -> list[str]:
+    values = _objects(values)
     if values.size == 0:
         return []
     counts = pd.Series(values.astype(str)).value_counts()
@@ -253,12 +338,24 @@ def _vocab(values: np.ndarray, min_count: int, limit: int) -> list[str]:
     return [str(v) for v in counts.index[:limit]]
 
 
-def _bag(rows: np.ndarray, values: np.ndarray, index: pd.Index, n: int) -> sp.csr_matrix:
-    """Binary bag-of-tokens matrix (n, len(index))."""
-    if values.size == 0 or len(index) == 0:
-        return sp.csr_matrix((n, len(index)), dtype=np.float32)
+def _codes(values: Values, index: pd.Index) -> np.ndarray:
+    """Position of each value's text in ``index``, -1 where it is not there."""
+    if _is_arrow(values) and (text := _arrow_text(values)) is not None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        codes = pc.index_in(text, value_set=pa.array(index.to_numpy(), type=pa.string()))
+        return np.asarray(pc.fill_null(codes, -1), dtype=np.int64)
+    values = _objects(values)
     strings = values.dtype == object and set(map(type, values)) == {str}
-    cols = index.get_indexer(values if strings else values.astype(str))
+    return np.asarray(index.get_indexer(values if strings else values.astype(str)))
+
+
+def _bag(rows: np.ndarray, values: Values, index: pd.Index, n: int) -> sp.csr_matrix:
+    """Binary bag-of-tokens matrix (n, len(index))."""
+    if len(values) == 0 or len(index) == 0:
+        return sp.csr_matrix((n, len(index)), dtype=np.float32)
+    cols = _codes(values, index)
     keep = cols >= 0
     mat = sp.csr_matrix(
         (np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])),
@@ -284,7 +381,7 @@ def _time_features(lists: _Lists, n: int) -> tuple[np.ndarray, np.ndarray, np.nd
     counts: np.ndarray = np.bincount(rows, minlength=n).astype(np.float64)
     hours: np.ndarray = np.zeros((n, 24))
     weekend: np.ndarray = np.zeros(n)
-    if values.size:
+    if len(values):
         hour, weekday, ok = _hours_and_weekdays(values)
         hr, wd, r = hour[ok], weekday[ok], rows[ok]
         hours = np.bincount(r * 24 + hr, minlength=n * 24).reshape(n, 24).astype(np.float64)
@@ -300,10 +397,9 @@ def _geo_features(lists: _Lists, n: int) -> np.ndarray:
     out = np.full((n, 6), np.nan)
     out[:, 0] = 0.0
     out[:, 5] = 0.0
-    if lat.size == 0 or lat.size != lon.size or not np.array_equal(r_lat, r_lon):
+    if len(lat) == 0 or len(lat) != len(lon) or not np.array_equal(r_lat, r_lon):
         return out
-    la = pd.to_numeric(pd.Series(lat), errors="coerce").to_numpy(dtype=np.float64)
-    lo = pd.to_numeric(pd.Series(lon), errors="coerce").to_numpy(dtype=np.float64)
+    la, lo = _floats(lat), _floats(lon)
     valid = (np.isfinite(la) & np.isfinite(lo) & (np.abs(la) <= 90) & (np.abs(lo) <= 180)
              & ((np.abs(la) > 0.01) | (np.abs(lo) > 0.01)))
     total = np.bincount(r_lat, minlength=n).astype(np.float64)
@@ -324,6 +420,17 @@ def _geo_features(lists: _Lists, n: int) -> np.ndarray:
     out[has, 4] = np.sqrt(np.maximum(vlon[has], 0.0))
     out[:, 5] = np.log1p(n_places)
     return out
+
+
+def _floats(values: Values) -> np.ndarray:
+    """Numbers as float64, NaN where a value is missing or not a number."""
+    if _is_arrow(values):
+        import pyarrow as pa
+
+        if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+            return np.asarray(values.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        values = _objects(values)
+    return np.asarray(pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64))
 
 
 @dataclass
@@ -354,14 +461,16 @@ class DevicePipeline:
         lists = _Lists(frame)
         _, apps = lists["installed_apps"]
         _, active = lists["active_apps"]
-        self.apps = _vocab(np.concatenate([apps, active]), self.min_count, self.max_apps)
+        self.apps = _vocab(np.concatenate([_objects(apps), _objects(active)]), self.min_count, self.max_apps)
         _, cats = lists["app_categories"]
         self.categories = _vocab(cats, self.min_count, 2000)
         self._index = {}
         dense = self._dense(lists, len(frame))
-        mean = np.nanmean(dense, axis=0)
+        with warnings.catch_warnings():  # a column with no value at all (no geo in the data): 0 and 1
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(dense, axis=0)
+            std = np.nanstd(dense, axis=0)
         mean = np.where(np.isfinite(mean), mean, 0.0)
-        std = np.nanstd(dense, axis=0)
         std = np.where(np.isfinite(std) & (std > 1e-9), std, 1.0)
         self.dense_mean = [float(v) for v in mean]
         self.dense_std = [float(v) for v in std]
