@@ -82,6 +82,30 @@ def test_learning_rate_decays_per_epoch(tmp_path: Path) -> None:
     assert [h["learning_rate"] for h in history] == pytest.approx([0.01, 0.005, 0.0025])
 
 
+def test_weight_averaging_leaves_the_model_on_the_averaged_weights() -> None:
+    """`ema`: the trainer evaluates and checkpoints what fit() leaves, which must be the average."""
+    import keras
+
+    from training.propensity.trainer import make_optimizer
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=make_optimizer("sgd", 0.1, ema=0.5), loss="mse")
+    raw: list[np.ndarray] = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: object = None) -> None:
+            raw.append(model.layers[0].kernel.numpy().copy())
+
+    x = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")
+    model.fit(x, x.sum(axis=1), batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[Record()])
+    average = raw[0]
+    for w in raw[1:]:
+        average = 0.5 * average + 0.5 * w
+    assert len(raw) == 4 and not np.allclose(raw[-1], average)
+    np.testing.assert_allclose(model.layers[0].kernel.numpy(), average, rtol=1e-5)
+
+
 def test_top_k_excludes_seen_items_and_respects_candidates(trained: dict[str, MLPaths]) -> None:
     model = predictors.load(trained["mf"].model_dir)
     import pandas as pd

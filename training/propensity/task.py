@@ -60,6 +60,8 @@ NEURAL = (
     HP("lr_decay", float, 1.0, "Learning rate multiplied by this after every epoch (1 = constant).",
        min=0.05, max=1.0, tunable=True),
     HP("optimizer", str, "adam", "Optimiser.", choices=("adam", "sgd", "adagrad")),
+    HP("ema", float, 0.0, "Moving average of the weights, momentum per step (e.g. 0.999; 0 = off): each "
+       "epoch is evaluated and continued from the averaged weights.", min=0.0, max=0.99999, tunable=True),
     HP("negatives", int, 4, "Negatives sampled per positive, resampled every epoch.", min=1, max=100,
        tunable=True),
     HP("factors", int, 8, "Predictive factors (GMF/MF embedding size; last MLP layer).", min=1,
@@ -279,7 +281,7 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
                     else (lambda w: {}))
         base_cfg = dict(batch_size=params["batch_size"], negatives=params["negatives"],
                         patience=params["patience"], monitor=monitor, seed=params["seed"],
-                        lr_decay=params["lr_decay"])
+                        lr_decay=params["lr_decay"], ema=params["ema"])
         pretrained = None
         if name == "neumf" and params["pretrain"]:
             pre_epochs = params["pretrain_epochs"] or params["epochs"]

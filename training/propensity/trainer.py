@@ -36,6 +36,7 @@ class LoopConfig:
     seed: int
     phase: str = "main"
     lr_decay: float = 1.0
+    ema: float = 0.0
 
 
 @dataclass
@@ -48,14 +49,21 @@ class LoopResult:
     resumed_from: int | None = None
 
 
-def make_optimizer(name: str, lr: float) -> Any:
+def make_optimizer(name: str, lr: float, ema: float = 0.0) -> Any:
+    """Keras optimiser; ``ema`` > 0 keeps a moving average of the weights (per-step momentum).
+
+    Keras' fit() ends by writing the average into the model, so each epoch is evaluated,
+    checkpointed and continued from the averaged weights; the averages are optimizer
+    variables, so a resumed job keeps them.
+    """
     import keras
 
+    averaging = {"use_ema": True, "ema_momentum": ema} if ema else {}
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr)
+        return keras.optimizers.SGD(learning_rate=lr, **averaging)
     if name == "adagrad":
-        return keras.optimizers.Adagrad(learning_rate=lr)
-    return keras.optimizers.Adam(learning_rate=lr)
+        return keras.optimizers.Adagrad(learning_rate=lr, **averaging)
+    return keras.optimizers.Adam(learning_rate=lr, **averaging)
 
 
 def _pack(model: Any, best: list[np.ndarray] | None) -> bytes:
@@ -122,7 +130,8 @@ def fit(model: Any, arch: dict[str, Any], train: Interactions, seen: SeenItems, 
         evaluate: Callable[[dict[str, np.ndarray]], dict[str, float]],
         emit: Callable[[dict[str, float], int | str | None], Any]) -> LoopResult:
     """Train ``model`` in place; on return it holds the best weights seen."""
-    model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate), loss="binary_crossentropy")
+    model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.ema),
+                  loss="binary_crossentropy")
     start_epoch, best_epoch, best_value = 1, 0, -np.inf
     best_weights: list[np.ndarray] | None = None
     best_metrics: dict[str, float] = {}
