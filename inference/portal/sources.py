@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from inference.errors import BadInput, Forbidden
+from training.gender.features import arrow_list_type
 
 
 def parse_location(location: Any, allowed_schemes: tuple[str, ...], allowed_roots: tuple[Path, ...]
@@ -90,17 +91,10 @@ def _arrow_lists(kind: Any) -> pd.ArrowDtype | None:
     """``types_mapper``: list columns of plain values stay Arrow arrays in the DataFrame.
 
     Converting them the default way builds a numpy array per row, which cost more than the
-    model itself; the gender pipeline explodes such columns in Arrow (features.arrow_lists).
-    Lists of objects (``events``) convert as usual.
+    model itself; the gender pipeline explodes such columns in Arrow. Lists of objects
+    (``events``) convert as usual.
     """
-    import pyarrow as pa
-
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        value = kind.value_type
-        if (pa.types.is_string(value) or pa.types.is_large_string(value) or pa.types.is_integer(value)
-                or pa.types.is_floating(value)):
-            return pd.ArrowDtype(kind)
-    return None
+    return pd.ArrowDtype(kind) if arrow_list_type(kind) else None
 
 
 def to_pandas(table: Any) -> pd.DataFrame:

@@ -88,22 +88,24 @@ def _to_list(value: Any, numeric_split: bool) -> list[Any]:
     return text.split() if numeric_split else [text]
 
 
-def arrow_lists(dtype: Any) -> bool:
-    """True for an Arrow-backed column of lists of plain values, which is exploded in Arrow.
+def arrow_list_type(kind: Any) -> bool:
+    """True for an Arrow type the pipeline explodes in Arrow: a list of strings or numbers.
 
-    Batch jobs read Parquet and JSON Lines into such columns (inference.portal.sources):
+    Batch jobs keep such Parquet and JSON Lines columns as Arrow arrays (inference.portal.sources):
     flattening them costs no Python object per value.
     """
-    if not isinstance(dtype, pd.ArrowDtype):
-        return False
     import pyarrow as pa
 
-    kind = dtype.pyarrow_dtype
     if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
         return False
     value = kind.value_type
     return bool(pa.types.is_string(value) or pa.types.is_large_string(value)
                 or pa.types.is_integer(value) or pa.types.is_floating(value))
+
+
+def arrow_lists(dtype: Any) -> bool:
+    """True for an Arrow-backed column of an ``arrow_list_type``."""
+    return isinstance(dtype, pd.ArrowDtype) and arrow_list_type(dtype.pyarrow_dtype)
 
 
 Values = Any  # np.ndarray of objects, or a pyarrow Array of strings/integers/floats
@@ -338,28 +340,44 @@ def _vocab(values: Values, min_count: int, limit: int) -> list[str]:
     return [str(v) for v in counts.index[:limit]]
 
 
-def _codes(values: Values, index: pd.Index) -> np.ndarray:
-    """Position of each value's text in ``index``, -1 where it is not there."""
-    if _is_arrow(values) and (text := _arrow_text(values)) is not None:
-        import pyarrow as pa
-        import pyarrow.compute as pc
+class _Vocabulary:
+    """A fitted vocabulary as pandas and Arrow look it up, each built once per pipeline."""
 
-        codes = pc.index_in(text, value_set=pa.array(index.to_numpy(), type=pa.string()))
-        return np.asarray(pc.fill_null(codes, -1), dtype=np.int64)
-    values = _objects(values)
-    strings = values.dtype == object and set(map(type, values)) == {str}
-    return np.asarray(index.get_indexer(values if strings else values.astype(str)))
+    def __init__(self, values: list[str]) -> None:
+        self.index = pd.Index(values, dtype=object)
+        self._arrow: Any = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def arrow(self) -> Any:
+        if self._arrow is None:
+            import pyarrow as pa
+
+            self._arrow = pa.array(self.index.to_numpy(), type=pa.string())
+        return self._arrow
+
+    def codes(self, values: Values) -> np.ndarray:
+        """Position of each value's text, -1 where it is not there."""
+        if _is_arrow(values) and (text := _arrow_text(values)) is not None:
+            import pyarrow.compute as pc
+
+            return np.asarray(pc.fill_null(pc.index_in(text, value_set=self.arrow), -1), dtype=np.int64)
+        values = _objects(values)
+        strings = values.dtype == object and set(map(type, values)) == {str}
+        return np.asarray(self.index.get_indexer(values if strings else values.astype(str)))
 
 
-def _bag(rows: np.ndarray, values: Values, index: pd.Index, n: int) -> sp.csr_matrix:
-    """Binary bag-of-tokens matrix (n, len(index))."""
-    if len(values) == 0 or len(index) == 0:
-        return sp.csr_matrix((n, len(index)), dtype=np.float32)
-    cols = _codes(values, index)
+def _bag(rows: np.ndarray, values: Values, vocab: _Vocabulary, n: int) -> sp.csr_matrix:
+    """Binary bag-of-tokens matrix (n, len(vocab))."""
+    if len(values) == 0 or len(vocab) == 0:
+        return sp.csr_matrix((n, len(vocab)), dtype=np.float32)
+    cols = vocab.codes(values)
     keep = cols >= 0
     mat = sp.csr_matrix(
         (np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])),
-        shape=(n, len(index)),
+        shape=(n, len(vocab)),
     )
     mat.sum_duplicates()
     mat.data[:] = 1.0
@@ -449,7 +467,7 @@ class DevicePipeline:
     kind: str = "device_records"
 
     def __post_init__(self) -> None:
-        self._index: dict[str, pd.Index] = {}
+        self._index: dict[str, _Vocabulary] = {}
 
     # --- fitting ---------------------------------------------------------------
     def fit(self, frame: pd.DataFrame) -> DevicePipeline:
@@ -477,9 +495,9 @@ class DevicePipeline:
         return self
 
     # --- transforming ------------------------------------------------------------
-    def _idx(self, name: str) -> pd.Index:
+    def _idx(self, name: str) -> _Vocabulary:
         if name not in self._index:
-            self._index[name] = pd.Index(getattr(self, name), dtype=object)
+            self._index[name] = _Vocabulary(getattr(self, name))
         return self._index[name]
 
     def _dense(self, lists: _Lists, n: int) -> np.ndarray:
@@ -511,8 +529,8 @@ class DevicePipeline:
         r_cat, cat = lists["app_categories"]
         blocks = [
             sp.csr_matrix(dense.astype(np.float32)),
-            _one_hot(brand, self._idx("brands")),
-            _one_hot(model, self._idx("models")),
+            _one_hot(brand, self._idx("brands").index),
+            _one_hot(model, self._idx("models").index),
             _bag(r_inst, inst, self._idx("apps"), n),
             _bag(r_act, act, self._idx("apps"), n),
             _bag(r_cat, cat, self._idx("categories"), n),

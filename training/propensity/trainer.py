@@ -58,12 +58,9 @@ def make_optimizer(name: str, lr: float, ema: float = 0.0) -> Any:
     """
     import keras
 
+    kind = {"sgd": keras.optimizers.SGD, "adagrad": keras.optimizers.Adagrad}.get(name, keras.optimizers.Adam)
     averaging = {"use_ema": True, "ema_momentum": ema} if ema else {}
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, **averaging)
-    if name == "adagrad":
-        return keras.optimizers.Adagrad(learning_rate=lr, **averaging)
-    return keras.optimizers.Adam(learning_rate=lr, **averaging)
+    return kind(learning_rate=lr, **averaging)
 
 
 def _pack(model: Any, best: list[np.ndarray] | None) -> bytes:
