@@ -6,7 +6,8 @@ held-out positive is ranked among the paper's 99 given negatives (validation cha
 ``negatives`` column). Reports HR@10 / NDCG@10 beside the paper's numbers, with wall time per
 epoch and samples/s on this machine.
 
-    python -m bench.propensity_quality [--only popularity,mf,neumf,neumf64,wide_deep,neumf_pretrain]
+    python -m bench.propensity_quality [--only popularity,mf,neumf,neumf64,wide_deep,neumf_pretrain,
+                                               neumf64_pretrain]
                                        [--epochs 20] [--set key=value ...] [--tag name]
 """
 
@@ -26,7 +27,7 @@ import pandas as pd
 from bench.harness import BIN, DATA, RESULTS, save
 
 PAPER = {"popularity": (0.4535, 0.2542), "neumf": (0.701, 0.425), "neumf64": (0.701, 0.425),
-         "neumf_pretrain": (0.726, 0.445),
+         "neumf_pretrain": (0.726, 0.445), "neumf64_pretrain": (0.730, 0.447),
          "mf": (0.7018, 0.4280)}
 
 
@@ -42,8 +43,12 @@ def runs(epochs: int) -> dict[str, dict[str, Any]]:
         "neumf64": {**neural, "algorithm": "neumf", "factors": 64, "mlp_layers": "512,256,128,64",
                     "ema": 0.999, "patience": 3},
         "wide_deep": {**neural, "algorithm": "wide_deep", "factors": 32},
-        "neumf_pretrain": {**neural, "algorithm": "neumf", "factors": 32, "pretrain": True,
+        "neumf_pretrain": {**neural, "algorithm": "neumf", "factors": 32, "mlp_layers": "256,128,64,32",
+                           "ema": 0.999, "patience": 3, "pretrain": True,
                            "finetune_optimizer": "sgd", "finetune_learning_rate": 0.001},
+        "neumf64_pretrain": {**neural, "algorithm": "neumf", "factors": 64, "mlp_layers": "512,256,128,64",
+                             "ema": 0.999, "patience": 3, "pretrain": True,
+                             "finetune_optimizer": "sgd", "finetune_learning_rate": 0.001},
     }
 
 
@@ -93,6 +98,15 @@ def train(work: Path, data: Path, name: str, hps: dict[str, Any]) -> dict[str, A
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists():
             link.symlink_to(data / ch)
+    if hps.get("pretrain"):
+        # One checkpoint location for every pre-trained run: pre-training phases are keyed by
+        # their own settings, so variants of alpha or fine-tuning reuse a finished GMF and MLP.
+        for phase in ("gmf", "mlp"):
+            shared, link = work / "pretraining" / phase, base / "checkpoints" / phase
+            shared.mkdir(parents=True, exist_ok=True)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists() and not link.is_symlink():
+                link.symlink_to(shared)
     (base / "input/config/hyperparameters.json").write_text(json.dumps({k: str(v) for k, v in hps.items()}))
     (base / "input/config/inputdataconfig.json").write_text(json.dumps({c: {} for c in channels}))
     started = time.monotonic()

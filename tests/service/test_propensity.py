@@ -181,6 +181,25 @@ def test_same_seed_same_model(tmp_path: Path) -> None:
     assert np.array_equal(results[0], results[1])
 
 
+def test_pretraining_is_reused_by_jobs_that_change_only_fine_tuning(tmp_path: Path) -> None:
+    base = tmp_path / "opt_ml"
+    pre = {"algorithm": "neumf", **FAST, "pretrain": True, "pretrain_epochs": 2, "epochs": 1}
+
+    def train(**changes: Any) -> dict[str, Any]:
+        paths = _opt_ml(base, {**pre, **changes})
+        assert cli.run(paths, StopFlag())
+        return json.loads((paths.output_data_dir / "evaluation.json").read_text())["pretraining"]
+
+    first = train()
+    assert first["pretrain_gmf"]["resumed_from"] is None and first["pretrain_mlp"]["resumed_from"] is None
+    reused = train(alpha=0.3, finetune_optimizer="adam", finetune_learning_rate=0.01)
+    assert reused["pretrain_gmf"]["resumed_from"] == 2 and reused["pretrain_mlp"]["resumed_from"] == 2
+    assert reused["pretrain_gmf"]["best"] == first["pretrain_gmf"]["best"]
+    # Anything the pre-trained networks depend on starts them afresh.
+    fresh = train(alpha=0.3, seed=7)
+    assert fresh["pretrain_gmf"]["resumed_from"] is None and fresh["pretrain_mlp"]["resumed_from"] is None
+
+
 def test_bad_propensity_inputs_fail_with_client_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = factories.opt_ml(tmp_path / "opt_ml", {"algorithm": "neumf", "mlp_layers": "15,8"})
     monkeypatch.setenv("SM_BASE_DIR", str(paths.base))

@@ -295,7 +295,8 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
                           stop, _store(env, params, phase), evaluator(sub, case_users, candidates, k)
                           if candidates is not None else (lambda w: {}), metric_lines.emit)
                 pretrained[phase] = model
-                result_info[f"pretrain_{phase}"] = {"best_epoch": res.best_epoch, "best": res.best}
+                result_info[f"pretrain_{phase}"] = {"best_epoch": res.best_epoch, "best": res.best,
+                                                      "resumed_from": res.resumed_from}
                 if stop.is_set:
                     break
         keras_model = networks.build(arch, len(users), len(items), side_tables)
@@ -360,9 +361,25 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
     return manifest
 
 
+# What a pre-training phase's result depends on: everything but the NeuMF-only settings.
+_FINETUNE_ONLY = ("pretrain", "pretrain_epochs", "alpha", "finetune_optimizer", "finetune_learning_rate")
+
+
 def _store(env: TrainingEnvironment, params: dict[str, Any], phase: str) -> CheckpointStore:
+    """Checkpoints of one phase, keyed by the settings that phase depends on.
+
+    A GMF or MLP pre-training phase is keyed without the fine-tuning settings and lives in a
+    folder of its own key, so jobs that share a checkpoint location and differ only in
+    ``alpha`` or the fine-tuning optimiser reuse a finished pre-training.
+    """
     import hashlib
 
-    key = hashlib.sha256(json.dumps({"p": params, "phase": phase}, sort_keys=True, default=str).encode()
-                         ).hexdigest()[:16]
-    return CheckpointStore(env.checkpoint_dir / phase, key)
+    def digest(obj: dict[str, Any]) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    if phase == "main":
+        return CheckpointStore(env.checkpoint_dir / phase, digest({"p": params, "phase": phase}))
+    own = {k: v for k, v in params.items() if k not in _FINETUNE_ONLY}
+    own["epochs"] = params["pretrain_epochs"] or params["epochs"]
+    key = digest({"p": own, "phase": phase})
+    return CheckpointStore(env.checkpoint_dir / phase / key, key)
