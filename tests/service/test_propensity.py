@@ -191,6 +191,7 @@ def test_pretraining_is_reused_by_jobs_that_change_only_fine_tuning(tmp_path: Pa
         return json.loads((paths.output_data_dir / "evaluation.json").read_text())["pretraining"]
 
     first = train()
+    assert {"hr@10", "ndcg@10"} <= set(first["pretrained_start"]["best"])
     assert first["pretrain_gmf"]["resumed_from"] is None and first["pretrain_mlp"]["resumed_from"] is None
     reused = train(alpha=0.3, finetune_optimizer="adam", finetune_learning_rate=0.01)
     assert reused["pretrain_gmf"]["resumed_from"] == 2 and reused["pretrain_mlp"]["resumed_from"] == 2
