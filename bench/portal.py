@@ -93,8 +93,9 @@ def online(base: Path, repo: Path, work: Path, seconds: int, reps: int) -> dict[
                     runs["invocations"].append(wrk(port, plain, "application/json", conns, seconds))
                     runs["invoke_recorded"].append(wrk(port, portal, "application/json", conns, seconds,
                                                        path="/api/providers/prediction/invoke"))
-                point = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99")}
-                         for k, v in runs.items()}
+                point: dict[str, Any] = {
+                    k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99")}
+                    for k, v in runs.items()}
                 point["ratio"] = point["invoke_recorded"]["rps"] / point["invocations"]["rps"]
                 out[f"{store}_c{conns}"] = point
                 print(f"  {store:<10} c={conns}: /invocations {point['invocations']['rps']:7.0f} req/s "

@@ -119,8 +119,8 @@ def train(work: Path, data: Path, name: str, hps: dict[str, Any]) -> dict[str, A
     manifest = json.loads((base / "model" / "model.json").read_text())
     evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
     history = evaluation.get("history", [])
-    per_epoch = [h["seconds"] for h in history]
-    rates = [h["samples_per_s"] for h in history]
+    per_epoch = [h["seconds"] for h in history if "seconds" in h]
+    rates = [h["samples_per_s"] for h in history if "samples_per_s" in h]
     return {"hyperparameters": hps, "metrics": manifest["metrics"],
             "best_epoch": manifest["training"]["best_epoch"],
             "epochs_done": manifest["training"]["epochs_done"],

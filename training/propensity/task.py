@@ -301,19 +301,17 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
                     break
         keras_model = networks.build(arch, len(users), len(items), side_tables)
         optimizer, lr = params["optimizer"], params["learning_rate"]
-        if pretrained is not None and not stop.is_set:
+        warm = pretrained is not None and not stop.is_set
+        if warm:
+            assert pretrained is not None
             networks.load_from_pretrained(keras_model, pretrained["gmf"], pretrained["mlp"], params["alpha"])
             optimizer, lr = params["finetune_optimizer"], params["finetune_learning_rate"]
             log.info("NeuMF initialised from pre-trained GMF and MLP (alpha %.2f); fine-tuning with %s",
                      params["alpha"], optimizer)
-            # What the mixed pre-trained networks score before fine-tuning moves them.
-            start = evaluate(networks.export(keras_model))
-            if start:
-                metric_lines.emit({f"validation:{m}": v for m, v in start.items()}, "pretrained")
-            result_info["pretrained_start"] = {"best": start}
         res = fit(keras_model, arch, train, seen, len(items),
                   LoopConfig(epochs=params["epochs"], learning_rate=lr, optimizer=optimizer, phase="main",
-                             **base_cfg), stop, _store(env, params, "main"), evaluate, metric_lines.emit)
+                             score_start=warm, **base_cfg),
+                  stop, _store(env, params, "main"), evaluate, metric_lines.emit)
         best = res.best
         weights = networks.export(keras_model)
         result_info.update({"epochs_done": res.epochs_done, "best_epoch": res.best_epoch,
@@ -327,7 +325,7 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
     history = result_info.get("history", [])
     summary = {"family": "propensity", "algorithm": name, "validation_source": source,
                "validation_cases": int(case_users.size), "metrics": best, "history": history,
-               "pretraining": {k_: v for k_, v in result_info.items() if k_.startswith("pretrain")}}
+               "pretraining": {k_: v for k_, v in result_info.items() if k_.startswith("pretrain_")}}
     (out_dir / "evaluation.json").write_text(json.dumps(summary, indent=2, default=str))
     plotted = plots.training_curves(history, out_dir, name, k) if history else []
 

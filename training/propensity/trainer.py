@@ -37,6 +37,9 @@ class LoopConfig:
     phase: str = "main"
     lr_decay: float = 1.0
     ema: float = 0.0
+    # Score the starting weights as epoch 0, a candidate for the best (NeuMF after pre-training,
+    # as the NCF authors' code does): fine-tuning that only hurts then leaves them as they were.
+    score_start: bool = False
 
 
 @dataclass
@@ -144,6 +147,15 @@ def fit(model: Any, arch: dict[str, Any], train: Interactions, seen: SeenItems, 
         if ckpt.meta.get("finished"):
             log.info("%s already finished in the checkpointed run; reusing its best weights", cfg.phase)
             start_epoch = cfg.epochs + 1
+
+    if cfg.score_start and resumed is None:
+        found = evaluate(networks.export(model))
+        if found:
+            scored = {f"validation:{k}": v for k, v in found.items()}
+            history.append({"epoch": 0.0, **scored})
+            emit(scored, f"{cfg.phase}-0" if cfg.phase != "main" else 0)
+            best_value, best_epoch, best_metrics = found.get(cfg.monitor, -np.inf), 0, found
+            best_weights = [w.copy() for w in model.get_weights()]
 
     n_pos = len(train)
     epoch = start_epoch - 1
