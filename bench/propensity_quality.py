@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (ncf / "ml-1m.train.rating").exists():
         print(f"skipped: no NCF ml-1m files under {ncf} (set MLSHIP_DATA to the shared data folder)")
         return 0
+    args.workdir = args.workdir.resolve()  # the channels are symlinks, which must not be relative
     args.workdir.mkdir(parents=True, exist_ok=True)
     data = prepare(args.workdir, ncf, raw)
     results_path = RESULTS / "propensity_quality.json"
