@@ -64,7 +64,8 @@ class Capture:
                     kind="capture", model_name=item.model_name, model_version=item.model_version,
                     input_spec={"inline_records": len(item.records)}, request_id=item.request_id,
                     started_at=item.started_at, rows=result_rows(
-                        item.records, item.outputs, 0, item.latency_ms / max(1, len(item.records))))
+                        item.records, item.outputs.rows(), 0,
+                        item.latency_ms / max(1, len(item.records))))
                 self.recorded += 1
                 metrics.CAPTURE.labels("recorded").inc()
             except Exception as exc:  # the store is down or slow: count, log, carry on

@@ -27,7 +27,7 @@ import pandas as pd
 
 from container.logs import prediction_id_var
 from inference import metrics
-from inference.codecs import Inputs, Outputs
+from inference.codecs import Inputs
 from inference.errors import BadInput, Conflict, NotFound
 from inference.portal import sources
 from inference.portal.repository import Repository
@@ -85,10 +85,11 @@ def _score_and_label(row: dict[str, Any]) -> tuple[str | None, float | None]:
     return (None if label is None else str(label)), score
 
 
-def result_rows(records: list[dict[str, Any]], outputs: Outputs, start: int, latency_ms: float,
-                truths: list[Any] | None = None) -> list[dict[str, Any]]:
+def result_rows(records: list[dict[str, Any]], predictions: list[dict[str, Any]], start: int,
+                latency_ms: float, truths: list[Any] | None = None) -> list[dict[str, Any]]:
+    """The stored rows of ``predictions`` (``Outputs.rows()``), one per input record."""
     out = []
-    for n, (rec, row) in enumerate(zip(records, outputs.rows(), strict=True)):
+    for n, (rec, row) in enumerate(zip(records, predictions, strict=True)):
         label, score = _score_and_label(row)
         truth = None if truths is None else truths[n]
         out.append({"row_index": start + n, "input_sha256": input_hash(rec), "label": label,
@@ -244,11 +245,12 @@ class JobService:
             prediction_id_var.reset(token)
         # Recorded after the prediction, in one commit: a crash in between loses only the record of a
         # call whose caller got no answer either.
-        self.store.insert_finished(**record, rows=result_rows(records, outputs, 0, ms / max(1, len(records)),
-                                                              truths))
+        predictions = outputs.rows()
+        self.store.insert_finished(**record, rows=result_rows(records, predictions, 0,
+                                                              ms / max(1, len(records)), truths))
         metrics.ROWS.labels("portal_invoke", entry.name, entry.version).inc(len(records))
         return {"prediction_id": pid, "model": {"name": entry.name, "version": entry.version},
-                "predictions": outputs.rows()}
+                "predictions": predictions}
 
     # --- compare ----------------------------------------------------------------------------
     def compare(self, a: str, b: str, bins: int = 20) -> dict[str, Any]:
@@ -372,7 +374,7 @@ class JobService:
                     sources.write_part(kind, row["output_location"], part, body)
                     rows: list[dict[str, Any]] = []
                 else:
-                    rows = result_rows(_records(frame), outputs, done, ms, truths)
+                    rows = result_rows(_records(frame), outputs.rows(), done, ms, truths)
                 if not self.store.commit_chunk(claim, rows, done + len(frame), self.config.lease_seconds):
                     log.warning("lost the lease (cancelled or taken over); stopping this attempt")
                     return

@@ -420,7 +420,7 @@ def test_lease_takeover_resumes_without_losing_or_duplicating_rows(app: Flask, c
     from inference.portal.jobs import result_rows
 
     out = predictor.predict(Inputs(table=frame))
-    assert service.store.commit_chunk(claim, result_rows(records(100)[:25], out, 0, 1.0), 25, 0.2)
+    assert service.store.commit_chunk(claim, result_rows(records(100)[:25], out.rows(), 0, 1.0), 25, 0.2)
     assert service.store.claim_next("other", 30) is None  # lease still valid
     import time
 

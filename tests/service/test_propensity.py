@@ -222,6 +222,8 @@ def test_pretraining_is_reused_by_jobs_that_change_only_fine_tuning(tmp_path: Pa
 
     first = train()
     assert first["pretrain_gmf"]["resumed_from"] is None and first["pretrain_mlp"]["resumed_from"] is None
+    assert [h["epoch"] for h in first["pretrain_mlp"]["history"]] == [1.0, 2.0]
+    assert (base / "output" / "data" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     reused = train(alpha=0.3, finetune_optimizer="adam", finetune_learning_rate=0.01)
     assert reused["pretrain_gmf"]["resumed_from"] == 2 and reused["pretrain_mlp"]["resumed_from"] == 2
     assert reused["pretrain_gmf"]["best"] == first["pretrain_gmf"]["best"]

@@ -295,8 +295,9 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
                           stop, _store(env, params, phase), evaluator(sub, case_users, candidates, k)
                           if candidates is not None else (lambda w: {}), metric_lines.emit)
                 pretrained[phase] = model
-                result_info[f"pretrain_{phase}"] = {"best_epoch": res.best_epoch, "best": res.best,
-                                                      "resumed_from": res.resumed_from}
+                result_info[f"pretrain_{phase}"] = {
+                    "best_epoch": res.best_epoch, "best": res.best, "resumed_from": res.resumed_from,
+                    "history": res.history}
                 if stop.is_set:
                     break
         keras_model = networks.build(arch, len(users), len(items), side_tables)
@@ -327,7 +328,11 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
                "validation_cases": int(case_users.size), "metrics": best, "history": history,
                "pretraining": {k_: v for k_, v in result_info.items() if k_.startswith("pretrain_")}}
     (out_dir / "evaluation.json").write_text(json.dumps(summary, indent=2, default=str))
-    plotted = plots.training_curves(history, out_dir, name, k) if history else []
+    curves = {f"{p} pre-training": result_info[f"pretrain_{p}"]["history"] for p in ("gmf", "mlp")
+              if result_info.get(f"pretrain_{p}", {}).get("history")}
+    if history:
+        curves[name] = history
+    plotted = plots.training_curves(curves, out_dir, name, k) if curves else []
 
     with ModelWriter(env.paths.model_dir) as writer:
         st = writer.staging
