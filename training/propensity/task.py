@@ -302,16 +302,15 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
                     break
         keras_model = networks.build(arch, len(users), len(items), side_tables)
         optimizer, lr = params["optimizer"], params["learning_rate"]
-        warm = pretrained is not None and not stop.is_set
-        if warm:
-            assert pretrained is not None
-            networks.load_from_pretrained(keras_model, pretrained["gmf"], pretrained["mlp"], params["alpha"])
+        warm = pretrained if pretrained is not None and not stop.is_set else None
+        if warm is not None:
+            networks.load_from_pretrained(keras_model, warm["gmf"], warm["mlp"], params["alpha"])
             optimizer, lr = params["finetune_optimizer"], params["finetune_learning_rate"]
             log.info("NeuMF initialised from pre-trained GMF and MLP (alpha %.2f); fine-tuning with %s",
                      params["alpha"], optimizer)
         res = fit(keras_model, arch, train, seen, len(items),
                   LoopConfig(epochs=params["epochs"], learning_rate=lr, optimizer=optimizer, phase="main",
-                             score_start=warm, **base_cfg),
+                             score_start=warm is not None, **base_cfg),
                   stop, _store(env, params, "main"), evaluate, metric_lines.emit)
         best = res.best
         weights = networks.export(keras_model)

@@ -52,6 +52,27 @@ class LoopResult:
     resumed_from: int | None = None
 
 
+@dataclass
+class _Best:
+    """The best epoch so far by the monitored metric, with a copy of its weights."""
+
+    epoch: int = 0
+    value: float = -np.inf
+    metrics: dict[str, float] = field(default_factory=dict)
+    weights: list[np.ndarray] | None = None
+
+    def offer(self, epoch: int, found: dict[str, float], monitor: str, model: Any) -> None:
+        value = found.get(monitor, -np.inf)
+        if value > self.value:
+            self.epoch, self.value, self.metrics = epoch, value, found
+            self.weights = [w.copy() for w in model.get_weights()]
+
+
+def _step(phase: str, epoch: int) -> int | str:
+    """The metric line's step: the epoch, prefixed by the phase for pre-training phases."""
+    return epoch if phase == "main" else f"{phase}-{epoch}"
+
+
 def make_optimizer(name: str, lr: float, ema: float = 0.0) -> Any:
     """Keras optimiser; ``ema`` > 0 keeps a moving average of the weights (per-step momentum).
 
@@ -132,16 +153,14 @@ def fit(model: Any, arch: dict[str, Any], train: Interactions, seen: SeenItems, 
     """Train ``model`` in place; on return it holds the best weights seen."""
     model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.ema),
                   loss="binary_crossentropy")
-    start_epoch, best_epoch, best_value = 1, 0, -np.inf
-    best_weights: list[np.ndarray] | None = None
-    best_metrics: dict[str, float] = {}
+    start_epoch, best = 1, _Best()
     history: list[dict[str, float]] = []
     resumed = None
     if store is not None and (ckpt := store.latest()) is not None and ckpt.meta.get("phase") == cfg.phase:
-        best_weights = _unpack(model, ckpt.path.read_bytes())
+        best.weights = _unpack(model, ckpt.path.read_bytes())
         start_epoch = int(ckpt.meta["epoch"]) + 1
-        best_epoch, best_value = int(ckpt.meta["best_epoch"]), float(ckpt.meta["best_value"])
-        best_metrics, history = dict(ckpt.meta["best_metrics"]), list(ckpt.meta["history"])
+        best.epoch, best.value = int(ckpt.meta["best_epoch"]), float(ckpt.meta["best_value"])
+        best.metrics, history = dict(ckpt.meta["best_metrics"]), list(ckpt.meta["history"])
         resumed = int(ckpt.meta["epoch"])
         log.info("resuming %s from checkpoint %s after epoch %d", cfg.phase, ckpt.path.name, resumed)
         if ckpt.meta.get("finished"):
@@ -153,9 +172,8 @@ def fit(model: Any, arch: dict[str, Any], train: Interactions, seen: SeenItems, 
         if found:
             scored = {f"validation:{k}": v for k, v in found.items()}
             history.append({"epoch": 0.0, **scored})
-            emit(scored, f"{cfg.phase}-0" if cfg.phase != "main" else 0)
-            best_value, best_epoch, best_metrics = found.get(cfg.monitor, -np.inf), 0, found
-            best_weights = [w.copy() for w in model.get_weights()]
+            emit(scored, _step(cfg.phase, 0))
+            best.offer(0, found, cfg.monitor, model)
 
     n_pos = len(train)
     epoch = start_epoch - 1
@@ -186,29 +204,24 @@ def fit(model: Any, arch: dict[str, Any], train: Interactions, seen: SeenItems, 
             break
         found = evaluate(networks.export(model))
         loss = float(hist.history["loss"][-1])
-        row = {"epoch": float(epoch), "train:loss": loss, "learning_rate": lr, "seconds": seconds,
-               "samples_per_s": users.size / max(seconds, 1e-9),
-               **{f"validation:{k}": v for k, v in found.items()}}
-        history.append(row)
-        emit({"train:loss": loss, **{f"validation:{k}": v for k, v in found.items()},
-              "epoch_seconds": seconds}, f"{cfg.phase}-{epoch}" if cfg.phase != "main" else epoch)
-        value = found.get(cfg.monitor, -np.inf)
-        if value > best_value:
-            best_value, best_epoch, best_metrics = value, epoch, found
-            best_weights = [w.copy() for w in model.get_weights()]
-        early = bool(cfg.patience and epoch - best_epoch >= cfg.patience)
+        scored = {f"validation:{k}": v for k, v in found.items()}
+        history.append({"epoch": float(epoch), "train:loss": loss, "learning_rate": lr, "seconds": seconds,
+                        "samples_per_s": users.size / max(seconds, 1e-9), **scored})
+        emit({"train:loss": loss, **scored, "epoch_seconds": seconds}, _step(cfg.phase, epoch))
+        best.offer(epoch, found, cfg.monitor, model)
+        early = bool(cfg.patience and epoch - best.epoch >= cfg.patience)
         if store is not None:
-            store.save(epoch, _pack(model, best_weights), "npz", {
-                "phase": cfg.phase, "epoch": epoch, "best_epoch": best_epoch,
-                "best_value": float(best_value), "best_metrics": best_metrics, "history": history,
+            store.save(epoch, _pack(model, best.weights), "npz", {
+                "phase": cfg.phase, "epoch": epoch, "best_epoch": best.epoch,
+                "best_value": float(best.value), "best_metrics": best.metrics, "history": history,
                 "finished": early or epoch == cfg.epochs})
         if early:
             log.info("%s: early stopping after epoch %d (best %s %.4f at epoch %d)", cfg.phase, epoch,
-                     cfg.monitor, best_value, best_epoch)
+                     cfg.monitor, best.value, best.epoch)
             break
-    if best_weights is not None:
-        model.set_weights(best_weights)
-    return LoopResult(max(epoch, resumed or 0), best_epoch, best_metrics, history, stopped, resumed)
+    if best.weights is not None:
+        model.set_weights(best.weights)
+    return LoopResult(max(epoch, resumed or 0), best.epoch, best.metrics, history, stopped, resumed)
 
 
 def evaluator(arch: dict[str, Any], cases_u: np.ndarray, candidates: np.ndarray, k: int,
