@@ -108,3 +108,12 @@ def save(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def report(name: str, results: dict[str, Any], targets: dict[str, bool]) -> int:
+    """Print each target's verdict, save the results file; the exit code of a bench suite."""
+    results["targets"] = targets
+    for k, v in targets.items():
+        print(f"target {k}: {'MET' if v else 'MISSED'}")
+    print(f"results: {save(name, results)}")
+    return 0

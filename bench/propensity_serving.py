@@ -23,7 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import BIN, DATA, RESULTS, free_port, median_of, post, save, start, stop, wait_ready, wrk
+from bench.harness import (
+    BIN,
+    DATA,
+    RESULTS,
+    free_port,
+    median_of,
+    post,
+    report,
+    start,
+    stop,
+    wait_ready,
+    wrk,
+)
 
 
 def model_dir(work: Path) -> Path | None:
@@ -131,11 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "top-10 of 3,706 items p99 <= 20 ms (c=1)": results["ours/top10_all/c1"]["p99"] <= 20,
         "/ping ready within 30 s": results["ping_ready_seconds"] <= 30,
     }
-    results["targets"] = targets
-    for k, v in targets.items():
-        print(f"target {k}: {'MET' if v else 'MISSED'}")
-    print(f"results: {save('propensity_serving', results)}")
-    return 0
+    return report("propensity_serving", results, targets)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import BIN, RESULTS, free_port, median_of, post, save, start, stop, wait_ready, wrk
+from bench.harness import BIN, RESULTS, free_port, median_of, post, report, start, stop, wait_ready, wrk
 from training.gender import synth
 
 
@@ -147,11 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "1-row >= 800 req/s at c=8": results["ours/csv1/c8"]["rps"] >= 800,
         "1000-row >= 110,000 rows/s at c=8": results["ours/csv1000/c8"]["rows_per_s"] >= 110_000,
     }
-    results["targets"] = targets
-    for k, v in targets.items():
-        print(f"target {k}: {'MET' if v else 'MISSED'}")
-    print(f"results: {save('serve_gender', results)}")
-    return 0
+    return report("serve_gender", results, targets)
 
 
 if __name__ == "__main__":

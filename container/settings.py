@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from container.mediatypes import encodable_media_type
 from container.paths import MLPaths, base_dir
+from container.values import boolean
 
 
 class SettingsError(ValueError):
@@ -21,12 +23,10 @@ class SettingsError(ValueError):
 
 
 def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError("must be 'true' or 'false'")
+    value = boolean(raw)
+    if value is None:
+        raise ValueError("must be 'true' or 'false'")
+    return value
 
 
 def _positive_int(raw: str) -> int:
@@ -36,18 +36,21 @@ def _positive_int(raw: str) -> int:
     return value
 
 
-def _payload_mb(raw: str) -> float:
-    value = float(raw)
-    if not 0 < value <= 100:
-        raise ValueError("must be > 0 and <= 100 (batch transform's maximum)")
-    return value
+def _number(accept: Callable[[float], bool], rule: str) -> Callable[[str], float]:
+    """A parser of numbers that ``accept`` admits; ``rule`` is the error message."""
+
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not accept(value):
+            raise ValueError(rule)
+        return value
+
+    return parse
 
 
-def _percent(raw: str) -> float:
-    value = float(raw)
-    if not 0 <= value <= 100:
-        raise ValueError("must be between 0 and 100")
-    return value
+_payload_mb = _number(lambda v: 0 < v <= 100, "must be > 0 and <= 100 (batch transform's maximum)")
+_percent = _number(lambda v: 0 <= v <= 100, "must be between 0 and 100")
+_seconds = _number(lambda v: 1 <= v <= 3600, "must be between 1 and 3600 seconds")
 
 
 def _log_level(raw: str) -> str:
@@ -58,11 +61,14 @@ def _log_level(raw: str) -> str:
     return value
 
 
-def _accept(raw: str) -> str:
-    value = raw.split(";")[0].strip().lower()
-    if value not in {"application/json", "text/csv", "application/jsonlines"}:
-        raise ValueError("must be application/json, text/csv or application/jsonlines")
-    return value
+def _names(raw: str) -> tuple[str, ...]:
+    """'file, s3' -> ('file', 's3')."""
+    return tuple(p.strip().lower() for p in raw.split(",") if p.strip())
+
+
+def _paths(raw: str) -> tuple[str, ...]:
+    """Colon-separated folders, as absolute paths."""
+    return tuple(os.path.abspath(p) for p in raw.split(":") if p.strip())
 
 
 def _str(raw: str) -> str:
@@ -73,13 +79,6 @@ def _auth(raw: str) -> str:
     value = raw.strip().lower()
     if value not in {"auto", "required", "off"}:
         raise ValueError("must be auto, required or off")
-    return value
-
-
-def _seconds(raw: str) -> float:
-    value = float(raw)
-    if not 1 <= value <= 3600:
-        raise ValueError("must be between 1 and 3600 seconds")
     return value
 
 
@@ -100,6 +99,8 @@ def env(
 class Settings:
     """A snapshot of the process environment, validated."""
 
+    # Each field is one declared variable (name, default, doc, parser), so neighbouring fields share a
+    # shape on purpose (`duplicates` lists two such runs): the declarations are the table itself.
     # --- shared --------------------------------------------------------------
     base_dir: str = env(
         "SM_BASE_DIR",
@@ -134,7 +135,7 @@ class Settings:
     )
     default_accept: str = env(
         "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json",
-        "Response type when Accept is missing or */*.", _accept,
+        "Response type when Accept is missing or */*.", encodable_media_type,
     )
     batch: bool = env(
         "SAGEMAKER_BATCH", False,
@@ -169,7 +170,8 @@ class Settings:
         "DATA_CAPTURE_PERCENT", 0.0,
         "Share of /invocations calls recorded in the portal store (0-100).", _percent,
     )
-    portal: bool = env("MLAPP_ENABLED", True, "Serve the MLapp portal and multi-model API.", _bool)
+    portal: bool = env("MLAPP_ENABLED", True, "Serve the MLapp portal (the multi-model API is always on).",
+                       _bool)
     model_repository: str = env(
         "MLAPP_MODEL_REPOSITORY", "",
         "Folder of models: <name>/<version>/model.json or <name>/model/model.json.",
@@ -195,12 +197,13 @@ class Settings:
         "MLAPP_MAX_INLINE_ROWS", 10000, "Largest number of inline records per portal request.",
         _positive_int,
     )
-    allowed_schemes: str = env(
-        "MLAPP_ALLOWED_SCHEMES", "file,s3", "URI schemes a job may read and write (comma-separated).",
+    allowed_schemes: tuple[str, ...] = env(
+        "MLAPP_ALLOWED_SCHEMES", ("file", "s3"), "URI schemes a job may read and write (comma-separated).",
+        _names, shown_default="file,s3",
     )
-    allowed_roots: str = env(
-        "MLAPP_ALLOWED_ROOTS", "",
-        "Local folders jobs may read and write (colon-separated).",
+    allowed_roots: tuple[str, ...] = env(
+        "MLAPP_ALLOWED_ROOTS", (),
+        "Local folders jobs may read and write (colon-separated).", _paths,
         shown_default="$MLAPP_DATA_DIR:$SM_BASE_DIR",
     )
 
@@ -223,6 +226,16 @@ class Settings:
             values["workers"] = os.cpu_count() or 1
         return cls(**values)
 
+    @classmethod
+    def for_program(cls, program: str) -> Settings | None:
+        """The settings of a console entry point, or None after saying on stderr which variable is
+        wrong (the caller exits 3: the platform's configuration, not the user's data)."""
+        try:
+            return cls.from_env()
+        except SettingsError as exc:
+            sys.stderr.write(f"{program}: {exc}\n")
+            return None
+
     @property
     def paths(self) -> MLPaths:
         from pathlib import Path
@@ -236,6 +249,10 @@ class Settings:
     @property
     def resolved_data_dir(self) -> str:
         return self.data_dir or os.path.join(self.base_dir, "mlapp")
+
+    @property
+    def resolved_allowed_roots(self) -> tuple[str, ...]:
+        return self.allowed_roots or (self.resolved_data_dir, self.base_dir)
 
     @property
     def resolved_database_url(self) -> str:

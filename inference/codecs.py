@@ -16,20 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from container.mediatypes import ALIASES, CSV, DECODABLE, ENCODABLE, JSON, JSONLINES
+from container.values import is_number
 from inference.errors import BadInput, NotAcceptable, UnsupportedMediaType
-
-CSV = "text/csv"
-JSON = "application/json"
-JSONLINES = "application/jsonlines"
-ALIASES = {
-    "text/csv": CSV, "application/csv": CSV, "text/x-csv": CSV,
-    "application/json": JSON,
-    "application/jsonlines": JSONLINES, "application/x-jsonlines": JSONLINES,
-    "application/jsonl": JSONLINES, "application/x-ndjson": JSONLINES,
-    "application/ndjson": JSONLINES,
-}
-DECODABLE = (CSV, JSON, JSONLINES)
-ENCODABLE = (JSON, CSV, JSONLINES)
 
 
 def parse_media_type(header: str | None) -> tuple[str, dict[str, str]]:
@@ -53,7 +42,7 @@ def request_type(header: str | None, body: bytes) -> tuple[str, str]:
         head = body.lstrip()[:1]
         mtype = JSON if head in (b"{", b"[") else CSV
     canonical = ALIASES.get(mtype)
-    if canonical is None:
+    if canonical is None or canonical not in DECODABLE:
         raise UnsupportedMediaType(
             f"Content-Type '{header}' is not supported; send text/csv, application/json or "
             "application/jsonlines",
@@ -122,20 +111,14 @@ def _text(body: bytes, charset: str) -> str:
         raise BadInput(f"Body is not valid UTF-8 (byte {exc.start}); send UTF-8 text") from None
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def decode(body: bytes, media_type: str, charset: str = "utf-8") -> Inputs:
+def decode(body: bytes, media_type: str, charset: str = "utf-8",
+           scalar_fields: frozenset[str] = frozenset()) -> Inputs:
+    """``scalar_fields``: the model's single-valued fields (see ``decode_json``)."""
     if media_type == CSV:
         text = _text(body, charset)
         return decode_csv(text, body if body.isascii() else None)
     if media_type == JSON:
-        return decode_json(_text(body, charset))
+        return decode_json(_text(body, charset), scalar_fields)
     if media_type == JSONLINES:
         return decode_jsonlines(_text(body, charset))
     raise UnsupportedMediaType(f"Content-Type '{media_type}' is not supported")
@@ -149,7 +132,7 @@ def decode_csv(text: str, ascii_body: bytes | None = None) -> Inputs:
     newline = text.find("\n")
     first = text if newline < 0 else text[:newline]
     fields = first.split(",")
-    if any(f.strip() and not _is_number(f) for f in fields):
+    if any(f.strip() and not is_number(f) for f in fields):
         # A header row names the columns (raw device records, or named numeric features).
         try:
             frame = pd.read_csv(io.StringIO(text), skipinitialspace=True)
@@ -231,7 +214,9 @@ def _from_items(items: list[Any], where: str) -> Inputs:
                    "not a mix")
 
 
-def decode_json(text: str) -> Inputs:
+def decode_json(text: str, scalar_fields: frozenset[str] = frozenset()) -> Inputs:
+    """A JSON body as rows. An object of equal-length lists is a column-oriented table, unless it
+    holds one of ``scalar_fields``: then it is a single record whose other fields are lists."""
     if not text.strip():
         return Inputs(matrix=np.empty((0, 0), dtype=np.float32))
     try:
@@ -262,14 +247,9 @@ def decode_json(text: str) -> Inputs:
         return Inputs(table=pd.DataFrame(data, columns=[str(c) for c in cols]))
     if doc and all(isinstance(v, list) for v in doc.values()) and len(
         {len(v) for v in doc.values()}
-    ) == 1 and not _looks_like_record(doc):
+    ) == 1 and scalar_fields.isdisjoint(doc):
         return _columns(doc, "JSON columns")
     return _from_items([doc], "JSON object")
-
-
-def _looks_like_record(doc: dict[str, Any]) -> bool:
-    """A single device record has list fields too; columns-orientation has only lists."""
-    return "phone_brand" in doc or "device_model" in doc
 
 
 def _columns(doc: dict[str, Any], where: str) -> Inputs:
@@ -353,3 +333,20 @@ def encode(outputs: Outputs, media_type: str, batch: bool = False) -> tuple[byte
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         return body.encode(), JSONLINES
     return json.dumps({"predictions": rows}, ensure_ascii=False).encode(), JSON
+
+
+# --------------------------------------------------------------------------- control bodies
+def json_object(raw: bytes, content_type: str | None) -> dict[str, Any]:
+    """The JSON object of an API request body ({} for an empty body); 415 / 400 otherwise."""
+    if not raw.strip():
+        return {}
+    mtype, _ = parse_media_type(content_type)
+    if mtype not in (JSON, ""):
+        raise UnsupportedMediaType("Portal requests must be application/json")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"Body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadInput("The request body must be a JSON object")
+    return data

@@ -1,5 +1,5 @@
 """Prometheus metrics for GET /metrics: requests and latencies per route and model version,
-predicted rows per door, portal jobs by status, data-capture outcomes.
+predicted rows per door, data-capture outcomes (plug-ins add collectors of their own).
 
 Under gunicorn each worker is its own process, so `serve` points PROMETHEUS_MULTIPROC_DIR at a
 fresh directory before the workers fork; every worker writes its samples there and whichever
@@ -8,9 +8,8 @@ worker answers the scrape sums them. In-process (tests, notebooks) the default r
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,10 +20,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-log = logging.getLogger("inference.metrics")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 REQUESTS = Counter(
@@ -44,37 +41,20 @@ CAPTURE = Counter(
     ["outcome"])
 
 
-class JobsCollector(Collector):
-    """Portal predictions by status, read from the shared store at scrape time (all VMs agree)."""
-
-    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
-        self.counts = counts
-
-    def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily("mlship_portal_predictions", "Portal predictions in the store, by status.",
-                                   labels=["status"])
-        try:
-            counts = self.counts()
-        except Exception as exc:  # a store outage must not break the scrape of everything else
-            log.warning("portal store unavailable for /metrics: %s", exc)
-            return
-        for status in ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"):
-            family.add_metric([status], counts.get(status, 0))
-        yield family
-
-
-def exposition(job_counts: Callable[[], dict[str, int]] | None = None) -> bytes:
-    """The text a Prometheus scrape receives."""
+def exposition(collectors: Iterable[Collector] = ()) -> bytes:
+    """The text a Prometheus scrape receives; ``collectors`` add samples read at scrape time."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         body = generate_latest(registry)
     else:
         body = generate_latest(REGISTRY)
-    if job_counts is not None:
-        jobs = CollectorRegistry(auto_describe=False)
-        jobs.register(JobsCollector(job_counts))
-        body += generate_latest(jobs)
+    extra = list(collectors)
+    if extra:
+        registry = CollectorRegistry(auto_describe=False)
+        for collector in extra:
+            registry.register(collector)
+        body += generate_latest(registry)
     return body
 
 

@@ -1,174 +1,95 @@
-"""Loading a model directory into a Predictor: decoded inputs in, prediction columns out.
+"""The predictor contract every model family implements, and loading one from a model directory.
 
-Pure core: nothing here knows about HTTP. The manifest (model.json) says which family and
-algorithm the directory holds, so serving never guesses from file names.
+Pure core: nothing here knows about HTTP. The manifest (model.json) names the family; the
+family's module ``inference.families.<family>`` provides ``Predictor`` and ``describe``, so
+this generic code holds no family names and a new family is one new module.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-import pandas as pd
-
 from inference.codecs import Inputs, Outputs
-from inference.errors import BadInput
-from training import manifest as manifest_io
-from training import registry
-from training.gender.features import (
-    LIST_FIELDS,
-    DevicePipeline,
-    NumericPipeline,
-    arrow_lists,
-    is_raw_frame,
-    load_pipeline,
-)
+from modelformat import manifest as manifest_io
+from modelformat.manifest import model_version
 
-log = logging.getLogger("inference.predictors")
+FAMILIES_PACKAGE = "inference.families"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What a family's output columns mean, for recording and comparing predictions.
+
+    ``label_column``: the predicted class (None when the family predicts no class);
+    ``score_column``: the number compared across model versions (the positive class's
+    probability, a pair's score); ``positive_label``: the truth value that counts as positive
+    for ROC AUC; ``truth_columns``: input columns that carry the known answer, in order of
+    preference, taken out of the inputs before predicting.
+    """
+
+    label_column: str | None = "label"
+    score_column: str | None = "score"
+    positive_label: str | None = None
+    truth_columns: tuple[str, ...] = ("truth",)
 
 
 class Predictor(Protocol):
     name: str
     version: str
     manifest: dict[str, Any]
+    outputs: OutputSpec
+    # Fields that are single values in one record: a JSON object holding such a field is one
+    # record even when its other fields are lists (not a column-oriented table).
+    scalar_fields: frozenset[str]
 
     def predict(self, inputs: Inputs) -> Outputs: ...
 
     def warmup(self) -> None: ...
 
 
-def model_version(model_dir: Path) -> str:
-    """A short content hash of the manifest: changes whenever the model is retrained."""
-    return hashlib.sha256((model_dir / manifest_io.MANIFEST).read_bytes()).hexdigest()[:12]
+class ModelFiles:
+    """What every family's predictor keeps of its model directory: name, version, output meaning."""
 
+    scalar_fields: frozenset[str] = frozenset()
 
-class GenderPredictor:
-    """Raw device records or featurised rows -> label + probability per row."""
-
-    def __init__(self, model_dir: Path, manifest: dict[str, Any], threads: int = 1,
-                 name: str | None = None) -> None:
+    def __init__(self, model_dir: Path, manifest: dict[str, Any], name: str | None,
+                 outputs: OutputSpec) -> None:
         self.model_dir = model_dir
         self.manifest = manifest
-        self.name = name or str(manifest.get("model_name") or manifest["algorithm"])
+        self.name = name or display_name(manifest)
         self.version = str(manifest.get("version") or model_version(model_dir))
-        algorithm = registry.get(manifest["algorithm"])
-        self.scorer = algorithm.load(model_dir, manifest, threads)
-        self.pipeline = load_pipeline(model_dir)
-        self.classes = list(manifest["classes"])
-        self.threshold = float(manifest.get("threshold", 0.5))
-        self.n_features = int(self.pipeline.n_features)
-
-    # --- inputs -> features ---------------------------------------------------------
-    def features(self, inputs: Inputs) -> Any:
-        if inputs.matrix is not None:
-            return self._check_width(inputs.matrix)
-        table = inputs.table
-        assert table is not None
-        table = table.set_axis([str(c) for c in table.columns], axis=1)
-        if isinstance(self.pipeline, DevicePipeline):
-            if is_raw_frame(table.columns):
-                _check_record_types(table)
-                return self.pipeline.transform(table)
-            raise BadInput(
-                "Records need device fields (phone_brand, device_model, installed_apps, "
-                f"active_apps, app_categories, events...); got: {', '.join(list(table.columns)[:10])}"
-            )
-        return self._numeric_table(table, self.pipeline)
-
-    def _check_width(self, matrix: np.ndarray) -> np.ndarray:
-        if matrix.ndim != 2 or matrix.shape[1] != self.n_features:
-            width = matrix.shape[1] if matrix.ndim == 2 else 0
-            raise BadInput(
-                f"Each row must have {self.n_features} features; got {width}",
-                details={"expected_features": self.n_features, "got": width},
-            )
-        return matrix
-
-    def _numeric_table(self, table: pd.DataFrame, pipeline: NumericPipeline) -> np.ndarray:
-        wanted = pipeline.columns
-        missing = [c for c in wanted if c not in table.columns]
-        if not missing:
-            frame = table[wanted]
-        elif not any(c in table.columns for c in wanted) and table.shape[1] == len(wanted):
-            frame = table  # unnamed columns in training order
-        else:
-            raise BadInput(f"Missing feature column(s): {', '.join(missing[:10])}",
-                           details={"missing": missing[:50]})
-        try:
-            return frame.to_numpy(dtype=np.float32)
-        except (TypeError, ValueError):
-            bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-            raise BadInput(f"Feature column(s) {', '.join(map(str, bad[:5]))} must be numbers"
-                           ) from None
-
-    # --- prediction -------------------------------------------------------------------
-    def predict(self, inputs: Inputs) -> Outputs:
-        x = self.features(inputs)
-        p = self.scorer.predict_proba(x) if x.shape[0] else np.empty(0)
-        positive = p >= self.threshold
-        neg, pos = self.classes
-        labels = np.where(positive, 1, 0)
-        label_values = [pos if v else neg for v in labels.tolist()]
-        confidence = np.where(positive, p, 1.0 - p)
-        columns: dict[str, Any] = {}
-        if inputs.table is not None and "device_id" in inputs.table.columns:
-            columns["device_id"] = [_plain_id(v) for v in inputs.table["device_id"].tolist()]
-        columns["label"] = label_values
-        columns["probability"] = np.round(confidence, 6).tolist()
-        columns[f"probability_{pos}"] = np.round(p, 6).tolist()
-        return Outputs(columns=columns, csv_columns=["label", "probability"])
-
-    def score(self, inputs: Inputs) -> np.ndarray:
-        """Positive-class probabilities only (used by the portal's comparisons)."""
-        x = self.features(inputs)
-        return self.scorer.predict_proba(x)
-
-    def warmup(self) -> None:
-        path = self.model_dir / "warmup.json"
-        records = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
-        if not records:
-            raise RuntimeError("model directory has no warmup.json example to test with")
-        out = self.predict(Inputs(table=pd.DataFrame.from_records(records)))
-        probs = np.asarray(out.columns["probability"], dtype=float)
-        if not np.all(np.isfinite(probs)):
-            raise RuntimeError("warm-up prediction produced non-finite probabilities")
+        self.outputs = outputs
 
 
-def _plain_id(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+def _family(manifest: dict[str, Any]) -> Any:
+    family = manifest.get("family")
+    if not isinstance(family, str) or not family.isidentifier():
+        raise ValueError(f"model.json names an unknown family {family!r}")
+    try:
+        return importlib.import_module(f"{FAMILIES_PACKAGE}.{family}")
+    except ModuleNotFoundError:
+        raise ValueError(f"model.json names an unknown family {family!r}") from None
 
 
-def _check_record_types(table: pd.DataFrame) -> None:
-    # set(map(type, ...)) runs in C; the per-record loop only runs to name a record that is wrong.
-    for column in LIST_FIELDS:
-        if column in table.columns and not arrow_lists(table[column].dtype):  # lists of plain values
-            values = table[column].tolist()
-            if dict in set(map(type, values)):
-                number = next(n for n, v in enumerate(values, start=1) if isinstance(v, dict))
-                raise BadInput(f"Record {number}: '{column}' must be a list or a '|'-joined string, "
-                               "not an object")
-    for column in ("phone_brand", "device_model"):
-        if column in table.columns:
-            values = table[column].tolist()
-            if set(map(type, values)) & {dict, list}:
-                number = next(n for n, v in enumerate(values, start=1) if isinstance(v, (dict, list)))
-                raise BadInput(f"Record {number}: '{column}' must be a string")
+def describe(manifest: dict[str, Any]) -> OutputSpec:
+    """The output meaning of a model, from its manifest alone (no model is loaded)."""
+    try:
+        module = _family(manifest)
+    except ValueError:
+        return OutputSpec()
+    spec: OutputSpec = module.describe(manifest)
+    return spec
 
 
 def load(model_dir: Path, threads: int = 1, name: str | None = None) -> Predictor:
-    """The predictor for a model directory made by `train`."""
+    """The predictor for a model directory made by `train` (not yet warmed up)."""
     manifest = manifest_io.read(model_dir)
-    family = manifest.get("family")
-    if family == "gender":
-        return GenderPredictor(model_dir, manifest, threads, name)
-    if family == "propensity":
-        from inference.propensity import PropensityPredictor
+    predictor: Predictor = _family(manifest).Predictor(model_dir, manifest, threads, name)
+    return predictor
 
-        return PropensityPredictor(model_dir, manifest, threads, name)
-    raise ValueError(f"model.json names an unknown family {family!r}")
+
+def display_name(manifest: dict[str, Any]) -> str:
+    return str(manifest.get("model_name") or manifest["algorithm"])

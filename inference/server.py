@@ -15,7 +15,7 @@ import tempfile
 from typing import Any
 
 from container import logs
-from container.settings import Settings, SettingsError
+from container.settings import Settings
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
@@ -66,11 +66,10 @@ def _metrics_dir(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        sys.stderr.write(f"serve: {exc}\n")
+    loaded = Settings.for_program("serve")
+    if loaded is None:
         return 3
+    settings: Settings = loaded  # a plain name the nested Server class can close over
     logs.configure(settings.log_level)
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.model_threads))
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(settings.model_threads))

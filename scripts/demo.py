@@ -98,6 +98,14 @@ def package(base: Path, serving: Path) -> Path:
     return tar_path
 
 
+def package_and_serve(base: Path, work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Pack the trained model as SageMaker would, serve it; the process and its /invocations URL."""
+    serving = work / "serving"
+    package(base, serving)
+    port = free_port()
+    return serve(serving, port, work / "serve.log"), f"http://127.0.0.1:{port}/invocations"
+
+
 def serve(serving: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "SM_BASE_DIR": str(serving), "SAGEMAKER_BIND_TO_PORT": str(port),
            "SAGEMAKER_MODEL_SERVER_WORKERS": "2", "MLAPP_DATA_DIR": str(serving / "mlapp")}
@@ -129,7 +137,7 @@ def show(title: str, status: int, body: bytes, headers: dict[str, str]) -> None:
     print(f"   {title}: HTTP {status} {headers.get('Content-Type', '')}\n      {indented}")
 
 
-def gender(work: Path, rows: int) -> tuple[Path, int, subprocess.Popen[bytes]]:
+def gender(work: Path, rows: int) -> subprocess.Popen[bytes]:
     from training.gender import synth
 
     base = work / "gender" / "opt_ml"
@@ -147,11 +155,7 @@ def gender(work: Path, rows: int) -> tuple[Path, int, subprocess.Popen[bytes]]:
     manifest = json.loads((base / "model/model.json").read_text())
     print(f"   trained in {seconds:.1f}s; validation ROC AUC {manifest['metrics']['roc_auc']:.3f}, "
           f"artefacts: {', '.join(sorted(p.name for p in (base / 'output/data').iterdir()))}")
-    serving = work / "gender" / "serving"
-    package(base, serving)
-    port = free_port()
-    proc = serve(serving, port, work / "gender" / "serve.log")
-    url = f"http://127.0.0.1:{port}/invocations"
+    proc, url = package_and_serve(base, work / "gender")
     sample = synth.generate(3, seed=99).drop(columns=["gender"])
     csv_body = synth.to_csv_frame(sample).to_csv(index=False).encode()
     show("CSV device records (with header), Accept text/csv",
@@ -161,7 +165,7 @@ def gender(work: Path, rows: int) -> tuple[Path, int, subprocess.Popen[bytes]]:
          *http("POST", url, json_body, {"Content-Type": "application/json"}))
     show("a mistake (wrong Content-Type) gets a JSON 415",
          *http("POST", url, b"<xml/>", {"Content-Type": "application/xml"}))
-    return serving, port, proc
+    return proc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        _, _, proc = gender(args.workdir, args.rows)
+        proc = gender(args.workdir, args.rows)
         procs.append(proc)
         for extra in _extra_parts():
             procs.extend(extra(args.workdir))

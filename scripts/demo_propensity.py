@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from scripts.demo import free_port, http, opt_ml, package, say, serve, show, train
+from scripts.demo import http, opt_ml, package_and_serve, say, show, train
 from training.propensity import synth
 
 
@@ -26,11 +26,7 @@ def run(work: Path) -> list[subprocess.Popen[bytes]]:
     m = manifest["metrics"]
     print(f"   trained in {seconds:.1f}s; leave-one-out HR@10 {m['hr@10']:.3f}, NDCG@10 {m['ndcg@10']:.3f} "
           f"(best epoch {manifest['training']['best_epoch']}); curves in output/data/training_curves.png")
-    serving = work / "propensity" / "serving"
-    package(base, serving)
-    port = free_port()
-    proc = serve(serving, port, work / "propensity" / "serve.log")
-    url = f"http://127.0.0.1:{port}/invocations"
+    proc, url = package_and_serve(base, work / "propensity")
     show("score (user, item) pairs, JSON",
          *http("POST", url, json.dumps([{"user": "u0001", "item": "m0003"},
                                         {"user": "brand-new-user", "item": "m0003"}]).encode(),

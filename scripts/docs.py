@@ -12,7 +12,7 @@ from pathlib import Path
 from container.settings import markdown_table
 from training import metrics
 from training.gender.algorithms import LogisticRegressionClassifier, XGBoostClassifier
-from training.gender.task import COMMON
+from training.gender.task import common
 from training.hyperparameters import table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -30,7 +30,7 @@ def sections() -> dict[str, str]:
     found = {
         "env": markdown_table(),
         "metrics": metric_table(),
-        "hp-gender-common": table(COMMON),
+        "hp-gender-common": table(common()),
         "hp-xgboost": table(XGBoostClassifier.hyperparameters),
         "hp-logreg": table(LogisticRegressionClassifier.hyperparameters),
     }

@@ -1,4 +1,5 @@
-"""The test command: lint (ruff), types (mypy), Dockerfile lint (hadolint), then pytest.
+"""The test command: lint (ruff), types (mypy), layers (import-linter), Dockerfile lint (hadolint),
+then pytest.
 
     ./run test [pytest args]     e.g. ./run test -m "not container" -x
 """
@@ -26,6 +27,8 @@ def main(argv: list[str]) -> int:
     results = {
         "ruff": step("ruff", [sys.executable, "-m", "ruff", "check", "."]),
         "mypy": step("mypy", [sys.executable, "-m", "mypy"]),
+        # The layers and the no-cycle rule of pyproject.toml's [tool.importlinter].
+        "import-linter": step("import-linter", [str(Path(sys.executable).parent / "lint-imports")]),
     }
     if (ROOT / "Dockerfile").exists() and shutil.which("hadolint"):
         results["hadolint"] = step("hadolint", ["hadolint", "--failure-threshold", "error", "Dockerfile"])

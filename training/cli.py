@@ -16,7 +16,7 @@ from typing import Any
 
 from container import logs
 from container.paths import MLPaths
-from container.settings import Settings, SettingsError
+from container.settings import Settings
 from training import registry
 from training.checkpoints import StopFlag
 from training.environment import TrainingEnvironment
@@ -67,10 +67,8 @@ def run(paths: MLPaths, stop: StopFlag) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the process exit code."""
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        sys.stderr.write(f"train: {exc}\n")
+    settings = Settings.for_program("train")
+    if settings is None:
         return 3
     logs.configure(settings.log_level)
     paths = settings.paths

@@ -17,23 +17,11 @@ from typing import Any
 
 import pandas as pd
 
+from container.mediatypes import format_of_media_type, format_of_name
+from container.values import is_number
 from training.errors import UserError
 
 MAX_DEPTH = 8
-FORMATS = ("csv", "parquet", "jsonl")
-_CONTENT_TYPES = {
-    "text/csv": "csv",
-    "csv": "csv",
-    "application/x-parquet": "parquet",
-    "application/parquet": "parquet",
-    "parquet": "parquet",
-    "application/jsonlines": "jsonl",
-    "application/x-jsonlines": "jsonl",
-    "application/json": "jsonl",
-    "jsonl": "jsonl",
-}
-_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
-             ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
 
 
 def list_files(root: Path) -> list[Path]:
@@ -59,22 +47,18 @@ def detect_format(path: Path, content_type: str | None) -> str:
     """The file's format: its own evidence (magic bytes, extension) first, then ContentType."""
     declared = None
     if content_type:
-        key = content_type.split(";")[0].strip().lower()
-        if key not in _CONTENT_TYPES:
+        declared = format_of_media_type(content_type)
+        if declared is None:
             raise UserError(
                 f"ContentType '{content_type}' is not supported for training; use text/csv, "
                 "application/x-parquet or application/jsonlines"
             )
-        declared = _CONTENT_TYPES[key]
     head = _read_head(path)
     if head.startswith(b"PAR1"):
         return "parquet"
-    name = path.name.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    suffix = Path(name).suffix
-    if suffix in _SUFFIXES:
-        return _SUFFIXES[suffix]
+    by_name = format_of_name(path.name)
+    if by_name is not None:
+        return by_name
     if declared:
         return declared
     if head.lstrip().startswith(b"{"):
@@ -88,14 +72,6 @@ def _read_head(path: Path, size: int = 4096) -> bytes:
         return bytes(fh.read(size))
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def csv_has_header(sample: str, known_columns: frozenset[str] = frozenset()) -> bool:
     """Decide whether the first CSV line is a header.
 
@@ -107,12 +83,12 @@ def csv_has_header(sample: str, known_columns: frozenset[str] = frozenset()) -> 
     if not rows:
         return False
     first = rows[0]
-    if any(_is_number(f) for f in first if f.strip()):
+    if any(is_number(f) for f in first if f.strip()):
         return False
     if any(f.strip().lower() in known_columns for f in first):
         return True
     body = rows[1:6]
-    return any(any(col < len(r) and _is_number(r[col]) for r in body) for col in range(len(first)))
+    return any(any(col < len(r) and is_number(r[col]) for r in body) for col in range(len(first)))
 
 
 @dataclass

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from container.values import boolean
 from training.errors import UserError
 
 
@@ -54,14 +55,10 @@ class Hyperparameter:
 
     def _convert(self, value: Any) -> Any:
         if self.kind is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in {"true", "1", "yes"}:
-                return True
-            if text in {"false", "0", "no"}:
-                return False
-            raise ValueError(value)
+            parsed = boolean(value)
+            if parsed is None:
+                raise ValueError(value)
+            return parsed
         if self.kind is int:
             if isinstance(value, bool):
                 raise ValueError(value)

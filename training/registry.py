@@ -1,33 +1,44 @@
-"""Algorithm name -> class, for every model family the image carries.
+"""Algorithm name -> class, for every model family the image carries: the one door.
 
-The `algorithm` hyperparameter picks one; serving reads the name from the model manifest.
-Adding an algorithm means writing its class and one line here: no contract code changes.
-Classes are imported lazily so that `serve` for a gender model never imports TensorFlow.
+The `algorithm` hyperparameter picks one (its choices come from here); the trained model's
+manifest names the exported scorer serving loads, so adding an algorithm means writing its
+class and registering it: no contract code changes. Classes are imported lazily so that
+`train` for a gender model never imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import Any
 
 from training.errors import UserError
+from training.hyperparameters import Hyperparameter as HP
 
-ALGORITHMS: dict[str, tuple[str, str]] = {
-    # name: (module, class)
-    "xgboost": ("training.gender.algorithms", "XGBoostClassifier"),
-    "logreg": ("training.gender.algorithms", "LogisticRegressionClassifier"),
-    "popularity": ("training.propensity.task", "Popularity"),
-    "mf": ("training.propensity.task", "MatrixFactorisation"),
-    "gmf": ("training.propensity.task", "GMF"),
-    "mlp": ("training.propensity.task", "MLP"),
-    "neumf": ("training.propensity.task", "NeuMF"),
-    "wide_deep": ("training.propensity.task", "WideDeep"),
+
+@dataclass(frozen=True)
+class Registered:
+    family: str
+    module: str
+    cls: str
+
+
+ALGORITHMS: dict[str, Registered] = {
+    "xgboost": Registered("gender", "training.gender.algorithms", "XGBoostClassifier"),
+    "logreg": Registered("gender", "training.gender.algorithms", "LogisticRegressionClassifier"),
+    "popularity": Registered("propensity", "training.propensity.task", "Popularity"),
+    "mf": Registered("propensity", "training.propensity.task", "MatrixFactorisation"),
+    "gmf": Registered("propensity", "training.propensity.task", "GMF"),
+    "mlp": Registered("propensity", "training.propensity.task", "MLP"),
+    "neumf": Registered("propensity", "training.propensity.task", "NeuMF"),
+    "wide_deep": Registered("propensity", "training.propensity.task", "WideDeep"),
 }
 DEFAULT_ALGORITHM = "xgboost"
 
 
-def register(name: str, module: str, cls: str) -> None:
-    ALGORITHMS[name] = (module, cls)
+def register(name: str, module: str, cls: str, family: str) -> None:
+    """Add an algorithm (a class with the family's interface) under ``name``."""
+    ALGORITHMS[name] = Registered(family, module, cls)
 
 
 def get(name: str) -> Any:
@@ -35,9 +46,15 @@ def get(name: str) -> Any:
     if name not in ALGORITHMS:
         known = ", ".join(sorted(ALGORITHMS))
         raise UserError(f"Unknown algorithm '{name}'; choose one of: {known}")
-    module, cls = ALGORITHMS[name]
-    return getattr(importlib.import_module(module), cls)
+    entry = ALGORITHMS[name]
+    return getattr(importlib.import_module(entry.module), entry.cls)
 
 
-def family_of(name: str) -> str:
-    return str(get(name).family)
+def names(family: str) -> tuple[str, ...]:
+    """The algorithms of a family, in registration order."""
+    return tuple(n for n, e in ALGORITHMS.items() if e.family == family)
+
+
+def algorithm_hyperparameter(family: str, default: str, doc: str) -> HP:
+    """The family's `algorithm` hyperparameter, its choices read now (plug-ins included)."""
+    return HP("algorithm", str, default, doc, choices=names(family))

@@ -1,7 +1,8 @@
 """Data capture for /invocations: a sampled share of calls recorded in the portal store.
 
-Recording happens on a background thread behind a bounded queue: a slow or unavailable
-store never blocks or breaks a prediction; what cannot be recorded is counted and logged.
+The portal hands a ``Capture`` to the data plane as its ``Recorder``. Recording happens on a
+background thread behind a bounded queue: a slow or unavailable store never blocks or breaks
+a prediction; what cannot be recorded is counted and logged.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference import metrics
-from inference.codecs import Outputs
-from inference.portal.jobs import result_rows
+from inference.codecs import Inputs, Outputs
+from inference.portal.records import result_rows
 from inference.portal.store import Store
+from inference.predictors import OutputSpec, Predictor
 
 log = logging.getLogger("inference.capture")
 
@@ -30,6 +32,7 @@ class CaptureItem:
     records: list[dict[str, Any]]
     outputs: Outputs
     latency_ms: float
+    spec: OutputSpec
     started_at: float = field(default_factory=time.time)
 
 
@@ -46,6 +49,16 @@ class Capture:
 
     def sampled(self) -> bool:
         return self.percent >= 100 or (self.percent > 0 and random.random() * 100 < self.percent)
+
+    def record(self, model: Predictor, inputs: Inputs, outputs: Outputs, latency_ms: float,
+               request_id: str | None) -> None:
+        if inputs.table is not None:
+            records = inputs.table.to_dict(orient="records")
+        else:
+            assert inputs.matrix is not None
+            records = [{"features": row} for row in inputs.matrix.tolist()]
+        self.offer(CaptureItem(model.name, model.version, request_id, records, outputs, latency_ms,
+                               model.outputs))
 
     def offer(self, item: CaptureItem) -> None:
         try:
@@ -65,7 +78,7 @@ class Capture:
                     input_spec={"inline_records": len(item.records)}, request_id=item.request_id,
                     started_at=item.started_at, rows=result_rows(
                         item.records, item.outputs.rows(), 0,
-                        item.latency_ms / max(1, len(item.records))))
+                        item.latency_ms / max(1, len(item.records)), spec=item.spec))
                 self.recorded += 1
                 metrics.CAPTURE.labels("recorded").inc()
             except Exception as exc:  # the store is down or slow: count, log, carry on

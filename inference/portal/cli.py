@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from container.settings import Settings, SettingsError
 from inference.portal.auth import hash_key, new_key
-from inference.portal.jobs import Status
+from inference.portal.status import Status
 from inference.portal.store import Store
 
 

@@ -1,28 +1,29 @@
-"""HTTP routes of the portal and the multi-model API: they parse, call the services, serialise.
+"""The portal plug-in: its HTTP routes (they parse, call the service, serialise) and its wiring.
 
-Mounted on the same app as /ping and /invocations by ``install``.
+``install`` is handed the hosting core; it builds the store and the job service over the
+shared data plane, plugs data capture in as the data plane's recorder and adds the jobs
+gauge to /metrics.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request, send_from_directory
 
-from container.settings import Settings
 from inference import codecs
-from inference.errors import BadInput
+from inference.hosting import Hosting
 from inference.portal import openapi
+from inference.portal import requests as parse
 from inference.portal.auth import KeyChecker
 from inference.portal.capture import Capture
-from inference.portal.jobs import JobService, PortalConfig
-from inference.portal.repository import Repository
+from inference.portal.collector import JobsCollector
+from inference.portal.config import PortalConfig
+from inference.portal.jobs import JobService
 from inference.portal.store import Store
 
-log = logging.getLogger("inference.portal")
 STATIC = Path(__file__).parent / "static"
 
 
@@ -31,66 +32,30 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def _body() -> dict[str, Any]:
+    """Query parameters, overlaid by the JSON body of a POST."""
     if request.method == "GET":
         return dict(request.args)
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        return dict(request.args)
-    mtype, _ = codecs.parse_media_type(request.headers.get("Content-Type"))
-    if mtype not in ("application/json", ""):
-        from inference.errors import UnsupportedMediaType
-
-        raise UnsupportedMediaType("Portal requests must be application/json")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"Body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadInput("The request body must be a JSON object")
+    data = codecs.json_object(request.get_data(cache=True), request.headers.get("Content-Type"))
     return {**dict(request.args), **data}
 
 
-def _int(data: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = data.get(key, default)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise BadInput(f"'{key}' must be a whole number") from None
-    if isinstance(value, float) and not value.is_integer():
-        raise BadInput(f"'{key}' must be a whole number")
-    if not low <= number <= high:
-        raise BadInput(f"'{key}' must be between {low} and {high}")
-    return number
-
-
-def _id(data: dict[str, Any], key: str = "prediction_id") -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value:
-        raise BadInput(f"'{key}' is required (a prediction id string)")
-    return value
-
-
-def build_services(settings: Settings) -> tuple[Store, Repository, JobService]:
+def build_service(hosting: Hosting) -> JobService:
+    settings = hosting.settings
     store = Store(settings.resolved_database_url, durable_records=settings.durable_records)
     store.migrate()
-    repo_root = Path(settings.model_repository) if settings.model_repository else settings.paths.models_dir
-    repo = Repository(repo_root, settings.paths.model_dir, settings.model_threads)
-    roots = tuple(Path(p).resolve() for p in settings.allowed_roots.split(":") if p) or (
-        Path(settings.resolved_data_dir).resolve(), settings.paths.base.resolve())
-    config = PortalConfig(max_inline_rows=settings.max_inline_rows, chunk_rows=settings.job_chunk_rows,
-                          lease_seconds=settings.lease_seconds,
-                          allowed_schemes=tuple(s for s in settings.allowed_schemes.split(",") if s),
-                          allowed_roots=roots, workdir=Path(settings.resolved_data_dir) / "work")
-    return store, repo, JobService(store, repo, config)
+    return JobService(store, hosting.dataplane, PortalConfig.from_settings(settings))
 
 
-def install(app: Flask, settings: Settings, holder: Any) -> None:
-    store, repo, jobs = build_services(settings)
-    keys = KeyChecker(store, settings.auth)
+def install(app: Flask, hosting: Hosting) -> None:
+    settings = hosting.settings
+    jobs = build_service(hosting)
+    keys = KeyChecker(jobs.store, settings.auth)
+    capture = Capture(jobs.store, settings.capture_percent) if settings.capture_percent else None
+    hosting.dataplane.recorder = capture
+    hosting.collectors.append(JobsCollector(jobs.store.counts_by_status))
     app.extensions["portal"] = jobs
     app.extensions["portal_keys"] = keys
-    app.extensions["repository"] = repo
-    app.extensions["capture"] = Capture(store, settings.capture_percent) if settings.capture_percent else None
+    app.extensions["capture"] = capture
     if settings.job_worker:
         jobs.start_worker()
 
@@ -113,32 +78,33 @@ def install(app: Flask, settings: Settings, holder: Any) -> None:
     @api.route("/api/providers/prediction/check", methods=["GET", "POST"])
     def check() -> Response:
         data = _body()
-        return _json(jobs.check(_id(data), _int(data, "offset", 0, 0, 10**9),
-                                _int(data, "limit", 100, 1, 10_000)))
+        return _json(jobs.check(parse.prediction_id(data), parse.whole_number(data, "offset", 0, 0, 10**9),
+                                parse.whole_number(data, "limit", 100, 1, 10_000)))
 
     @api.route("/api/providers/prediction/list", methods=["GET", "POST"])
     def list_() -> Response:
         data = _body()
-        items = jobs.list_predictions(data.get("status"), data.get("model"), data.get("kind"),
-                          _int(data, "limit", 50, 1, 1000), _int(data, "offset", 0, 0, 10**9))
+        items = jobs.list_predictions(data, parse.whole_number(data, "limit", 50, 1, 1000),
+                                      parse.whole_number(data, "offset", 0, 0, 10**9))
         return _json({"predictions": items})
 
     @api.post("/api/providers/prediction/cancel")
     def cancel() -> Response:
-        return _json(jobs.cancel(_id(_body())))
+        return _json(jobs.cancel(parse.prediction_id(_body())))
 
     @api.post("/api/providers/prediction/retry")
     def retry() -> Response:
-        return _json(jobs.retry(_id(_body())))
+        return _json(jobs.retry(parse.prediction_id(_body())))
 
     @api.route("/api/providers/prediction/compare", methods=["GET", "POST"])
     def compare() -> Response:
         data = _body()
-        return _json(jobs.compare(_id(data, "a"), _id(data, "b"), _int(data, "bins", 20, 2, 200)))
+        return _json(jobs.compare(parse.prediction_id(data, "a"), parse.prediction_id(data, "b"),
+                                  parse.whole_number(data, "bins", 20, 2, 200)))
 
     @api.get("/api/models")
     def models() -> Response:
-        return _json({"models": [e.summary() for e in repo.entries()]})
+        return _json({"models": [e.summary() for e in hosting.registry.entries()]})
 
     app.register_blueprint(api)
 
@@ -153,33 +119,3 @@ def install(app: Flask, settings: Settings, holder: Any) -> None:
     @app.get("/mlapp/<path:name>")
     def static_file(name: str) -> Response:
         return send_from_directory(STATIC, name)
-
-    # --- SageMaker multi-model endpoint API over the same repository -------------------------
-    @app.get("/models")
-    def mme_list() -> Response:
-        return _json({"models": repo.mme_list()})
-
-    @app.post("/models")
-    def mme_load() -> Response:
-        data = _body()
-        name, url = data.get("model_name"), data.get("url")
-        if not isinstance(name, str) or not isinstance(url, str):
-            raise BadInput("Load needs {\"model_name\": ..., \"url\": ...}")
-        repo.mme_load(name, url)
-        return _json({"status": f"Model {name} loaded"})
-
-    @app.get("/models/<name>")
-    def mme_get(name: str) -> Response:
-        repo.mme_get(name)
-        return _json(next(m for m in repo.mme_list() if m["modelName"] == name))
-
-    @app.delete("/models/<name>")
-    def mme_unload(name: str) -> Response:
-        repo.mme_unload(name)
-        return _json({"status": f"Model {name} unloaded"})
-
-    @app.post("/models/<name>/invoke")
-    def mme_invoke(name: str) -> Response:
-        from inference.app import invoke as invoke_model
-
-        return invoke_model(repo.mme_get(name), settings)

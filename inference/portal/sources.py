@@ -18,8 +18,9 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
+from container.mediatypes import FORMAT_NAMES, format_of_name
 from inference.errors import BadInput, Forbidden
-from training.gender.features import arrow_list_type
+from modelformat.gender.features import arrow_list_type
 
 
 def parse_location(location: Any, allowed_schemes: tuple[str, ...], allowed_roots: tuple[Path, ...]
@@ -45,17 +46,16 @@ def parse_location(location: Any, allowed_schemes: tuple[str, ...], allowed_root
 
 
 def detect_format(name: str, declared: str | None) -> str:
+    choices = ", ".join(FORMAT_NAMES)
     if declared:
         fmt = declared.lower()
-        if fmt not in {"csv", "jsonl", "parquet"}:
-            raise BadInput("format must be csv, jsonl or parquet")
+        if fmt not in FORMAT_NAMES:
+            raise BadInput(f"format must be {choices}")
         return fmt
-    lowered = name.lower().removesuffix(".gz")
-    for suffix, fmt in ((".csv", "csv"), (".jsonl", "jsonl"), (".json", "jsonl"), (".ndjson", "jsonl"),
-                        (".parquet", "parquet"), (".pq", "parquet")):
-        if lowered.endswith(suffix):
-            return fmt
-    raise BadInput(f"Cannot tell the format of {name!r}; give 'format': csv, jsonl or parquet")
+    found = format_of_name(name)
+    if found is None:
+        raise BadInput(f"Cannot tell the format of {name!r}; give 'format': {choices}")
+    return found
 
 
 def _s3_client() -> Any:

@@ -15,12 +15,14 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+from inference.portal.status import TRANSITIONS, Status
 
 metadata = sa.MetaData()
 
@@ -209,13 +211,14 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
-    def transition(self, prediction_id: str, from_states: Iterable[str], to_state: str,
-                   **values: Any) -> bool:
-        """Atomically move a prediction between states; False if it was not in ``from_states``."""
+    def transition(self, prediction_id: str, action: str, **values: Any) -> bool:
+        """Atomically apply ``action`` of the transition table; False if the prediction was not in
+        one of its source states."""
+        move = TRANSITIONS[action]
         with self.engine.begin() as conn:
             res = conn.execute(predictions.update().where(
-                predictions.c.id == prediction_id, predictions.c.status.in_(list(from_states))
-            ).values(status=to_state, **values))
+                predictions.c.id == prediction_id, predictions.c.status.in_(move.source_values)
+            ).values(status=move.target.value, **values))
         return bool(res.rowcount)
 
     def claim_next(self, owner: str, lease_seconds: float, kinds: Sequence[str] = ("batch",)
@@ -227,8 +230,8 @@ class Store:
                 sa.select(predictions.c.id, predictions.c.lease_owner, predictions.c.lease_until,
                           predictions.c.status)
                 .where(predictions.c.kind.in_(list(kinds)))
-                .where(sa.or_(predictions.c.status == "QUEUED",
-                              sa.and_(predictions.c.status == "RUNNING",
+                .where(sa.or_(predictions.c.status.in_(TRANSITIONS["start"].source_values),
+                              sa.and_(predictions.c.status.in_(TRANSITIONS["take_over"].source_values),
                                       predictions.c.lease_until < now)))
                 .order_by(predictions.c.created_at).limit(5)).all()
         for cid, old_owner, _until, status in candidates:
@@ -238,7 +241,7 @@ class Store:
                         else predictions.c.lease_owner.is_(None))
             with self.engine.begin() as conn:
                 res = conn.execute(predictions.update().where(*cond).values(
-                    status="RUNNING", lease_owner=token, lease_until=now + lease_seconds,
+                    status=Status.RUNNING.value, lease_owner=token, lease_until=now + lease_seconds,
                     attempts=predictions.c.attempts + 1,
                     started_at=sa.func.coalesce(predictions.c.started_at, now)))
             if res.rowcount:
@@ -252,7 +255,7 @@ class Store:
         with self.engine.begin() as conn:
             res = conn.execute(predictions.update().where(
                 predictions.c.id == claim.prediction_id, predictions.c.lease_owner == claim.token,
-                predictions.c.status == "RUNNING",
+                predictions.c.status == Status.RUNNING.value,
             ).values(rows_done=rows_done, lease_until=now + lease_seconds))
             if not res.rowcount:
                 return False  # lease lost (taken over, or cancelled): write nothing
@@ -261,16 +264,18 @@ class Store:
                                                         for r in rows])
         return True
 
-    def finish(self, claim: Claim, status: str, error: str | None = None,
+    def finish(self, claim: Claim, action: str, error: str | None = None,
                rows_total: int | None = None) -> bool:
-        values: dict[str, Any] = {"status": status, "finished_at": _now(), "lease_until": None,
+        """End a claimed job by ``action`` ('succeed' or 'fail'), only while holding its lease."""
+        move = TRANSITIONS[action]
+        values: dict[str, Any] = {"status": move.target.value, "finished_at": _now(), "lease_until": None,
                                   "error": error}
         if rows_total is not None:
             values["rows_total"] = rows_total
         with self.engine.begin() as conn:
             res = conn.execute(predictions.update().where(
                 predictions.c.id == claim.prediction_id, predictions.c.lease_owner == claim.token,
-                predictions.c.status == "RUNNING").values(**values))
+                predictions.c.status.in_(move.source_values)).values(**values))
         return bool(res.rowcount)
 
     def insert_finished(self, *, kind: str, model_name: str, model_version: str, input_spec: dict[str, Any],
@@ -295,7 +300,8 @@ class Store:
                          request_id: str | None, compare_of: str | None, error: str | None) -> None:
         with self.record_engine.begin() as conn:
             conn.execute(predictions.insert().values(
-                id=pid, kind=kind, status="FAILED" if error else "SUCCEEDED", model_name=model_name,
+                id=pid, kind=kind, status=(Status.FAILED if error else Status.SUCCEEDED).value,
+                model_name=model_name,
                 model_version=model_version, input_spec=json.dumps(input_spec, default=str),
                 rows_total=len(rows) if not error else int(input_spec.get("inline_records", 0)),
                 rows_done=len(rows), attempts=1, compare_of=compare_of, request_id=request_id, error=error,
@@ -315,11 +321,12 @@ class Store:
                 prediction_rows.c.prediction_id == prediction_id)).scalar() or 0)
 
     def reset_for_retry(self, prediction_id: str) -> bool:
-        """FAILED/CANCELLED -> QUEUED, dropping partial results so the rerun starts clean."""
+        """The retry transition, dropping partial results so the rerun starts clean."""
+        move = TRANSITIONS["retry"]
         with self.engine.begin() as conn:
             res = conn.execute(predictions.update().where(
-                predictions.c.id == prediction_id, predictions.c.status.in_(["FAILED", "CANCELLED"])
-            ).values(status="QUEUED", rows_done=0, error=None, lease_owner=None, lease_until=None,
+                predictions.c.id == prediction_id, predictions.c.status.in_(move.source_values)
+            ).values(status=move.target.value, rows_done=0, error=None, lease_owner=None, lease_until=None,
                      started_at=None, finished_at=None))
             if res.rowcount:
                 conn.execute(prediction_rows.delete().where(prediction_rows.c.prediction_id == prediction_id))

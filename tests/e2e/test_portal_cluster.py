@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from container.paths import MLPaths
-from inference.portal.jobs import input_hash
+from inference.portal.records import input_hash
 from tests import factories
 from tests.e2e.helpers import free_port, http, start_nginx, start_serve, stop, wait_ready
 

@@ -98,16 +98,24 @@ def test_sigterm_leaves_checkpoint_and_model_and_restart_resumes(tmp_path: Path)
                             "checkpoint_frequency": 50, "log_every": 50})
     proc = _train_proc(base, tmp_path / "train2.log")
     time.sleep(1.0)
-    log2 = ""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "resuming from checkpoint" not in log2:
-        log2 = (tmp_path / "train2.log").read_text()
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    _stop_after_line(proc, tmp_path / "train2.log", "resuming from checkpoint", 60, check_alive=False)
     assert proc.wait(60) == 0
     second = json.loads((paths.model_dir / "model.json").read_text())
     assert second["training"]["resumed_from"] == stopped_at
     assert second["training"]["steps_done"] > stopped_at
+
+
+def _stop_after_line(proc: subprocess.Popen[bytes], log: Path, line: str, seconds: float,
+                     check_alive: bool) -> None:
+    """SIGTERM ``proc`` once its log shows ``line`` (or after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    text = ""
+    while time.monotonic() < deadline and line not in text:
+        if check_alive:
+            assert proc.poll() is None, text[-3000:]
+        text = log.read_text()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
 
 
 def test_propensity_sigterm_leaves_checkpoint_and_restart_resumes(tmp_path: Path) -> None:
@@ -135,13 +143,7 @@ def test_propensity_sigterm_leaves_checkpoint_and_restart_resumes(tmp_path: Path
     for entry in paths.model_dir.iterdir():
         entry.unlink()
     proc = _train_proc(base, tmp_path / "train2.log")
-    deadline = time.monotonic() + 120
-    log2 = ""
-    while time.monotonic() < deadline and f"after epoch {done}" not in log2:
-        assert proc.poll() is None, log2[-3000:]
-        log2 = (tmp_path / "train2.log").read_text()
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    _stop_after_line(proc, tmp_path / "train2.log", f"after epoch {done}", 120, check_alive=True)
     assert proc.wait(120) == 0
     second = json.loads((paths.model_dir / "model.json").read_text())
     assert second["training"]["resumed_from"] == done

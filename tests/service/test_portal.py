@@ -415,9 +415,9 @@ def test_lease_takeover_resumes_without_losing_or_duplicating_rows(app: Flask, c
     assert claim is not None and claim.prediction_id == pid
     # The dead worker committed one chunk (25 rows) and then vanished.
     frame = pd.DataFrame.from_records(records(100)[:25])
-    _, predictor = service.repo.predictor("gender")
+    _, predictor = service.models.predictor("gender")
     from inference.codecs import Inputs
-    from inference.portal.jobs import result_rows
+    from inference.portal.records import result_rows
 
     out = predictor.predict(Inputs(table=frame))
     assert service.store.commit_chunk(claim, result_rows(records(100)[:25], out.rows(), 0, 1.0), 25, 0.2)

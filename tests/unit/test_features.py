@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from training.gender import features, synth
+from modelformat.gender import features
+from training.gender import synth
 
 
 def test_pipeline_is_deterministic_and_survives_json_round_trip() -> None:

@@ -1,36 +1,28 @@
-"""Gender classifiers behind one small interface: fit, save, load -> scorer.
+"""Gender classifiers behind one small interface: fit, then export a scorer.
 
-Each algorithm declares its hyperparameters and is registered by name in
-training.registry; the contract code never imports a concrete class. Models are saved in
-each library's own portable format (XGBoost UBJSON, coefficients as JSON), never pickled.
+Each algorithm declares its hyperparameters and the scorer class it exports (in
+modelformat.gender.scorers, which is what `serve` loads), and is registered by name in
+training.registry; the contract code never imports a concrete class.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeAlias
+from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 
+from container.values import plain
+from modelformat.gender.scorers import LinearScorer, Matrix, XGBoostScorer
 from training.checkpoints import CheckpointStore, StopFlag
 from training.errors import UserError
 from training.hyperparameters import Hyperparameter as HP
 
 log = logging.getLogger("training.gender")
-Matrix: TypeAlias = np.ndarray | sp.csr_matrix
-
-
-class Scorer(Protocol):
-    def predict_proba(self, x: Matrix) -> np.ndarray:
-        """Probability of the positive class, one value per row."""
-        ...
-
 
 @dataclass
 class FitContext:
@@ -57,6 +49,7 @@ class GenderAlgorithm(ABC):
     family: ClassVar[str] = "gender"
     hyperparameters: ClassVar[tuple[HP, ...]] = ()
     supports_checkpoints: ClassVar[bool] = False
+    scorer_class: ClassVar[type]  # what the model directory is served with
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
@@ -66,31 +59,21 @@ class GenderAlgorithm(ABC):
             ctx: FitContext) -> FitResult: ...
 
     @abstractmethod
-    def scorer(self) -> Scorer: ...
+    def scorer(self) -> Any:
+        """The fitted model as its exported scorer (``predict_proba`` and ``save``)."""
 
-    @abstractmethod
-    def save(self, folder: Path) -> list[str]: ...
-
-    @classmethod
-    @abstractmethod
-    def load(cls, folder: Path, manifest: dict[str, Any], threads: int = 1) -> Scorer: ...
+    def save(self, folder: Path) -> list[str]:
+        files: list[str] = self.scorer().save(folder)
+        return files
 
 
 # --------------------------------------------------------------------------- XGBoost
-class _XGBScorer:
-    def __init__(self, booster: Any) -> None:
-        self.booster = booster
-
-    def predict_proba(self, x: Matrix) -> np.ndarray:
-        return np.asarray(self.booster.inplace_predict(x, validate_features=False), dtype=np.float64)
-
-
 class XGBoostClassifier(GenderAlgorithm):
     """Gradient-boosted trees (binary:logistic) with per-round checkpoints and resume."""
 
     name = "xgboost"
     supports_checkpoints = True
-    MODEL_FILE = "xgboost-model.ubj"
+    scorer_class = XGBoostScorer
     hyperparameters = (
         HP("num_round", int, 200, "Boosting rounds.", min=1, max=100_000, tunable=True),
         HP("max_depth", int, 6, "Maximum tree depth.", min=1, max=20, tunable=True),
@@ -184,38 +167,16 @@ class XGBoostClassifier(GenderAlgorithm):
         return FitResult(state["rounds"], total, bool(state["stopped"]), resumed_from,
                          {"best_iteration": getattr(self.booster, "best_iteration", None)})
 
-    def scorer(self) -> Scorer:
-        return _XGBScorer(self.booster)
-
-    def save(self, folder: Path) -> list[str]:
-        self.booster.save_model(str(folder / self.MODEL_FILE))
-        return [self.MODEL_FILE]
-
-    @classmethod
-    def load(cls, folder: Path, manifest: dict[str, Any], threads: int = 1) -> Scorer:
-        import xgboost as xgb
-
-        booster = xgb.Booster(model_file=str(folder / cls.MODEL_FILE))
-        booster.set_param({"nthread": threads})
-        return _XGBScorer(booster)
+    def scorer(self) -> XGBoostScorer:
+        return XGBoostScorer(self.booster)
 
 
 # --------------------------------------------------------------------------- logistic regression
-class _LinearScorer:
-    def __init__(self, coef: np.ndarray, intercept: float) -> None:
-        self.coef = coef.astype(np.float64)
-        self.intercept = float(intercept)
-
-    def predict_proba(self, x: Matrix) -> np.ndarray:
-        z = np.asarray(x @ self.coef).ravel() + self.intercept
-        return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
-
-
 class LogisticRegressionClassifier(GenderAlgorithm):
     """scikit-learn logistic regression; saved as coefficients, scored with numpy."""
 
     name = "logreg"
-    MODEL_FILE = "logreg-model.json"
+    scorer_class = LinearScorer
     hyperparameters = (
         HP("C", float, 1.0, "Inverse regularisation strength.", min=1e-6, max=1e6, tunable=True),
         HP("max_iter", int, 1000, "Solver iterations.", min=10, max=100_000),
@@ -254,25 +215,14 @@ class LogisticRegressionClassifier(GenderAlgorithm):
         iters = int(np.max(model.n_iter_))
         return FitResult(iters, p["max_iter"], False, None, {"converged": converged})
 
-    def scorer(self) -> Scorer:
+    def scorer(self) -> LinearScorer:
         assert self.coef is not None
-        return _LinearScorer(self.coef, self.intercept)
-
-    def save(self, folder: Path) -> list[str]:
-        assert self.coef is not None
-        (folder / self.MODEL_FILE).write_text(
-            json.dumps({"coef": self.coef.tolist(), "intercept": self.intercept}), encoding="utf-8")
-        return [self.MODEL_FILE]
-
-    @classmethod
-    def load(cls, folder: Path, manifest: dict[str, Any], threads: int = 1) -> Scorer:
-        data = json.loads((folder / cls.MODEL_FILE).read_text(encoding="utf-8"))
-        return _LinearScorer(np.asarray(data["coef"]), data["intercept"])
+        return LinearScorer(self.coef, self.intercept)
 
 
 def check_binary(y_raw: Any, positive: Any) -> tuple[list[Any], np.ndarray]:
     """Classes (negative, positive) and 0/1 labels; the gender model is binary."""
-    values = sorted({_plain(v) for v in y_raw}, key=str)
+    values = sorted({plain(v) for v in y_raw}, key=str)
     if len(values) != 2:
         shown = ", ".join(repr(v) for v in values[:5])
         raise UserError(
@@ -287,13 +237,6 @@ def check_binary(y_raw: Any, positive: Any) -> tuple[list[Any], np.ndarray]:
             raise UserError(f"positive_class {positive!r} is not one of the labels {values}")
         pos = matches[0]
     neg = values[0] if values[1] == pos else values[1]
-    y = np.fromiter((1 if str(_plain(v)) == str(pos) else 0 for v in y_raw), dtype=np.int32)
+    y = np.fromiter((1 if str(plain(v)) == str(pos) else 0 for v in y_raw), dtype=np.int32)
     return [neg, pos], y
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value

@@ -62,23 +62,25 @@ def plot_curves(y: np.ndarray, p: np.ndarray, folder: Path, title: str) -> list[
     ax.plot(fpr, tpr, label=f"ROC AUC = {auc(fpr, tpr):.3f}")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     ax.set(xlabel="False positive rate", ylabel="True positive rate", title=f"ROC: {title}")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(folder / "roc_curve.png")
-    plt.close(fig)
-    written.append("roc_curve.png")
+    written.append(_save(fig, ax, "lower right", folder / "roc_curve.png"))
 
     prec, rec, _ = precision_recall_curve(y, p)
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     ax.plot(rec, prec, label=f"PR AUC = {auc(rec, prec):.3f}")
     ax.axhline(float(np.mean(y)), linestyle="--", color="grey", linewidth=1, label="base rate")
     ax.set(xlabel="Recall", ylabel="Precision", title=f"Precision-recall: {title}")
-    ax.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(folder / "pr_curve.png")
-    plt.close(fig)
-    written.append("pr_curve.png")
+    written.append(_save(fig, ax, "upper right", folder / "pr_curve.png"))
     return written
+
+
+def _save(fig: Any, ax: Any, legend: str, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    ax.legend(loc=legend)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path.name
 
 
 def write_report(folder: Path, summary: dict[str, Any]) -> list[str]:

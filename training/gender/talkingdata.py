@@ -5,7 +5,7 @@
 Reads the files that are present in DIR: gender_age_train.csv (required: device_id, gender),
 phone_brand_device_model.csv, events.csv (or events*.csv), app_events.csv, app_labels.csv and
 label_categories.csv, and writes one record per labelled device in the raw schema
-training.gender.features documents. The data's licence forbids redistribution: read it from
+modelformat.gender.features documents. The data's licence forbids redistribution: read it from
 where it lies, never copy it into an image or a repository.
 """
 

@@ -12,14 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training import metrics as metric_lines
-from training.checkpoints import CheckpointStore, StopFlag
-from training.data import read_channel, split_label
-from training.environment import TrainingEnvironment
-from training.errors import UserError
-from training.gender import evaluate
-from training.gender.algorithms import FitContext, GenderAlgorithm, check_binary
-from training.gender.features import (
+from modelformat import scorers
+from modelformat.errors import DataError
+from modelformat.gender.features import (
     RAW_FIELDS,
     DevicePipeline,
     NumericPipeline,
@@ -27,14 +22,20 @@ from training.gender.features import (
     is_raw_frame,
     save_pipeline,
 )
+from modelformat.manifest import ModelWriter
+from training import metrics as metric_lines
+from training import registry
+from training.checkpoints import CheckpointStore, StopFlag
+from training.data import read_channel, split_label
+from training.environment import TrainingEnvironment
+from training.errors import UserError
+from training.gender import evaluate
+from training.gender.algorithms import FitContext, GenderAlgorithm, check_binary
 from training.hyperparameters import Hyperparameter as HP
-from training.manifest import ModelWriter
 
 log = logging.getLogger("training.gender")
 
-COMMON = (
-    HP("algorithm", str, "xgboost", "Which gender classifier to train.",
-       choices=("xgboost", "logreg")),
+_SHARED = (
     HP("label", str, "", "Label column: a name, or a 0-based index. Default: 'gender' or 'label' "
        "if such a column exists, else column 0."),
     HP("csv_header", str, "auto", "Whether CSV files start with a header row.",
@@ -54,8 +55,14 @@ COMMON = (
 )
 
 
+def common() -> tuple[HP, ...]:
+    """Hyperparameters of every gender algorithm; the algorithm choices come from the registry."""
+    return (registry.algorithm_hyperparameter("gender", "xgboost", "Which gender classifier to train."),
+            *_SHARED)
+
+
 def declared(algorithm: type[GenderAlgorithm]) -> tuple[HP, ...]:
-    return COMMON + tuple(algorithm.hyperparameters)
+    return common() + tuple(algorithm.hyperparameters)
 
 
 def _pick_label(frame: pd.DataFrame, label: str) -> str | int:
@@ -125,7 +132,10 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Ge
 
     log.info("fitting the %s feature pipeline on %d rows", pipeline.kind, len(x_train),
              extra={"stage": "features"})
-    pipeline.fit(x_train)
+    try:
+        pipeline.fit(x_train)
+    except DataError as exc:
+        raise UserError(str(exc)) from None
     xt = pipeline.transform(x_train)
     xv = pipeline.transform(x_val_frame) if x_val_frame is not None else None
     log.info("features ready: %d columns", pipeline.n_features, extra={"stage": "features"})
@@ -174,6 +184,7 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Ge
         manifest = {
             "family": "gender",
             "algorithm": algorithm_cls.name,
+            "scorer": scorers.reference(algorithm_cls.scorer_class),
             "model_name": "gender",
             "files": files,
             "classes": classes,

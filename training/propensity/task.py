@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from modelformat.manifest import ModelWriter
 from training import metrics as metric_lines
 from training.checkpoints import CheckpointStore, StopFlag
 from training.data import read_channel
@@ -24,7 +25,6 @@ from training.environment import TrainingEnvironment
 from training.errors import UserError
 from training.hyperparameters import Hyperparameter as HP
 from training.hyperparameters import table
-from training.manifest import ModelWriter
 from training.propensity import data as pdata
 from training.propensity import plots, side
 from training.propensity.trainer import LoopConfig, evaluator, fit

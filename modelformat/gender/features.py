@@ -40,6 +40,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from modelformat.errors import DataError
+
 RAW_FIELDS = (
     "device_id", "phone_brand", "device_model", "installed_apps", "active_apps",
     "app_categories", "event_timestamps", "event_lats", "event_lons", "events",
@@ -574,9 +576,7 @@ class NumericPipeline:
     def fit(self, frame: pd.DataFrame) -> NumericPipeline:
         non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
         if non_numeric:
-            from training.errors import UserError
-
-            raise UserError(
+            raise DataError(
                 f"Column(s) {', '.join(map(str, non_numeric[:5]))} are not numeric. Numeric training "
                 "data must hold only numbers besides the label; for device records include "
                 "phone_brand/device_model/installed_apps columns (or set input_format=device_records)"

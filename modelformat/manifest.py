@@ -82,3 +82,10 @@ class ModelWriter:
         tmp.write_text(json.dumps(full, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, stale)
         return stale
+
+
+def model_version(model_dir: Path) -> str:
+    """A short content hash of the manifest: changes whenever the model is retrained."""
+    import hashlib
+
+    return hashlib.sha256((model_dir / MANIFEST).read_bytes()).hexdigest()[:12]

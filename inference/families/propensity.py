@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from container.values import boolean, plain
 from inference.codecs import Inputs, Outputs
 from inference.errors import BadInput
-from inference.predictors import model_version
+from inference.predictors import ModelFiles, OutputSpec
 from training.propensity import scoring
 from training.propensity.data import Vocab
 
@@ -34,14 +35,10 @@ def _column(table: pd.DataFrame, keys: tuple[str, ...]) -> str | None:
 def _bool(value: Any, default: bool) -> bool:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"true", "1", "yes"}:
-        return True
-    if text in {"false", "0", "no"}:
-        return False
-    raise BadInput(f"exclude_seen must be true or false, got {value!r}")
+    parsed = boolean(value)
+    if parsed is None:
+        raise BadInput(f"exclude_seen must be true or false, got {value!r}")
+    return parsed
 
 
 def _id_list(value: Any) -> list[Any] | None:
@@ -54,13 +51,15 @@ def _id_list(value: Any) -> list[Any] | None:
     raise BadInput("candidates must be a list of item ids (or a '|'-joined string)")
 
 
-class PropensityPredictor:
+def describe(manifest: dict[str, Any]) -> OutputSpec:
+    # Pair scores are compared across versions; top-K answers have no single score.
+    return OutputSpec(label_column=None, score_column="score", truth_columns=("truth", "label", "target"))
+
+
+class Predictor(ModelFiles):
     def __init__(self, model_dir: Path, manifest: dict[str, Any], threads: int = 1,
                  name: str | None = None) -> None:
-        self.model_dir = model_dir
-        self.manifest = manifest
-        self.name = name or str(manifest.get("model_name") or manifest["algorithm"])
-        self.version = str(manifest.get("version") or model_version(model_dir))
+        super().__init__(model_dir, manifest, name, describe(manifest))
         self.arch = dict(manifest["architecture"])
         with np.load(model_dir / "weights.npz") as data:
             self.weights = {k: data[k] for k in data.files}
@@ -157,10 +156,6 @@ class PropensityPredictor:
                                 "cold_start": (u < 0).tolist()},
                        csv_columns=["user", "items", "scores"])
 
-    def score(self, inputs: Inputs) -> np.ndarray:
-        out = self.predict(inputs)
-        return np.asarray(out.columns.get("score", []), dtype=float)
-
     def warmup(self) -> None:
         records = json.loads((self.model_dir / "warmup.json").read_text(encoding="utf-8"))
         for record in records:
@@ -175,12 +170,5 @@ def _plain_all(values: list[Any]) -> list[Any]:
     """Ids as given; strings (the usual case) pass through untouched."""
     if all(type(v) is str for v in values):
         return values
-    return [_plain(v) for v in values]
+    return [plain(v) for v in values]
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value

@@ -1,0 +1,86 @@
+"""The data plane: select the model, decode, predict, encode, record. No HTTP objects in here.
+
+/invocations, the multi-model routes and the portal (online invokes and batch chunks) all
+predict through one ``DataPlane``; the routes only turn requests into an ``Invocation`` and an
+``Answer`` back into a response. What records calls (data capture, the portal) plugs in as a
+``Recorder``: the hosting core knows nothing of the portal.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from inference import codecs, metrics
+from inference.codecs import Inputs, Outputs
+from inference.predictors import Predictor
+from inference.registry import ModelRegistry
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One /invocations-style request as the data plane sees it."""
+
+    body: bytes
+    content_type: str | None = None
+    accept: str | None = None
+    target: str | None = None  # X-Amzn-SageMaker-Target-Model, or a multi-model name
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    body: bytes
+    status: int
+    content_type: str | None
+    model: Predictor
+
+
+class Recorder(Protocol):
+    """Records a sampled share of /invocations calls (SageMaker-style data capture)."""
+
+    def sampled(self) -> bool: ...
+
+    def record(self, model: Predictor, inputs: Inputs, outputs: Outputs, latency_ms: float,
+               request_id: str | None) -> None: ...
+
+
+class DataPlane:
+    def __init__(self, registry: ModelRegistry, default_accept: str, batch: bool = False,
+                 recorder: Recorder | None = None) -> None:
+        self.registry = registry
+        self.default_accept = default_accept
+        self.batch = batch
+        self.recorder = recorder
+
+    def select(self, target: str | None = None) -> Predictor:
+        """The default model, or the one a target-model reference names."""
+        return self.registry.target(target) if target else self.registry.default_model()
+
+    def predict(self, model: Predictor, inputs: Inputs, door: str,
+                known_as: tuple[str, str] | None = None) -> tuple[Outputs, float]:
+        """Outputs and milliseconds of one prediction, counted per door and per model under the
+        (name, version) the caller knows it by (``known_as``: a repository entry's)."""
+        started = time.perf_counter()
+        outputs = model.predict(inputs)
+        ms = (time.perf_counter() - started) * 1000
+        name, version = known_as or (model.name, model.version)
+        metrics.ROWS.labels(door, name, version).inc(inputs.n_rows)
+        return outputs, ms
+
+    def invoke(self, call: Invocation, model: Predictor | None = None) -> Answer:
+        """Decode, predict, encode (and capture): the body of /invocations and its MME twin."""
+        model = model or self.select(call.target)
+        accept = codecs.negotiate(call.accept, self.default_accept)
+        media, charset = codecs.request_type(call.content_type, call.body)
+        # A predictor handed to create_app may predate the decoding hint: then it has none.
+        inputs = codecs.decode(call.body, media, charset, getattr(model, "scalar_fields", frozenset()))
+        if inputs.n_rows == 0:
+            return Answer(b"", 204, None, model)
+        outputs, ms = self.predict(model, inputs, "invocations")
+        recorder = self.recorder
+        if recorder is not None and recorder.sampled():
+            recorder.record(model, inputs, outputs, ms, call.request_id)
+        payload, content_type = codecs.encode(outputs, accept, self.batch)
+        return Answer(payload, 200, content_type, model)

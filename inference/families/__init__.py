@@ -1,0 +1,1 @@
+"""One module per model family, named as the manifest's ``family``: ``Predictor`` and ``describe``."""

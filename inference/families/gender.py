@@ -1,0 +1,135 @@
+"""Serving the gender family: raw device records or featurised rows -> label + probability per row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from container.values import plain
+from inference.codecs import Inputs, Outputs
+from inference.errors import BadInput
+from inference.predictors import ModelFiles, OutputSpec
+from modelformat import scorers
+from modelformat.gender.features import (
+    LIST_FIELDS,
+    DevicePipeline,
+    NumericPipeline,
+    arrow_lists,
+    is_raw_frame,
+    load_pipeline,
+)
+
+SCALAR_FIELDS = ("phone_brand", "device_model")
+
+
+def describe(manifest: dict[str, Any]) -> OutputSpec:
+    positive = str(manifest["classes"][1]) if len(manifest.get("classes") or ()) == 2 else None
+    return OutputSpec(label_column="label",
+                      score_column=f"probability_{positive}" if positive is not None else None,
+                      positive_label=positive, truth_columns=("truth", "label", "gender", "target"))
+
+
+class Predictor(ModelFiles):
+    """The fitted feature pipeline, then the exported scorer, then the threshold."""
+
+    scalar_fields = frozenset(SCALAR_FIELDS)
+
+    def __init__(self, model_dir: Path, manifest: dict[str, Any], threads: int = 1,
+                 name: str | None = None) -> None:
+        super().__init__(model_dir, manifest, name, describe(manifest))
+        self.scorer = scorers.load(model_dir, manifest, threads)
+        self.pipeline = load_pipeline(model_dir)
+        self.classes = list(manifest["classes"])
+        self.threshold = float(manifest.get("threshold", 0.5))
+        self.n_features = int(self.pipeline.n_features)
+
+    # --- inputs -> features ---------------------------------------------------------
+    def features(self, inputs: Inputs) -> Any:
+        if inputs.matrix is not None:
+            return self._check_width(inputs.matrix)
+        table = inputs.table
+        assert table is not None
+        table = table.set_axis([str(c) for c in table.columns], axis=1)
+        if isinstance(self.pipeline, DevicePipeline):
+            if is_raw_frame(table.columns):
+                _check_record_types(table)
+                return self.pipeline.transform(table)
+            raise BadInput(
+                "Records need device fields (phone_brand, device_model, installed_apps, "
+                f"active_apps, app_categories, events...); got: {', '.join(list(table.columns)[:10])}"
+            )
+        return self._numeric_table(table, self.pipeline)
+
+    def _check_width(self, matrix: np.ndarray) -> np.ndarray:
+        if matrix.ndim != 2 or matrix.shape[1] != self.n_features:
+            width = matrix.shape[1] if matrix.ndim == 2 else 0
+            raise BadInput(
+                f"Each row must have {self.n_features} features; got {width}",
+                details={"expected_features": self.n_features, "got": width},
+            )
+        return matrix
+
+    def _numeric_table(self, table: pd.DataFrame, pipeline: NumericPipeline) -> np.ndarray:
+        wanted = pipeline.columns
+        missing = [c for c in wanted if c not in table.columns]
+        if not missing:
+            frame = table[wanted]
+        elif not any(c in table.columns for c in wanted) and table.shape[1] == len(wanted):
+            frame = table  # unnamed columns in training order
+        else:
+            raise BadInput(f"Missing feature column(s): {', '.join(missing[:10])}",
+                           details={"missing": missing[:50]})
+        try:
+            return frame.to_numpy(dtype=np.float32)
+        except (TypeError, ValueError):
+            bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+            raise BadInput(f"Feature column(s) {', '.join(map(str, bad[:5]))} must be numbers"
+                           ) from None
+
+    # --- prediction -------------------------------------------------------------------
+    def predict(self, inputs: Inputs) -> Outputs:
+        x = self.features(inputs)
+        p = self.scorer.predict_proba(x) if x.shape[0] else np.empty(0)
+        positive = p >= self.threshold
+        neg, pos = self.classes
+        labels = np.where(positive, 1, 0)
+        label_values = [pos if v else neg for v in labels.tolist()]
+        confidence = np.where(positive, p, 1.0 - p)
+        columns: dict[str, Any] = {}
+        if inputs.table is not None and "device_id" in inputs.table.columns:
+            columns["device_id"] = [plain(v) for v in inputs.table["device_id"].tolist()]
+        columns["label"] = label_values
+        columns["probability"] = np.round(confidence, 6).tolist()
+        columns[f"probability_{pos}"] = np.round(p, 6).tolist()
+        return Outputs(columns=columns, csv_columns=["label", "probability"])
+
+    def warmup(self) -> None:
+        path = self.model_dir / "warmup.json"
+        records = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+        if not records:
+            raise RuntimeError("model directory has no warmup.json example to test with")
+        out = self.predict(Inputs(table=pd.DataFrame.from_records(records)))
+        probs = np.asarray(out.columns["probability"], dtype=float)
+        if not np.all(np.isfinite(probs)):
+            raise RuntimeError("warm-up prediction produced non-finite probabilities")
+
+
+def _check_record_types(table: pd.DataFrame) -> None:
+    # set(map(type, ...)) runs in C; the per-record loop only runs to name a record that is wrong.
+    for column in LIST_FIELDS:
+        if column in table.columns and not arrow_lists(table[column].dtype):  # lists of plain values
+            values = table[column].tolist()
+            if dict in set(map(type, values)):
+                number = next(n for n, v in enumerate(values, start=1) if isinstance(v, dict))
+                raise BadInput(f"Record {number}: '{column}' must be a list or a '|'-joined string, "
+                               "not an object")
+    for column in SCALAR_FIELDS:
+        if column in table.columns:
+            values = table[column].tolist()
+            if set(map(type, values)) & {dict, list}:
+                number = next(n for n, v in enumerate(values, start=1) if isinstance(v, (dict, list)))
+                raise BadInput(f"Record {number}: '{column}' must be a string")

@@ -1,0 +1,1 @@
+"""The gender family's model files: the fitted feature pipeline and the exported scorers."""

@@ -1,0 +1,66 @@
+"""The gender classifiers' exported scorers: positive-class probabilities from a model's files.
+
+Training evaluates with the same objects it exports, so what is measured is what is served.
+Files are each library's portable format (XGBoost UBJSON, coefficients as JSON), never pickles.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol, TypeAlias
+
+import numpy as np
+import scipy.sparse as sp
+
+Matrix: TypeAlias = np.ndarray | sp.csr_matrix
+
+
+class Scorer(Protocol):
+    def predict_proba(self, x: Matrix) -> np.ndarray:
+        """Probability of the positive class, one value per row."""
+        ...
+
+
+class XGBoostScorer:
+    MODEL_FILE = "xgboost-model.ubj"
+
+    def __init__(self, booster: Any) -> None:
+        self.booster = booster
+
+    def predict_proba(self, x: Matrix) -> np.ndarray:
+        return np.asarray(self.booster.inplace_predict(x, validate_features=False), dtype=np.float64)
+
+    def save(self, folder: Path) -> list[str]:
+        self.booster.save_model(str(folder / self.MODEL_FILE))
+        return [self.MODEL_FILE]
+
+    @classmethod
+    def load(cls, folder: Path, manifest: dict[str, Any], threads: int = 1) -> XGBoostScorer:
+        import xgboost as xgb
+
+        booster = xgb.Booster(model_file=str(folder / cls.MODEL_FILE))
+        booster.set_param({"nthread": threads})
+        return cls(booster)
+
+
+class LinearScorer:
+    MODEL_FILE = "logreg-model.json"
+
+    def __init__(self, coef: np.ndarray, intercept: float) -> None:
+        self.coef = coef.astype(np.float64)
+        self.intercept = float(intercept)
+
+    def predict_proba(self, x: Matrix) -> np.ndarray:
+        z = np.asarray(x @ self.coef).ravel() + self.intercept
+        return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
+
+    def save(self, folder: Path) -> list[str]:
+        (folder / self.MODEL_FILE).write_text(
+            json.dumps({"coef": self.coef.tolist(), "intercept": self.intercept}), encoding="utf-8")
+        return [self.MODEL_FILE]
+
+    @classmethod
+    def load(cls, folder: Path, manifest: dict[str, Any], threads: int = 1) -> LinearScorer:
+        data = json.loads((folder / cls.MODEL_FILE).read_text(encoding="utf-8"))
+        return cls(np.asarray(data["coef"]), data["intercept"])
