@@ -18,7 +18,7 @@ from inference.predictors import Predictor
 from inference.registry import ModelRegistry
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Invocation:
     """One /invocations-style request as the data plane sees it."""
 
@@ -29,7 +29,7 @@ class Invocation:
     request_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Answer:
     body: bytes
     status: int

@@ -20,8 +20,9 @@ from container.values import boolean, plain
 from inference.codecs import Inputs, Outputs
 from inference.errors import BadInput
 from inference.predictors import ModelFiles, OutputSpec
-from training.propensity import scoring
-from training.propensity.data import Vocab
+from modelformat import scorers
+from modelformat.propensity.scoring import PairScorer, scores_with_cold_start
+from modelformat.propensity.vocab import Vocab
 
 USER_KEYS = ("user", "user_id", "userId")
 ITEM_KEYS = ("item", "item_id", "itemId")
@@ -60,14 +61,10 @@ class Predictor(ModelFiles):
     def __init__(self, model_dir: Path, manifest: dict[str, Any], threads: int = 1,
                  name: str | None = None) -> None:
         super().__init__(model_dir, manifest, name, describe(manifest))
-        self.arch = dict(manifest["architecture"])
-        with np.load(model_dir / "weights.npz") as data:
-            self.weights = {k: data[k] for k in data.files}
-        self.popularity = self.weights["popularity"]
-        if self.arch["kind"] == "popularity":
-            self.weights["popularity"] = self.popularity
-        self.users = Vocab(json.loads((model_dir / "users.json").read_text(encoding="utf-8")))
-        self.items = Vocab(json.loads((model_dir / "items.json").read_text(encoding="utf-8")))
+        self.scorer: PairScorer = scorers.load(model_dir, manifest, threads)
+        self.popularity = self.scorer.popularity
+        self.users = Vocab.read(model_dir / "users.json")
+        self.items = Vocab.read(model_dir / "items.json")
         with np.load(model_dir / "seen.npz") as seen:
             self.seen_indptr, self.seen_indices = seen["indptr"], seen["indices"]
         self.default_k = int(manifest.get("top_k", 10))
@@ -75,14 +72,8 @@ class Predictor(ModelFiles):
 
     # --- pure scoring on indices ---------------------------------------------------
     def score_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        """Scores for index pairs; -1 marks unknown ids (popularity / 0 fallback)."""
-        out = np.zeros(u.size, dtype=np.float64)
-        known = (u >= 0) & (i >= 0)
-        if known.any():
-            out[known] = scoring.scores(self.arch, self.weights, u[known], i[known])
-        cold_user = (u < 0) & (i >= 0)
-        out[cold_user] = self.popularity[i[cold_user]]
-        return out
+        """Scores for index pairs; -1 marks unknown ids (the cold-start rule training evaluates)."""
+        return scores_with_cold_start(self.scorer, u, i)
 
     def top_k(self, u: int, k: int, candidates: np.ndarray | None, exclude_seen: bool
               ) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +84,7 @@ class Predictor(ModelFiles):
         if items.size == 0:
             return items, np.empty(0)
         if u >= 0:
-            s = scoring.scores(self.arch, self.weights, np.full(items.size, u, dtype=np.int64), items)
+            s = self.scorer.scores(np.full(items.size, u, dtype=np.int64), items)
         else:
             s = self.popularity[items]
         k = min(k, items.size)

@@ -1,6 +1,6 @@
 """Keras builders for MF, GMF, MLP, NeuMF (He et al., WWW 2017) and Wide & Deep.
 
-Layer names are the contract with training.propensity.scoring: ``export`` writes each
+Layer names are the contract with modelformat.propensity.scoring: ``export`` writes each
 layer's weights as ``<layer>/<kernel|bias|embeddings>`` and the NumPy scorer reads them back.
 TensorFlow is imported only here, and only in `train`.
 """
@@ -67,65 +67,97 @@ def _flat(k: Any, x: Any) -> Any:
     return k.layers.Flatten()(x)
 
 
-def build(arch: Mapping[str, Any], n_users: int, n_items: int,
-          side: Mapping[str, np.ndarray] | None = None) -> Any:
-    """The Keras model for ``arch`` (inputs: user index, item index; output: probability)."""
+def _inputs(k: Any) -> tuple[Any, Any]:
+    return (k.Input(shape=(1,), dtype="int32", name="user"), k.Input(shape=(1,), dtype="int32", name="item"))
+
+
+def _out(k: Any, x: Any) -> Any:
+    return k.layers.Dense(1, name="out", activation="sigmoid", kernel_initializer="lecun_uniform")(x)
+
+
+def _gmf_tower(k: Any, arch: Mapping[str, Any], u: Any, i: Any, n_users: int, n_items: int) -> Any:
+    f, reg = int(arch["factors"]), float(arch.get("reg", 0.0))
+    return k.layers.Multiply()([_flat(k, _emb(k, n_users, f, "gmf_user", reg)(u)),
+                                _flat(k, _emb(k, n_items, f, "gmf_item", reg)(i))])
+
+
+def _mlp_tower(k: Any, arch: Mapping[str, Any], u: Any, i: Any, n_users: int, n_items: int) -> Any:
+    reg = float(arch.get("reg", 0.0))
+    half = int(arch["mlp_layers"][0]) // 2
+    h = k.layers.Concatenate()([_flat(k, _emb(k, n_users, half, "mlp_user", reg)(u)),
+                                _flat(k, _emb(k, n_items, half, "mlp_item", reg)(i))])
+    for n, width in enumerate(arch["mlp_layers"][1:]):
+        h = k.layers.Dense(int(width), activation="relu", name=f"mlp_{n}",
+                           kernel_regularizer=k.regularizers.l2(reg) if reg else None)(h)
+    return h
+
+
+# Each builder: (architecture, users, items, side tables) -> the Keras model (inputs: user index,
+# item index; output: probability). The propensity algorithm classes pick theirs.
+def mf(arch: Mapping[str, Any], n_users: int, n_items: int,
+       side: Mapping[str, np.ndarray] | None = None) -> Any:
+    """Dot product with user and item biases, scaled by one weight into a sigmoid."""
     k = _keras()
-    kind, f, reg = arch["kind"], int(arch["factors"]), float(arch.get("reg", 0.0))
-    u = k.Input(shape=(1,), dtype="int32", name="user")
-    i = k.Input(shape=(1,), dtype="int32", name="item")
-    sigmoid = {"activation": "sigmoid", "kernel_initializer": "lecun_uniform"}
+    f, reg = int(arch["factors"]), float(arch.get("reg", 0.0))
+    u, i = _inputs(k)
+    pu = _flat(k, _emb(k, n_users, f, "mf_user", reg)(u))
+    qi = _flat(k, _emb(k, n_items, f, "mf_item", reg)(i))
+    bu = _flat(k, k.layers.Embedding(n_users, 1, name="user_bias", embeddings_initializer="zeros")(u))
+    bi = _flat(k, k.layers.Embedding(n_items, 1, name="item_bias", embeddings_initializer="zeros")(i))
+    s = k.layers.Add()([k.layers.Dot(axes=1)([pu, qi]), bu, bi])
+    out = k.layers.Dense(1, name="out", activation="sigmoid", kernel_initializer="ones")(s)
+    return k.Model([u, i], out, name="mf")
 
-    def mlp_tower() -> Any:
-        half = int(arch["mlp_layers"][0]) // 2
-        h = k.layers.Concatenate()([_flat(k, _emb(k, n_users, half, "mlp_user", reg)(u)),
-                                    _flat(k, _emb(k, n_items, half, "mlp_item", reg)(i))])
-        for n, width in enumerate(arch["mlp_layers"][1:]):
-            h = k.layers.Dense(int(width), activation="relu", name=f"mlp_{n}",
-                               kernel_regularizer=k.regularizers.l2(reg) if reg else None)(h)
-        return h
 
-    if kind == "mf":
-        pu = _flat(k, _emb(k, n_users, f, "mf_user", reg)(u))
-        qi = _flat(k, _emb(k, n_items, f, "mf_item", reg)(i))
-        bu = _flat(k, k.layers.Embedding(n_users, 1, name="user_bias", embeddings_initializer="zeros")(u))
-        bi = _flat(k, k.layers.Embedding(n_items, 1, name="item_bias", embeddings_initializer="zeros")(i))
-        s = k.layers.Add()([k.layers.Dot(axes=1)([pu, qi]), bu, bi])
-        out = k.layers.Dense(1, name="out", activation="sigmoid", kernel_initializer="ones")(s)
-    elif kind == "gmf":
-        g = k.layers.Multiply()([_flat(k, _emb(k, n_users, f, "gmf_user", reg)(u)),
-                                 _flat(k, _emb(k, n_items, f, "gmf_item", reg)(i))])
-        out = k.layers.Dense(1, name="out", **sigmoid)(g)
-    elif kind == "mlp":
-        out = k.layers.Dense(1, name="out", **sigmoid)(mlp_tower())
-    elif kind == "neumf":
-        g = k.layers.Multiply()([_flat(k, _emb(k, n_users, f, "gmf_user", reg)(u)),
-                                 _flat(k, _emb(k, n_items, f, "gmf_item", reg)(i))])
-        out = k.layers.Dense(1, name="out", **sigmoid)(k.layers.Concatenate()([g, mlp_tower()]))
-    elif kind == "wide_deep":
-        assert side is not None
-        uf_table, if_table = side["user_features"], side["item_features"]
-        ufe = k.layers.Embedding(uf_table.shape[0], uf_table.shape[1], name="user_features",
-                                 trainable=False, embeddings_initializer=k.initializers.Constant(uf_table))
-        ife = k.layers.Embedding(if_table.shape[0], if_table.shape[1], name="item_features",
-                                 trainable=False, embeddings_initializer=k.initializers.Constant(if_table))
-        uf, itf = _flat(k, ufe(u)), _flat(k, ife(i))
-        uc = int(arch["user_categorical"])
-        ic = int(arch["item_categorical"])
-        layers = custom_layers()
-        ucat = layers["LeadingColumns"](uc)(uf)
-        icat = layers["LeadingColumns"](ic)(itf)
-        cross = layers["OuterProduct"]()([ucat, icat])
-        wide = k.layers.Dense(1, name="wide")(k.layers.Concatenate()([uf, itf, cross]))
-        deep = k.layers.Concatenate()([_flat(k, _emb(k, n_users, f, "deep_user", reg)(u)),
-                                       _flat(k, _emb(k, n_items, f, "deep_item", reg)(i)), uf, itf])
-        for n, width in enumerate(arch["mlp_layers"]):
-            deep = k.layers.Dense(int(width), activation="relu", name=f"deep_{n}")(deep)
-        deep = k.layers.Dense(1, name="deep_out")(deep)
-        out = k.layers.Activation("sigmoid")(k.layers.Add()([wide, deep]))
-    else:
-        raise ValueError(f"no Keras network for {kind!r}")
-    return k.Model([u, i], out, name=kind)
+def gmf(arch: Mapping[str, Any], n_users: int, n_items: int,
+        side: Mapping[str, np.ndarray] | None = None) -> Any:
+    k = _keras()
+    u, i = _inputs(k)
+    return k.Model([u, i], _out(k, _gmf_tower(k, arch, u, i, n_users, n_items)), name="gmf")
+
+
+def mlp(arch: Mapping[str, Any], n_users: int, n_items: int,
+        side: Mapping[str, np.ndarray] | None = None) -> Any:
+    k = _keras()
+    u, i = _inputs(k)
+    return k.Model([u, i], _out(k, _mlp_tower(k, arch, u, i, n_users, n_items)), name="mlp")
+
+
+def neumf(arch: Mapping[str, Any], n_users: int, n_items: int,
+          side: Mapping[str, np.ndarray] | None = None) -> Any:
+    k = _keras()
+    u, i = _inputs(k)
+    towers = k.layers.Concatenate()([_gmf_tower(k, arch, u, i, n_users, n_items),
+                                     _mlp_tower(k, arch, u, i, n_users, n_items)])
+    return k.Model([u, i], _out(k, towers), name="neumf")
+
+
+def wide_deep(arch: Mapping[str, Any], n_users: int, n_items: int,
+              side: Mapping[str, np.ndarray] | None = None) -> Any:
+    """Wide: side features and their categorical crosses; deep: id embeddings and side features."""
+    if side is None:
+        raise ValueError("Wide & Deep needs its side feature tables")
+    k = _keras()
+    f, reg = int(arch["factors"]), float(arch.get("reg", 0.0))
+    u, i = _inputs(k)
+    uf_table, if_table = side["user_features"], side["item_features"]
+    ufe = k.layers.Embedding(uf_table.shape[0], uf_table.shape[1], name="user_features",
+                             trainable=False, embeddings_initializer=k.initializers.Constant(uf_table))
+    ife = k.layers.Embedding(if_table.shape[0], if_table.shape[1], name="item_features",
+                             trainable=False, embeddings_initializer=k.initializers.Constant(if_table))
+    uf, itf = _flat(k, ufe(u)), _flat(k, ife(i))
+    layers = custom_layers()
+    ucat = layers["LeadingColumns"](int(arch["user_categorical"]))(uf)
+    icat = layers["LeadingColumns"](int(arch["item_categorical"]))(itf)
+    cross = layers["OuterProduct"]()([ucat, icat])
+    wide = k.layers.Dense(1, name="wide")(k.layers.Concatenate()([uf, itf, cross]))
+    deep = k.layers.Concatenate()([_flat(k, _emb(k, n_users, f, "deep_user", reg)(u)),
+                                   _flat(k, _emb(k, n_items, f, "deep_item", reg)(i)), uf, itf])
+    for n, width in enumerate(arch["mlp_layers"]):
+        deep = k.layers.Dense(int(width), activation="relu", name=f"deep_{n}")(deep)
+    deep = k.layers.Dense(1, name="deep_out")(deep)
+    out = k.layers.Activation("sigmoid")(k.layers.Add()([wide, deep]))
+    return k.Model([u, i], out, name="wide_deep")
 
 
 def export(model: Any) -> dict[str, np.ndarray]:
