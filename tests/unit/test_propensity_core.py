@@ -1,4 +1,5 @@
-"""Ranking metrics against hand-computed cases; vocabularies, splits and negative sampling."""
+"""Ranking metrics and ties against hand-computed cases; the cold-start rule; vocabularies, splits
+and negative sampling."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import pandas as pd
 import pytest
 
 from training.propensity import data as pdata
-from training.propensity import ranking
+from training.propensity import ranking, scoring
 
 
 def test_hr_and_ndcg_by_hand() -> None:
-    # positive first; ranks: 0 (best), 2 (two higher), 10 (ten higher), tie with one -> rank 0
+    # positive first; ranks: 0 (best), 2 (two higher), 10 (ten higher), tie with one -> rank 1
     scores = np.array([
         [0.9, 0.1, 0.2] + [0.0] * 9,
         [0.5, 0.7, 0.6] + [0.0] * 9,
@@ -21,14 +22,72 @@ def test_hr_and_ndcg_by_hand() -> None:
         [0.4, 0.4] + [0.0] * 10,
     ])
     ranks = ranking.positive_ranks(scores)
-    assert ranks.tolist() == [0, 2, 10, 0]
+    assert ranks.tolist() == [0, 2, 10, 1]
     assert ranking.hit_ratio(ranks, 10) == 0.75
     assert ranking.hit_ratio(ranks, 2) == 0.5
-    expected = (1 / math.log2(2) + 1 / math.log2(4) + 0 + 1 / math.log2(2)) / 4
+    expected = (1 / math.log2(2) + 1 / math.log2(4) + 0 + 1 / math.log2(3)) / 4
     assert ranking.ndcg(ranks, 10) == pytest.approx(expected)
     got = ranking.evaluate(scores, 10)
     assert got["hr@10"] == 0.75 and got["precision@10"] == pytest.approx(0.075)
     assert 0 <= got["roc_auc"] <= 1
+
+
+@pytest.mark.parametrize(("row", "rank"), [
+    ([0.5, 0.5, 0.5, 0.5, 0.1], 3),  # three negatives tie with the positive: all rank above it
+    ([0.0, 0.0, 0.0, 0.0, 0.0], 4),  # nothing to tell apart (cold items all scoring 0): last
+    ([0.3, 0.3, 0.9, 0.1, 0.1], 2),  # one higher, one tie
+    ([0.3, 0.2, 0.2, 0.2, 0.2], 0),  # ties below the positive do not matter
+    ([np.nan, 0.1, 0.2, 0.3, 0.4], 4),  # a NaN positive is never flattered
+    ([0.3, np.nan, 0.1, 0.1, 0.1], 1),  # nor beaten by less than a NaN negative
+])
+def test_ties_go_against_the_positive(row: list[float], rank: int) -> None:
+    assert ranking.positive_ranks(np.array([row])).tolist() == [rank]
+    assert "pessimistic" in ranking.TIE_RULE
+
+
+def test_tied_score_matrix_metrics_by_hand() -> None:
+    # ItemPop-like integer scores with ties; K = 2
+    scores = np.array([
+        [3.0, 3.0, 1.0, 1.0],  # rank 1: hit, gain 1/log2(3)
+        [1.0, 3.0, 1.0, 1.0],  # rank 3: miss
+        [2.0, 1.0, 1.0, 1.0],  # rank 0: hit, gain 1
+        [0.0, 0.0, 0.0, 0.0],  # rank 3: miss
+    ])
+    got = ranking.evaluate(scores, 2)
+    assert got["hr@2"] == 0.5
+    assert got["ndcg@2"] == pytest.approx((1 / math.log2(3) + 1) / 4)
+    # the optimistic rule would have given 0.75 / 0.75 (ranks 0, 1, 0, 0 -> 3 hits at K=2)
+
+
+def test_negatives_repeating_the_positive_do_not_compete() -> None:
+    scores = np.array([[0.4, 0.4, 0.9, 0.1], [0.4, 0.4, 0.1, 0.1]])
+    repeats = np.array([[True, False, False], [False, False, False]])
+    assert ranking.positive_ranks(scores, repeats).tolist() == [1, 1]
+    assert ranking.positive_ranks(scores).tolist() == [2, 1]
+
+
+def test_warm_metrics_cover_only_the_warm_cases() -> None:
+    scores = np.array([[0.9, 0.1, 0.2], [0.0, 0.5, 0.5], [0.5, 0.9, 0.1]])
+    warm = np.array([True, False, True])
+    got = ranking.evaluate(scores, 1, warm)
+    assert got["hr@1"] == pytest.approx(1 / 3) and got["warm_hr@1"] == 0.5
+    assert got["warm_ndcg@1"] == 0.5 and set(got) >= {"warm_roc_auc", "warm_pr_auc", "warm_precision@1"}
+    assert math.isnan(ranking.evaluate(scores, 1, np.zeros(3, bool))["warm_hr@1"])
+
+
+def test_cold_start_rule_on_indices() -> None:
+    weights = {"mf_user/embeddings": np.array([[1.0, 0.0], [0.0, 1.0]]),
+               "mf_item/embeddings": np.array([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]]),
+               "user_bias/embeddings": np.zeros((2, 1)), "item_bias/embeddings": np.zeros((3, 1)),
+               "out/kernel": np.ones((1, 1)), "out/bias": np.zeros(1)}
+    popularity = np.array([1.0, 0.5, 0.0])
+    u = np.array([0, 1, -1, -1, 0, -1])
+    i = np.array([0, 1, 1, 2, -1, -1])
+    got = scoring.scores_with_cold_start({"kind": "mf"}, weights, popularity, u, i)
+    known = scoring.scores({"kind": "mf"}, weights, u[:2], i[:2])
+    np.testing.assert_allclose(got, [known[0], known[1], 0.5, 0.0, 0.0, 0.0])
+    pop = scoring.scores_with_cold_start({"kind": "popularity"}, {}, popularity, u, i)
+    np.testing.assert_allclose(pop, [1.0, 0.5, 0.5, 0.0, 0.0, 0.0])
 
 
 def test_vocab_handles_strings_ints_and_integral_floats() -> None:
@@ -56,3 +115,4 @@ def test_negatives_never_hit_seen_items_or_the_held_out_item() -> None:
     assert not seen.contains(rep, negs.ravel()).any()
     assert not (negs == avoid[:, None]).any()
     assert sorted(seen.of(3).tolist()) == sorted(set(items[users == 3].tolist()))
+
