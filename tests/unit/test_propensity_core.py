@@ -1,5 +1,5 @@
-"""Ranking metrics and ties against hand-computed cases; the cold-start rule; vocabularies, splits
-and negative sampling."""
+"""Ranking metrics and ties against hand-computed cases; the cold-start rule; vocabularies, splits,
+validation cases and negative sampling."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from training.propensity import data as pdata
-from training.propensity import ranking, scoring
+from training.propensity import ranking, scoring, validation
 
 
 def test_hr_and_ndcg_by_hand() -> None:
@@ -116,3 +116,69 @@ def test_negatives_never_hit_seen_items_or_the_held_out_item() -> None:
     assert not (negs == avoid[:, None]).any()
     assert sorted(seen.of(3).tolist()) == sorted(set(items[users == 3].tolist()))
 
+
+def test_reindex_keeps_order_and_maps_dropped_and_unknown_to_minus_one() -> None:
+    vocab = pdata.Vocab(["a", "b", "c", "d"])
+    kept, mapping = pdata.reindex(vocab, np.array([True, False, True, True]))
+    assert kept.ids == ["a", "c", "d"]
+    assert mapping[np.array([0, 1, 2, 3, -1])].tolist() == [0, -1, 1, 2, -1]
+
+
+def _split(frame: pd.DataFrame, mode: str, catalog: list[str] | None = None, negatives: int = 3
+           ) -> validation.Split:
+    return validation.split(mode, frame["user"], frame["item"], frame["ts"],
+                            None if catalog is None else pd.Series(catalog), None,
+                            negatives=negatives, fraction=0.25, seed=0)
+
+
+def test_leave_one_out_keeps_cases_whose_positive_training_never_saw() -> None:
+    # b's latest item z occurs nowhere else: the model does not know it, the case stays, cold
+    frame = pd.DataFrame({"user": ["a", "a", "a", "b", "b", "c", "c"],
+                          "item": ["x", "w", "y", "x", "z", "y", "x"], "ts": [1, 2, 3, 1, 2, 1, 2]})
+    got = _split(frame, "leave_one_out", negatives=1)
+    assert got.items.ids == ["x", "w", "y"] and got.users.ids == ["a", "b", "c"]
+    assert got.cases is not None
+    c = got.cases.counts
+    assert c["cases"] == 3 and c["cold_positive_cases"] == 1 and c["unknown_candidates"] >= 1
+    positives = [got.items.ids[j] if j >= 0 else None for j in got.cases.candidates[:, 0].tolist()]
+    assert positives == ["y", None, "x"]
+    # every case is scored: the cold positive by the cold-start rule (0), losing to every negative
+    popularity = np.bincount(got.train.items, minlength=len(got.items)).astype(float)
+    users, items = np.repeat(got.cases.users, 2), got.cases.candidates.ravel()
+    s = scoring.scores_with_cold_start({"kind": "popularity"}, {}, popularity, users, items).reshape(3, 2)
+    assert s[1, 0] == 0.0 and ranking.positive_ranks(s)[1] == 1
+    found = validation.evaluator({"kind": "popularity"}, got.cases, 1, popularity)({})
+    assert found["hr@1"] == np.mean(ranking.positive_ranks(s) < 1)
+    assert c["warm_cases"] + c["cold_cases"] == 3
+
+
+def test_catalog_items_join_the_vocabulary_and_the_sampled_negatives() -> None:
+    frame = pd.DataFrame({"user": ["a", "a", "b", "b"], "item": ["x", "y", "x", "y"], "ts": [1, 2, 1, 2]})
+    got = _split(frame, "leave_one_out", catalog=["x", "y", "p", "q", "r"], negatives=3)
+    assert got.items.ids == ["x", "y", "p", "q", "r"]
+    assert got.cases is not None
+    negs = got.cases.candidates[:, 1:]
+    assert {got.items.ids[j] for j in negs.ravel().tolist()} <= {"p", "q", "r"}  # never a seen item
+    c = got.cases.counts
+    assert c["cold_negative_cases"] == 2 and c["unknown_candidates"] == 0 and c["warm_cases"] == 0
+
+
+def test_time_split_users_training_never_saw_take_the_cold_start_path() -> None:
+    frame = pd.DataFrame({"user": ["a", "a", "b", "b", "late"], "item": ["x", "y", "y", "w", "x"],
+                          "ts": [1, 2, 3, 4, 9]})
+    got = _split(frame, "time", negatives=1)
+    assert got.users.ids == ["a", "b"] and got.cases is not None
+    assert got.cases.users.tolist() == [-1] and got.cases.counts["cold_user_cases"] == 1
+    popularity = np.array([1.0, 1.0, 0.5])  # x, y, w
+    found = validation.evaluator({"kind": "mf"}, got.cases, 1, popularity)({})  # no weights needed
+    assert found["hr@1"] in (0.0, 1.0)
+
+
+def test_case_counts_by_hand() -> None:
+    trained = np.array([True, True, False])  # item 2 is a catalog item without interactions
+    users = np.array([0, -1, 1, 0])
+    candidates = np.array([[0, 1, 1], [0, 1, 1], [2, 0, 1], [0, 2, -1]])
+    c = validation.describe(users, candidates, trained).counts
+    assert c == {"cases": 4, "warm_cases": 1, "cold_cases": 3, "cold_user_cases": 1, "cold_positive_cases": 1,
+                 "cold_negative_cases": 1, "candidates": 12, "cold_candidates": 3, "unknown_candidates": 1,
+                 "negatives_repeating_positive": 0}
