@@ -20,7 +20,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def metric_table() -> str:
     rows = ["| metric | regex |", "|---|---|"]
-    for d in metrics.metric_definitions(sorted({**metrics.GENDER_METRICS, **metrics.PROPENSITY_METRICS})):
+    for d in metrics.metric_definitions(metrics.published()):
         regex = d["Regex"].replace("|", "\\|")  # GitHub tables split on '|' even in code
         rows.append(f"| `{d['Name']}` | `{regex}` |")
     return "\n".join(rows)

@@ -29,14 +29,23 @@ GENDER_METRICS = {
     "validation:f1": "Maximize",
     "train:logloss": "Minimize",
 }
+# Propensity metrics cover every validation case; warm_* the warm cases only (user and every
+# candidate with a training interaction), see training/propensity/validation.py.
 PROPENSITY_METRICS = {
     "validation:hr@10": "Maximize",
     "validation:ndcg@10": "Maximize",
     "validation:roc_auc": "Maximize",
     "validation:pr_auc": "Maximize",
     "validation:precision@10": "Maximize",
+    "validation:warm_hr@10": "Maximize",
+    "validation:warm_ndcg@10": "Maximize",
+    "validation:warm_roc_auc": "Maximize",
+    "validation:warm_pr_auc": "Maximize",
+    "validation:warm_precision@10": "Maximize",
     "train:loss": "Minimize",
 }
+# Counts on the propensity `step=final` line: published, so a job's metrics show them, but no objective.
+PROPENSITY_COUNTS = ("validation:cases", "validation:cold_cases", "validation:cold_candidates")
 
 log = logging.getLogger("training.metrics")
 
@@ -75,9 +84,14 @@ def regex_for(name: str) -> str:
     return r"\[metrics\].*\s" + re.escape(name) + "=" + VALUE_PATTERN
 
 
+def published() -> list[str]:
+    """Every metric name `train` prints, sorted: the HPO objectives and the propensity counts."""
+    return sorted({*GENDER_METRICS, *PROPENSITY_METRICS, *PROPENSITY_COUNTS})
+
+
 def metric_definitions(names: Iterable[str] | None = None) -> list[dict[str, str]]:
     """SageMaker MetricDefinitions for the published metrics."""
-    chosen = list(names) if names is not None else sorted({**GENDER_METRICS, **PROPENSITY_METRICS})
+    chosen = list(names) if names is not None else published()
     return [{"Name": n, "Regex": regex_for(n)} for n in chosen]
 
 

@@ -42,6 +42,18 @@ class Vocab:
                            dtype=np.int64, count=len(seq))
 
 
+def reindex(vocab: Vocab, keep: np.ndarray) -> tuple[Vocab, np.ndarray]:
+    """The vocabulary of the kept indices (same order) and a map old index -> new index.
+
+    Dropped indices map to -1, and so does -1 itself (the map has one extra slot at the end,
+    which index -1 reads), so already-unknown ids stay unknown.
+    """
+    kept = np.flatnonzero(keep)
+    mapping = np.full(len(vocab) + 1, -1, dtype=np.int64)
+    mapping[kept] = np.arange(kept.size)
+    return Vocab([vocab.ids[j] for j in kept.tolist()]), mapping
+
+
 def _id_str(value: Any) -> str:
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))

@@ -3,7 +3,8 @@
 Training exports each Keras network's weights by layer name into ``weights.npz``; the
 architecture (kind, layer sizes) goes into the manifest. Scoring (user, item) index pairs is
 then a few gathers and small matrix products, far below a millisecond for a request, and the
-same function evaluates the model during training, so what is measured is what is served.
+same function evaluates the model during training, so what is measured is what is served:
+``scores_with_cold_start`` is the one place that says how ids outside the vocabulary score.
 """
 
 from __future__ import annotations
@@ -73,4 +74,29 @@ def scores(arch: Mapping[str, Any], w: Weights, u: np.ndarray, i: np.ndarray,
         sl = slice(start, start + chunk)
         z = logits(arch, w, u[sl], i[sl])
         out[sl] = z if arch["kind"] == "popularity" else _sigmoid(z)
+    return out
+
+
+COLD_START_RULE = "unknown users get item popularity; unknown items score 0 (flagged cold_start)"
+
+
+def scores_with_cold_start(arch: Mapping[str, Any], weights: Weights, popularity: np.ndarray,
+                           u: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """Scores of index pairs as `serve` gives them, with -1 for an id outside the vocabulary.
+
+    The cold-start rule (``COLD_START_RULE``): a pair with an unknown user and a known item
+    scores the item's popularity; a pair with an unknown item scores 0. Validation scores its
+    cold candidates through this function, so they are measured as they are served.
+    """
+    u, i = np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64)
+    if arch["kind"] == "popularity":
+        weights = {**weights, "popularity": popularity}
+    out = np.zeros(u.size, dtype=np.float64)
+    known = (u >= 0) & (i >= 0)
+    if known.all():
+        return scores(arch, weights, u, i)
+    if known.any():
+        out[known] = scores(arch, weights, u[known], i[known])
+    cold_user = (u < 0) & (i >= 0)
+    out[cold_user] = popularity[i[cold_user]]
     return out

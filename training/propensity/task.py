@@ -3,7 +3,8 @@
 Algorithms (hyperparameter ``algorithm``): popularity, mf, gmf, mlp, neumf (optionally with
 GMF + MLP pre-training, as in the NCF paper) and wide_deep (with ``users``/``items`` feature
 channels). Validation follows the NCF protocol: each held-out positive is ranked among
-``eval_negatives`` sampled (or given) negatives; HR@K and NDCG@K each epoch.
+``eval_negatives`` sampled (or given) negatives; HR@K and NDCG@K each epoch, over every case
+(cold ones scored by the serving cold-start rule) and over the warm ones (see validation.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,8 +28,8 @@ from training.errors import UserError
 from training.hyperparameters import Hyperparameter as HP
 from training.hyperparameters import table
 from training.propensity import data as pdata
-from training.propensity import plots, side
-from training.propensity.trainer import LoopConfig, evaluator, fit
+from training.propensity import plots, ranking, scoring, side, validation
+from training.propensity.trainer import LoopConfig, fit
 
 log = logging.getLogger("training.propensity")
 ALGORITHMS = ("popularity", "mf", "gmf", "mlp", "neumf", "wide_deep")
@@ -52,6 +54,9 @@ COMMON = (
     HP("seed", int, 0, "Random seed (negatives, initialisation, splits).", min=0, max=2**31 - 1),
     HP("threads", int, 0, "TensorFlow intra-op threads (0 = all CPUs).", min=0, max=1024),
     HP("deterministic", bool, True, "Make TensorFlow ops deterministic (same seed, same model)."),
+    HP("item_features_id", str, "", "Id column of the optional 'items' channel, whose ids join the item "
+       "vocabulary (the catalog; wide_deep also reads its other columns as features). Default: its "
+       "first column."),
 )
 NEURAL = (
     HP("epochs", int, 20, "Training epochs.", min=1, max=1000, tunable=True),
@@ -83,7 +88,6 @@ PRETRAIN = (
 )
 WIDE_DEEP = (
     HP("user_features_id", str, "", "Id column of the 'users' channel (default: its first column)."),
-    HP("item_features_id", str, "", "Id column of the 'items' channel (default: its first column)."),
 )
 
 
@@ -176,55 +180,44 @@ def _read(env: TrainingEnvironment, channel: str, params: dict[str, Any], requir
     return None if got is None else got.frame
 
 
-def _validation_cases(env: TrainingEnvironment, params: dict[str, Any], inter: pdata.Interactions,
-                      users: pdata.Vocab, items: pdata.Vocab
-                      ) -> tuple[pdata.Interactions, np.ndarray, np.ndarray | None, str]:
-    """(train interactions, case users, candidate matrix with the positive first, source)."""
+def _validation_channel(env: TrainingEnvironment, params: dict[str, Any]) -> validation.ValidationChannel:
+    frame = _read(env, "validation", params, required=True)
+    assert frame is not None
+    u_raw, i_raw, _ = pdata.positives(frame, params, "validation")
+    negatives = None
+    if "negatives" in frame.columns:
+        negatives = [v if isinstance(v, list) else str(v).replace("|", " ").split()
+                     for v in frame.loc[u_raw.index, "negatives"]]
+    return validation.ValidationChannel(u_raw, i_raw, negatives)
+
+
+def _catalog(items_table: pd.DataFrame | None, params: dict[str, Any]) -> pd.Series | None:
+    """The ids of the ``items`` channel: they join the item vocabulary (the catalog)."""
+    if items_table is None:
+        return None
+    table = items_table.set_axis([str(c) for c in items_table.columns], axis=1)
+    column = params["item_features_id"]
+    if column not in table.columns:
+        column = table.columns[0]
+    ids = table[column]
+    if ids.isna().any():
+        raise UserError(f"The 'items' channel has rows without an id (column '{column}')")
+    return ids
+
+
+def _split(env: TrainingEnvironment, params: dict[str, Any], frame: pd.DataFrame,
+           items_table: pd.DataFrame | None) -> validation.Split:
     mode = params["validation"]
     has_channel = "validation" in env.channels
     if mode == "auto":
         mode = "channel" if has_channel else "leave_one_out"
-    seen_all = pdata.SeenItems(inter.users, inter.items, len(users), len(items))
-    rng = np.random.default_rng([params["seed"], 99])
-    k_neg = params["eval_negatives"]
-    given_negatives: np.ndarray | None = None
-    if mode == "channel":
-        if not has_channel:
-            raise UserError("validation=channel but the job has no 'validation' channel")
-        frame = _read(env, "validation", params, required=True)
-        assert frame is not None
-        u_raw, i_raw, _ = pdata.positives(frame, params, "validation")
-        vu, vi = users.encode(u_raw), items.encode(i_raw)
-        known = (vu >= 0) & (vi >= 0)
-        if not known.all():
-            log.warning("validation: %d of %d cases have a user or item unseen in train; skipped",
-                        int((~known).sum()), known.size)
-        if "negatives" in frame.columns:
-            lists = frame["negatives"].map(
-                lambda v: v if isinstance(v, list) else str(v).replace("|", " ").split())
-            lengths = lists.map(len)
-            if lengths.nunique() != 1:
-                raise UserError("validation 'negatives' lists must all have the same length")
-            flat = items.encode(pd.Series([x for lst in lists for x in lst]))
-            given_negatives = flat.reshape(len(frame), -1)
-            known &= (given_negatives >= 0).all(axis=1)
-            given_negatives = given_negatives[known]
-        train, vu, vi = inter, vu[known], vi[known]
-        source = "validation channel"
-    elif mode == "leave_one_out":
-        train, vu, vi = pdata.leave_one_out(inter)
-        source = "leave-one-out (latest interaction per user)"
-    elif mode == "time":
-        train, vu, vi = pdata.time_split(inter, params["validation_fraction"])
-        source = f"time split (latest {params['validation_fraction']:.0%})"
-    else:
-        return inter, np.empty(0, np.int64), None, "none"
-    if given_negatives is not None:
-        candidates = np.concatenate([vi[:, None], given_negatives], axis=1)
-    else:
-        negs = pdata.sample_negatives(vu, k_neg, seen_all, rng, len(items), avoid=vi)
-        candidates = np.concatenate([vi[:, None], negs], axis=1)
-    return train, vu, candidates, source
+    if mode == "channel" and not has_channel:
+        raise UserError("validation=channel but the job has no 'validation' channel")
+    u_raw, i_raw, ts = pdata.positives(frame, params, "train")
+    channel = _validation_channel(env, params) if mode == "channel" else None
+    return validation.split(mode, u_raw, i_raw, ts, _catalog(items_table, params), channel,
+                            negatives=params["eval_negatives"], fraction=params["validation_fraction"],
+                            seed=params["seed"])
 
 
 def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[PropensityAlgorithm],
@@ -234,19 +227,25 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
     log.info("reading channel 'train'", extra={"stage": "read"})
     frame = _read(env, "train", params, required=True)
     assert frame is not None
-    u_raw, i_raw, ts = pdata.positives(frame, params, "train")
-    users, items = pdata.Vocab.fit(u_raw), pdata.Vocab.fit(i_raw)
-    inter = pdata.Interactions(users.encode(u_raw), items.encode(i_raw),
-                               None if ts is None else ts.to_numpy(dtype=np.int64))
-    log.info("%d interactions, %d users, %d items", len(inter), len(users), len(items))
-    if len(items) < 2:
-        raise UserError("The interactions name fewer than 2 distinct items; nothing to rank")
-    train, case_users, candidates, source = _validation_cases(env, params, inter, users, items)
+    items_table = _read(env, "items", params, False) if "items" in env.channels else None
+    data = _split(env, params, frame, items_table)
+    users, items, train, cases = data.users, data.items, data.train, data.cases
+    log.info("%d interactions (%d for training), %d users, %d items%s", data.interactions, len(train),
+             len(users), len(items), "" if items_table is None else " (with the 'items' channel's catalog)")
+    if cases is not None:
+        log.info("validation (%s): %s", data.source, validation.summary(cases))
     seen = pdata.SeenItems(train.users, train.items, len(users), len(items))
     popularity = np.bincount(train.items, minlength=len(items)).astype(np.float64)
     popularity /= max(popularity.max(), 1.0)
     k = params["top_k"]
     monitor = f"{params.get('monitor', 'ndcg')}@{k}"
+
+
+    def evaluate_as(net: dict[str, Any]) -> Callable[[scoring.Weights], dict[str, float]]:
+        """The validation scorer of a network (nothing to score without validation cases)."""
+        if cases is None:
+            return lambda w: {}
+        return validation.evaluator(net, cases, k, popularity)
 
     arch: dict[str, Any] = {"kind": name}
     weights: dict[str, np.ndarray]
@@ -254,10 +253,7 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
     keras_model = None
     if name == "popularity":
         weights = {}
-        best: dict[str, float] = {}
-        if candidates is not None:
-            best = evaluator(arch, case_users, candidates, k, {"popularity": popularity})({})
-            metric_lines.emit({f"validation:{m}": v for m, v in best.items()}, "final")
+        best: dict[str, float] = evaluate_as(arch)({})
         result_info = {"epochs_done": 0, "best_epoch": 0, "history": []}
     else:
         _setup_tensorflow(params)
@@ -269,16 +265,13 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
         if name == "wide_deep":
             uenc = side.encode(_read(env, "users", params, False) if "users" in env.channels else None,
                                params["user_features_id"], users, "users")
-            ienc = side.encode(_read(env, "items", params, False) if "items" in env.channels else None,
-                               params["item_features_id"], items, "items")
+            ienc = side.encode(items_table, params["item_features_id"], items, "items")
             arch.update({"user_categorical": uenc.n_categorical, "item_categorical": ienc.n_categorical,
                          "user_feature_names": uenc.names, "item_feature_names": ienc.names,
                          "mlp_layers": _mlp_layers(params)[1:] or [params["factors"]]})
             side_tables = {"user_features": uenc.matrix, "item_features": ienc.matrix}
             log.info("wide & deep side features: users %s, items %s", side.summary(uenc),
                      side.summary(ienc))
-        evaluate = (evaluator(arch, case_users, candidates, k) if candidates is not None
-                    else (lambda w: {}))
         base_cfg = dict(batch_size=params["batch_size"], negatives=params["negatives"],
                         patience=params["patience"], monitor=monitor, seed=params["seed"],
                         lr_decay=params["lr_decay"], ema=params["ema"])
@@ -292,8 +285,7 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
                 res = fit(model, sub, train, seen, len(items),
                           LoopConfig(epochs=pre_epochs, learning_rate=params["learning_rate"],
                                      optimizer=params["optimizer"], phase=phase, **base_cfg),
-                          stop, _store(env, params, phase), evaluator(sub, case_users, candidates, k)
-                          if candidates is not None else (lambda w: {}), metric_lines.emit)
+                          stop, _store(env, params, phase), evaluate_as(sub), metric_lines.emit)
                 pretrained[phase] = model
                 result_info[f"pretrain_{phase}"] = {
                     "best_epoch": res.best_epoch, "best": res.best, "resumed_from": res.resumed_from,
@@ -311,20 +303,23 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
         res = fit(keras_model, arch, train, seen, len(items),
                   LoopConfig(epochs=params["epochs"], learning_rate=lr, optimizer=optimizer, phase="main",
                              score_start=warm is not None, **base_cfg),
-                  stop, _store(env, params, "main"), evaluate, metric_lines.emit)
+                  stop, _store(env, params, "main"), evaluate_as(arch), metric_lines.emit)
         best = res.best
         weights = networks.export(keras_model)
         result_info.update({"epochs_done": res.epochs_done, "best_epoch": res.best_epoch,
                             "history": res.history, "stopped_early": res.stopped_early,
                             "resumed_from": res.resumed_from})
-        if best:
-            metric_lines.emit({f"validation:{m}": v for m, v in best.items()}, "final")
 
+    if best and cases is not None:
+        metric_lines.emit({**{f"validation:{m}": v for m, v in best.items()},
+                           **validation.metric_counts(cases)}, "final")
     out_dir = env.paths.output_data_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     history = result_info.get("history", [])
-    summary = {"family": "propensity", "algorithm": name, "validation_source": source,
-               "validation_cases": int(case_users.size), "metrics": best, "history": history,
+    n_cases = 0 if cases is None else cases.counts["cases"]
+    summary = {"family": "propensity", "algorithm": name, "validation_source": data.source,
+               "validation_cases": n_cases, "validation": None if cases is None else validation.report(cases),
+               "metrics": best, "history": history,
                "pretraining": {k_: v for k_, v in result_info.items() if k_.startswith("pretrain_")}}
     (out_dir / "evaluation.json").write_text(json.dumps(summary, indent=2, default=str))
     curves = {f"{p} pre-training": result_info[f"pretrain_{p}"]["history"] for p in ("gmf", "mlp")
@@ -338,24 +333,26 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
         np.savez(st / "weights.npz", popularity=popularity, **weights)  # type: ignore[arg-type]
         pdata.write_json(st / "users.json", users.ids)
         pdata.write_json(st / "items.json", items.ids)
-        seen_all = pdata.SeenItems(inter.users, inter.items, len(users), len(items))
-        seen_all.save(st / "seen.npz")
+        history_all = data.history
+        pdata.SeenItems(history_all.users, history_all.items, len(users), len(items)).save(st / "seen.npz")
         files = ["weights.npz", "users.json", "items.json", "seen.npz"]
         if keras_model is not None:
             keras_model.save(st / "model.keras")
             files.append("model.keras")
-        examples = [{"user": users.ids[int(inter.users[0])], "item": items.ids[int(inter.items[0])]},
-                    {"user": users.ids[int(inter.users[-1])], "k": min(k, len(items))}]
+        examples = [{"user": users.ids[int(train.users[0])], "item": items.ids[int(train.items[0])]},
+                    {"user": users.ids[int(train.users[-1])], "k": min(k, len(items))}]
         pdata.write_json(st / "warmup.json", examples)
         files.append("warmup.json")
         manifest = {
             "family": "propensity", "algorithm": name, "model_name": "propensity", "files": files,
             "architecture": arch, "top_k": k,
             "vocabulary": {"users": len(users), "items": len(items)},
-            "cold_start": "unknown users get item popularity; unknown items score 0 (flagged cold_start)",
+            "cold_start": scoring.COLD_START_RULE,
             "hyperparameters": params, "metrics": best,
-            "training": {"interactions": len(inter), "train_interactions": len(train),
-                         "validation": source, "validation_cases": int(case_users.size),
+            "training": {"interactions": data.interactions, "train_interactions": len(train),
+                         "validation": data.source, "validation_cases": n_cases,
+                         "validation_counts": None if cases is None else cases.counts,
+                         "tie_rule": ranking.TIE_RULE,
                          "epochs_done": result_info.get("epochs_done"),
                          "best_epoch": result_info.get("best_epoch"),
                          "stopped_early": result_info.get("stopped_early", False),

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from training.checkpoints import CheckpointStore, StopFlag
-from training.propensity import networks, scoring
+from training.propensity import networks
 from training.propensity.data import Interactions, SeenItems, sample_negatives
 
 log = logging.getLogger("training.propensity")
@@ -223,19 +223,3 @@ def fit(model: Any, arch: dict[str, Any], train: Interactions, seen: SeenItems, 
         model.set_weights(best.weights)
     return LoopResult(max(epoch, resumed or 0), best.epoch, best.metrics, history, stopped, resumed)
 
-
-def evaluator(arch: dict[str, Any], cases_u: np.ndarray, candidates: np.ndarray, k: int,
-              extra: dict[str, np.ndarray] | None = None
-              ) -> Callable[[dict[str, np.ndarray]], dict[str, float]]:
-    """Scores (user, [positive, negatives...]) cases with the NumPy scorer."""
-    from training.propensity import ranking
-
-    users = np.repeat(cases_u, candidates.shape[1])
-    items = candidates.reshape(-1)
-
-    def run(weights: dict[str, np.ndarray]) -> dict[str, float]:
-        w = {**weights, **(extra or {})}
-        s = scoring.scores(arch, w, users, items).reshape(candidates.shape)
-        return ranking.evaluate(s, k)
-
-    return run
