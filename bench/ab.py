@@ -7,20 +7,20 @@ the table gives each side's median and B/A.
 
     python -m bench.ab --base 245b3d7 [--head .] [--seconds 10] [--reps 5]
 
-``--base`` is a git revision (checked out into a worktree under bench/results) or a folder;
+``--base`` is a git revision (checked out into a worktree in the temporary folder) or a folder;
 ``--head`` defaults to this checkout. Models are trained once with the head's `train`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BIN, RESULTS, ROOT, free_port, save, start, stop, wait_ready, wrk
+from bench.harness import BIN, RESULTS, ROOT, free_port, parser, save, start, stop, wait_ready, wrk
 from bench.serve_gender import payloads, record_payloads, train_devices, train_numeric
 from training.gender import synth
 
@@ -41,7 +41,7 @@ def checkout(rev: str) -> Path:
     folder = Path(rev)
     if folder.is_dir():
         return folder.resolve()
-    target = RESULTS / f"ab-{rev}"
+    target = Path(tempfile.gettempdir()) / f"mlship-ab-{rev}"  # outside the tree that is linted
     if not target.exists():
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(target), rev], check=True,
                        stdout=subprocess.DEVNULL)
@@ -58,13 +58,10 @@ def _serve(code: Path, base: Path, work: Path, name: str) -> tuple[Any, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", required=True)
-    parser.add_argument("--head", default=str(ROOT))
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--workdir", type=Path, default=RESULTS / "work")
-    args = parser.parse_args(argv)
+    options = parser(__doc__, reps=5)
+    options.add_argument("--base", required=True)
+    options.add_argument("--head", default=str(ROOT))
+    args = options.parse_args(argv)
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     models = {"numeric": train_numeric(work, 200_000), "devices": train_devices(work, 20000)}

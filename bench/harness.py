@@ -117,3 +117,14 @@ def report(name: str, results: dict[str, Any], targets: dict[str, bool]) -> int:
         print(f"target {k}: {'MET' if v else 'MISSED'}")
     print(f"results: {save(name, results)}")
     return 0
+
+
+def parser(doc: str, reps: int = 3) -> Any:
+    """The options every suite takes: --seconds per point, --reps per point, --workdir."""
+    import argparse
+
+    found = argparse.ArgumentParser(description=doc.splitlines()[0])
+    found.add_argument("--seconds", type=int, default=10)
+    found.add_argument("--reps", type=int, default=reps)
+    found.add_argument("--workdir", type=Path, default=RESULTS / "work")
+    return found

@@ -11,7 +11,6 @@ requests against the gender pipeline model. Targets (issue #2): 1-row p99 <= 5 m
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import BIN, RESULTS, free_port, median_of, post, report, start, stop, wait_ready, wrk
+from bench.harness import BIN, free_port, median_of, parser, post, report, start, stop, wait_ready, wrk
 from training.gender import synth
 
 
@@ -84,12 +83,9 @@ def record_payloads(work: Path) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--workdir", type=Path, default=RESULTS / "work")
-    args = parser.parse_args(argv)
+    options = parser(__doc__)
+    options.add_argument("--rows", type=int, default=200_000)
+    args = options.parse_args(argv)
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     numeric = train_numeric(work, args.rows)

@@ -9,6 +9,7 @@ make `serve` import arbitrary code.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,15 @@ def allow_package(prefix: str) -> None:
         SCORER_PACKAGES.append(prefix)
 
 
-def scorer_class(manifest: dict[str, Any]) -> Any:
+def scorer_class(manifest: dict[str, Any], legacy: Callable[[dict[str, Any]], type] | None = None) -> Any:
+    """The class the manifest names; ``legacy``: the family's answer for manifests written before
+    they named their scorer (models trained by earlier releases keep serving)."""
     ref = manifest.get("scorer")
+    if ref is None and legacy is not None:
+        try:
+            return legacy(manifest)
+        except KeyError:
+            pass
     if not isinstance(ref, str) or ":" not in ref:
         raise ValueError("model.json names no scorer ('scorer': '<module>:<Class>'); retrain the model "
                          "with this image")
@@ -38,6 +46,7 @@ def scorer_class(manifest: dict[str, Any]) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def load(model_dir: Path, manifest: dict[str, Any], threads: int = 1) -> Any:
+def load(model_dir: Path, manifest: dict[str, Any], threads: int = 1,
+         legacy: Callable[[dict[str, Any]], type] | None = None) -> Any:
     """The scorer object of a model directory (its protocol is the family's)."""
-    return scorer_class(manifest).load(model_dir, manifest, threads)
+    return scorer_class(manifest, legacy).load(model_dir, manifest, threads)

@@ -26,12 +26,12 @@ class Registered:
 ALGORITHMS: dict[str, Registered] = {
     "xgboost": Registered("gender", "training.gender.algorithms", "XGBoostClassifier"),
     "logreg": Registered("gender", "training.gender.algorithms", "LogisticRegressionClassifier"),
-    "popularity": Registered("propensity", "training.propensity.task", "Popularity"),
-    "mf": Registered("propensity", "training.propensity.task", "MatrixFactorisation"),
-    "gmf": Registered("propensity", "training.propensity.task", "GMF"),
-    "mlp": Registered("propensity", "training.propensity.task", "MLP"),
-    "neumf": Registered("propensity", "training.propensity.task", "NeuMF"),
-    "wide_deep": Registered("propensity", "training.propensity.task", "WideDeep"),
+    "popularity": Registered("propensity", "training.propensity.algorithms", "Popularity"),
+    "mf": Registered("propensity", "training.propensity.algorithms", "MatrixFactorisation"),
+    "gmf": Registered("propensity", "training.propensity.algorithms", "GMF"),
+    "mlp": Registered("propensity", "training.propensity.algorithms", "MLP"),
+    "neumf": Registered("propensity", "training.propensity.algorithms", "NeuMF"),
+    "wide_deep": Registered("propensity", "training.propensity.algorithms", "WideDeep"),
 }
 DEFAULT_ALGORITHM = "xgboost"
 

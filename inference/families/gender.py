@@ -22,6 +22,7 @@ from modelformat.gender.features import (
     is_raw_frame,
     load_pipeline,
 )
+from modelformat.gender.scorers import legacy_scorer
 
 SCALAR_FIELDS = ("phone_brand", "device_model")
 
@@ -41,7 +42,7 @@ class Predictor(ModelFiles):
     def __init__(self, model_dir: Path, manifest: dict[str, Any], threads: int = 1,
                  name: str | None = None) -> None:
         super().__init__(model_dir, manifest, name, describe(manifest))
-        self.scorer = scorers.load(model_dir, manifest, threads)
+        self.scorer = scorers.load(model_dir, manifest, threads, legacy_scorer)
         self.pipeline = load_pipeline(model_dir)
         self.classes = list(manifest["classes"])
         self.threshold = float(manifest.get("threshold", 0.5))

@@ -21,7 +21,7 @@ from inference.codecs import Inputs, Outputs
 from inference.errors import BadInput
 from inference.predictors import ModelFiles, OutputSpec
 from modelformat import scorers
-from modelformat.propensity.scoring import PairScorer, scores_with_cold_start
+from modelformat.propensity.scoring import PairScorer, legacy_scorer, scores_with_cold_start
 from modelformat.propensity.vocab import Vocab
 
 USER_KEYS = ("user", "user_id", "userId")
@@ -61,7 +61,7 @@ class Predictor(ModelFiles):
     def __init__(self, model_dir: Path, manifest: dict[str, Any], threads: int = 1,
                  name: str | None = None) -> None:
         super().__init__(model_dir, manifest, name, describe(manifest))
-        self.scorer: PairScorer = scorers.load(model_dir, manifest, threads)
+        self.scorer: PairScorer = scorers.load(model_dir, manifest, threads, legacy_scorer)
         self.popularity = self.scorer.popularity
         self.users = Vocab.read(model_dir / "users.json")
         self.items = Vocab.read(model_dir / "items.json")

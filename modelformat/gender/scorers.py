@@ -64,3 +64,11 @@ class LinearScorer:
     def load(cls, folder: Path, manifest: dict[str, Any], threads: int = 1) -> LinearScorer:
         data = json.loads((folder / cls.MODEL_FILE).read_text(encoding="utf-8"))
         return cls(np.asarray(data["coef"]), data["intercept"])
+
+
+# Manifests written before they named their scorer say only the algorithm.
+LEGACY: dict[str, type] = {"xgboost": XGBoostScorer, "logreg": LinearScorer}
+
+
+def legacy_scorer(manifest: dict[str, Any]) -> type:
+    return LEGACY[str(manifest["algorithm"])]

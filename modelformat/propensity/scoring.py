@@ -74,6 +74,11 @@ class PairScorer:
         return cls(dict(manifest["architecture"]), weights)
 
 
+def legacy_scorer(manifest: dict[str, Any]) -> type[PairScorer]:
+    """The scorer of a manifest written before manifests named it: by its network kind."""
+    return KINDS[str(manifest["architecture"]["kind"])]
+
+
 def scorer_for(arch: Mapping[str, Any], weights: Weights) -> PairScorer:
     """The scorer of an architecture's kind (training evaluates every epoch through it)."""
     return KINDS[str(arch["kind"])](arch, weights)

@@ -104,3 +104,18 @@ def test_its_hyperparameters_are_validated_and_listed(centroid_registered: None,
 def test_a_model_cannot_name_a_scorer_outside_the_allowed_packages(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="outside the allowed packages"):
         scorers.scorer_class({"scorer": "os:system"})
+
+
+def test_models_of_earlier_releases_without_a_named_scorer_still_serve(gender_model: Any, tmp_path: Path) -> None:
+    import shutil
+
+    from inference import predictors
+
+    old = tmp_path / "model"
+    shutil.copytree(gender_model.model_dir, old)
+    manifest = json.loads((old / "model.json").read_text())
+    del manifest["scorer"]  # as `train` wrote it before manifests named their scorer
+    (old / "model.json").write_text(json.dumps(manifest))
+    served = predictors.load(old)
+    served.warmup()
+    assert type(served.scorer).__name__ == "XGBoostScorer"  # type: ignore[attr-defined]

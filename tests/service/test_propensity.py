@@ -117,7 +117,7 @@ def test_scored_start_stays_when_every_epoch_is_worse() -> None:
     items = inter["item"].astype("category").cat.codes.to_numpy(np.int32)
     n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
     arch = {"kind": "gmf", "factors": 4, "mlp_layers": [8, 4]}
-    model = networks.build(arch, n_users, n_items)
+    model = networks.gmf(arch, n_users, n_items)
     start = [w.copy() for w in model.get_weights()]
     calls = iter([0.9, 0.5, 0.6])
     cfg = LoopConfig(epochs=2, batch_size=64, negatives=1, learning_rate=0.1, optimizer="adam", patience=0,

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from modelformat.propensity import scoring
 from training.propensity import data as pdata
-from training.propensity import ranking, scoring, validation
+from training.propensity import ranking, validation
 
 
 def test_hr_and_ndcg_by_hand() -> None:
@@ -83,10 +84,11 @@ def test_cold_start_rule_on_indices() -> None:
     popularity = np.array([1.0, 0.5, 0.0])
     u = np.array([0, 1, -1, -1, 0, -1])
     i = np.array([0, 1, 1, 2, -1, -1])
-    got = scoring.scores_with_cold_start({"kind": "mf"}, weights, popularity, u, i)
-    known = scoring.scores({"kind": "mf"}, weights, u[:2], i[:2])
+    mf = scoring.scorer_for({"kind": "mf"}, {**weights, "popularity": popularity})
+    got = scoring.scores_with_cold_start(mf, u, i)
+    known = mf.scores(u[:2], i[:2])
     np.testing.assert_allclose(got, [known[0], known[1], 0.5, 0.0, 0.0, 0.0])
-    pop = scoring.scores_with_cold_start({"kind": "popularity"}, {}, popularity, u, i)
+    pop = scoring.scores_with_cold_start(scoring.PopularityScorer({}, {"popularity": popularity}), u, i)
     np.testing.assert_allclose(pop, [1.0, 0.5, 0.5, 0.0, 0.0, 0.0])
 
 
@@ -145,7 +147,8 @@ def test_leave_one_out_keeps_cases_whose_positive_training_never_saw() -> None:
     # every case is scored: the cold positive by the cold-start rule (0), losing to every negative
     popularity = np.bincount(got.train.items, minlength=len(got.items)).astype(float)
     users, items = np.repeat(got.cases.users, 2), got.cases.candidates.ravel()
-    s = scoring.scores_with_cold_start({"kind": "popularity"}, {}, popularity, users, items).reshape(3, 2)
+    s = scoring.scores_with_cold_start(scoring.PopularityScorer({}, {"popularity": popularity}), users,
+                                       items).reshape(3, 2)
     assert s[1, 0] == 0.0 and ranking.positive_ranks(s)[1] == 1
     found = validation.evaluator({"kind": "popularity"}, got.cases, 1, popularity)({})
     assert found["hr@1"] == np.mean(ranking.positive_ranks(s) < 1)

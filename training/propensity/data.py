@@ -15,31 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelformat.propensity.vocab import Vocab
 from training.errors import UserError
-
-
-@dataclass
-class Vocab:
-    """Raw id (as a string) <-> dense index."""
-
-    ids: list[str]
-
-    def __post_init__(self) -> None:
-        self._lookup = {v: n for n, v in enumerate(self.ids)}
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @classmethod
-    def fit(cls, values: pd.Series) -> Vocab:
-        return cls(list(pd.unique(_as_str(values))))
-
-    def encode(self, values: Any) -> np.ndarray:
-        """Indices, -1 for unknown ids (a dict lookup per id: 10x pandas' indexer on requests)."""
-        seq = values.tolist() if hasattr(values, "tolist") else list(values)
-        get = self._lookup.get
-        return np.fromiter((get(v if type(v) is str else _id_str(v), -1) for v in seq),
-                           dtype=np.int64, count=len(seq))
 
 
 def reindex(vocab: Vocab, keep: np.ndarray) -> tuple[Vocab, np.ndarray]:
@@ -52,21 +29,6 @@ def reindex(vocab: Vocab, keep: np.ndarray) -> tuple[Vocab, np.ndarray]:
     mapping = np.full(len(vocab) + 1, -1, dtype=np.int64)
     mapping[kept] = np.arange(kept.size)
     return Vocab([vocab.ids[j] for j in kept.tolist()]), mapping
-
-
-def _id_str(value: Any) -> str:
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _as_str(values: pd.Series) -> np.ndarray:
-    """Ids as strings; integral floats (CSV and JSON quirks) lose their '.0'."""
-    if pd.api.types.is_integer_dtype(values) or (pd.api.types.is_string_dtype(values) and not (
-        values.map(lambda v: isinstance(v, float)).any()
-    )):
-        return values.astype(str).to_numpy(dtype=object)
-    return values.map(_id_str).to_numpy(dtype=object)
 
 
 @dataclass

@@ -71,8 +71,10 @@ def _inputs(k: Any) -> tuple[Any, Any]:
     return (k.Input(shape=(1,), dtype="int32", name="user"), k.Input(shape=(1,), dtype="int32", name="item"))
 
 
-def _out(k: Any, x: Any) -> Any:
-    return k.layers.Dense(1, name="out", activation="sigmoid", kernel_initializer="lecun_uniform")(x)
+def _out(k: Any) -> Any:
+    # Layers draw their initialisers' seeds when constructed: the output layer is made before the
+    # MLP tower's layers (as it always was), so a seed trains the same model as before.
+    return k.layers.Dense(1, name="out", activation="sigmoid", kernel_initializer="lecun_uniform")
 
 
 def _gmf_tower(k: Any, arch: Mapping[str, Any], u: Any, i: Any, n_users: int, n_items: int) -> Any:
@@ -113,23 +115,26 @@ def gmf(arch: Mapping[str, Any], n_users: int, n_items: int,
         side: Mapping[str, np.ndarray] | None = None) -> Any:
     k = _keras()
     u, i = _inputs(k)
-    return k.Model([u, i], _out(k, _gmf_tower(k, arch, u, i, n_users, n_items)), name="gmf")
+    g = _gmf_tower(k, arch, u, i, n_users, n_items)
+    return k.Model([u, i], _out(k)(g), name="gmf")
 
 
 def mlp(arch: Mapping[str, Any], n_users: int, n_items: int,
         side: Mapping[str, np.ndarray] | None = None) -> Any:
     k = _keras()
     u, i = _inputs(k)
-    return k.Model([u, i], _out(k, _mlp_tower(k, arch, u, i, n_users, n_items)), name="mlp")
+    out = _out(k)
+    return k.Model([u, i], out(_mlp_tower(k, arch, u, i, n_users, n_items)), name="mlp")
 
 
 def neumf(arch: Mapping[str, Any], n_users: int, n_items: int,
           side: Mapping[str, np.ndarray] | None = None) -> Any:
     k = _keras()
     u, i = _inputs(k)
-    towers = k.layers.Concatenate()([_gmf_tower(k, arch, u, i, n_users, n_items),
-                                     _mlp_tower(k, arch, u, i, n_users, n_items)])
-    return k.Model([u, i], _out(k, towers), name="neumf")
+    g = _gmf_tower(k, arch, u, i, n_users, n_items)
+    out = _out(k)
+    return k.Model([u, i], out(k.layers.Concatenate()([g, _mlp_tower(k, arch, u, i, n_users, n_items)])),
+                   name="neumf")
 
 
 def wide_deep(arch: Mapping[str, Any], n_users: int, n_items: int,

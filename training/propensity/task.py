@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from modelformat import scorers
 from modelformat.manifest import ModelWriter
+from modelformat.propensity.scoring import COLD_START_RULE, Weights
 from training import metrics as metric_lines
+from training import registry
 from training.checkpoints import CheckpointStore, StopFlag
 from training.data import read_channel
 from training.environment import TrainingEnvironment
@@ -28,14 +30,11 @@ from training.errors import UserError
 from training.hyperparameters import Hyperparameter as HP
 from training.hyperparameters import table
 from training.propensity import data as pdata
-from training.propensity import plots, ranking, scoring, side, validation
-from training.propensity.trainer import LoopConfig, fit
+from training.propensity import plots, ranking, validation
+from training.propensity.algorithms import NEURAL, PRETRAIN, WIDE_DEEP, Job, PropensityAlgorithm
 
 log = logging.getLogger("training.propensity")
-ALGORITHMS = ("popularity", "mf", "gmf", "mlp", "neumf", "wide_deep")
-
-COMMON = (
-    HP("algorithm", str, "neumf", "Which propensity model to train.", choices=ALGORITHMS),
+_SHARED = (
     HP("user_column", str, "", "User id column (default: user/user_id/... or column 0)."),
     HP("item_column", str, "", "Item id column (default: item/item_id/... or column 1)."),
     HP("label_column", str, "", "Optional label/rating column: rows with a value <= 0 are not positives."),
@@ -58,118 +57,19 @@ COMMON = (
        "vocabulary (the catalog; wide_deep also reads its other columns as features). Default: its "
        "first column."),
 )
-NEURAL = (
-    HP("epochs", int, 20, "Training epochs.", min=1, max=1000, tunable=True),
-    HP("batch_size", int, 1024, "Mini-batch size.", min=1, max=1_000_000, tunable=True),
-    HP("learning_rate", float, 0.001, "Learning rate.", min=1e-6, max=10.0, tunable=True),
-    HP("lr_decay", float, 1.0, "Learning rate multiplied by this after every epoch (1 = constant).",
-       min=0.05, max=1.0, tunable=True),
-    HP("optimizer", str, "adam", "Optimiser.", choices=("adam", "sgd", "adagrad")),
-    HP("ema", float, 0.0, "Moving average of the weights, momentum per step (e.g. 0.999; 0 = off): each "
-       "epoch is evaluated and continued from the averaged weights.", min=0.0, max=0.99999, tunable=True),
-    HP("negatives", int, 4, "Negatives sampled per positive, resampled every epoch.", min=1, max=100,
-       tunable=True),
-    HP("factors", int, 8, "Predictive factors (GMF/MF embedding size; last MLP layer).", min=1,
-       max=1024, tunable=True),
-    HP("mlp_layers", str, "", "MLP widths, e.g. '64,32,16,8' (default: 4f,2f,f as in NCF; the "
-       "first is the concatenated embedding)."),
-    HP("reg", float, 0.0, "L2 regularisation of embeddings.", min=0.0, max=1.0, tunable=True),
-    HP("patience", int, 5, "Early stopping: epochs without improvement (0 = off).", min=0, max=1000),
-    HP("monitor", str, "ndcg", "Validation metric for early stopping and the best epoch.",
-       choices=("ndcg", "hr")),
-)
-PRETRAIN = (
-    HP("pretrain", bool, False, "Pre-train GMF and MLP, then initialise NeuMF from them (NCF paper)."),
-    HP("pretrain_epochs", int, 0, "Epochs of each pre-training phase (0 = epochs).", min=0, max=1000),
-    HP("alpha", float, 0.5, "Weight of GMF vs MLP in the pre-trained output layer.", min=0.0, max=1.0),
-    HP("finetune_optimizer", str, "sgd", "Optimiser for NeuMF after pre-training (the paper uses SGD).",
-       choices=("adam", "sgd", "adagrad")),
-    HP("finetune_learning_rate", float, 0.001, "Learning rate after pre-training.", min=1e-6, max=10.0),
-)
-WIDE_DEEP = (
-    HP("user_features_id", str, "", "Id column of the 'users' channel (default: its first column)."),
-)
-
-
-class PropensityAlgorithm:
-    family: ClassVar[str] = "propensity"
-    name: ClassVar[str]
-    hyperparameters: ClassVar[tuple[HP, ...]] = ()
-
-
-class Popularity(PropensityAlgorithm):
-    """Items ranked by their number of interactions (ItemPop)."""
-
-    name = "popularity"
-
-
-class MatrixFactorisation(PropensityAlgorithm):
-    """Dot-product MF with biases, logistic loss and sampled negatives (the strong baseline)."""
-
-    name = "mf"
-    hyperparameters = NEURAL
-
-
-class GMF(PropensityAlgorithm):
-    name = "gmf"
-    hyperparameters = NEURAL
-
-
-class MLP(PropensityAlgorithm):
-    name = "mlp"
-    hyperparameters = NEURAL
-
-
-class NeuMF(PropensityAlgorithm):
-    name = "neumf"
-    hyperparameters = NEURAL + PRETRAIN
-
-
-class WideDeep(PropensityAlgorithm):
-    name = "wide_deep"
-    hyperparameters = NEURAL + WIDE_DEEP
+def common() -> tuple[HP, ...]:
+    """Hyperparameters of every propensity algorithm; the algorithm choices come from the registry."""
+    return (registry.algorithm_hyperparameter("propensity", "neumf", "Which propensity model to train."),
+            *_SHARED)
 
 
 def declared(algorithm: type[PropensityAlgorithm]) -> tuple[HP, ...]:
-    return COMMON + tuple(algorithm.hyperparameters)
+    return common() + tuple(algorithm.hyperparameters)
 
 
 def doc_tables() -> dict[str, str]:
-    return {"hp-propensity-common": table(COMMON), "hp-propensity-neural": table(NEURAL),
+    return {"hp-propensity-common": table(common()), "hp-propensity-neural": table(NEURAL),
             "hp-propensity-pretrain": table(PRETRAIN), "hp-propensity-wide-deep": table(WIDE_DEEP)}
-
-
-def _mlp_layers(params: dict[str, Any]) -> list[int]:
-    if params.get("mlp_layers"):
-        try:
-            widths = [int(v) for v in str(params["mlp_layers"]).replace(" ", "").split(",") if v]
-        except ValueError:
-            raise UserError(f"mlp_layers must be comma-separated integers, got {params['mlp_layers']!r}"
-                            ) from None
-        if len(widths) < 2 or widths[0] % 2 or any(w < 1 for w in widths):
-            raise UserError("mlp_layers needs >= 2 positive widths and an even first width "
-                            "(the user and item embeddings are half of it each)")
-        return widths
-    f = int(params["factors"])
-    return [4 * f, 2 * f, f]
-
-
-def _setup_tensorflow(params: dict[str, Any]) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
-
-    threads = params["threads"] or (os.cpu_count() or 1)
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-    except RuntimeError:
-        pass  # already initialised in this process (tests); the first setting stands
-    keras.utils.set_random_seed(params["seed"])
-    if params["deterministic"]:
-        tf.config.experimental.enable_op_determinism()
-    log.info("TensorFlow %s: %d intra-op threads, deterministic=%s", tf.__version__, threads,
-             params["deterministic"])
 
 
 def _read(env: TrainingEnvironment, channel: str, params: dict[str, Any], required: bool
@@ -238,77 +138,21 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
     popularity = np.bincount(train.items, minlength=len(items)).astype(np.float64)
     popularity /= max(popularity.max(), 1.0)
     k = params["top_k"]
-    monitor = f"{params.get('monitor', 'ndcg')}@{k}"
 
 
-    def evaluate_as(net: dict[str, Any]) -> Callable[[scoring.Weights], dict[str, float]]:
+    def evaluate_as(net: dict[str, Any]) -> Callable[[Weights], dict[str, float]]:
         """The validation scorer of a network (nothing to score without validation cases)."""
         if cases is None:
             return lambda w: {}
         return validation.evaluator(net, cases, k, popularity)
 
-    arch: dict[str, Any] = {"kind": name}
-    weights: dict[str, np.ndarray]
-    result_info: dict[str, Any] = {}
-    keras_model = None
-    if name == "popularity":
-        weights = {}
-        best: dict[str, float] = evaluate_as(arch)({})
-        result_info = {"epochs_done": 0, "best_epoch": 0, "history": []}
-    else:
-        _setup_tensorflow(params)
-        from training.propensity import networks
-
-        arch.update({"factors": params["factors"], "mlp_layers": _mlp_layers(params),
-                     "reg": params["reg"]})
-        side_tables = None
-        if name == "wide_deep":
-            uenc = side.encode(_read(env, "users", params, False) if "users" in env.channels else None,
-                               params["user_features_id"], users, "users")
-            ienc = side.encode(items_table, params["item_features_id"], items, "items")
-            arch.update({"user_categorical": uenc.n_categorical, "item_categorical": ienc.n_categorical,
-                         "user_feature_names": uenc.names, "item_feature_names": ienc.names,
-                         "mlp_layers": _mlp_layers(params)[1:] or [params["factors"]]})
-            side_tables = {"user_features": uenc.matrix, "item_features": ienc.matrix}
-            log.info("wide & deep side features: users %s, items %s", side.summary(uenc),
-                     side.summary(ienc))
-        base_cfg = dict(batch_size=params["batch_size"], negatives=params["negatives"],
-                        patience=params["patience"], monitor=monitor, seed=params["seed"],
-                        lr_decay=params["lr_decay"], ema=params["ema"])
-        pretrained = None
-        if name == "neumf" and params["pretrain"]:
-            pre_epochs = params["pretrain_epochs"] or params["epochs"]
-            pretrained = {}
-            for phase in ("gmf", "mlp"):
-                sub = {**arch, "kind": phase}
-                model = networks.build(sub, len(users), len(items))
-                res = fit(model, sub, train, seen, len(items),
-                          LoopConfig(epochs=pre_epochs, learning_rate=params["learning_rate"],
-                                     optimizer=params["optimizer"], phase=phase, **base_cfg),
-                          stop, _store(env, params, phase), evaluate_as(sub), metric_lines.emit)
-                pretrained[phase] = model
-                result_info[f"pretrain_{phase}"] = {
-                    "best_epoch": res.best_epoch, "best": res.best, "resumed_from": res.resumed_from,
-                    "history": res.history}
-                if stop.is_set:
-                    break
-        keras_model = networks.build(arch, len(users), len(items), side_tables)
-        optimizer, lr = params["optimizer"], params["learning_rate"]
-        warm = pretrained if pretrained is not None and not stop.is_set else None
-        if warm is not None:
-            networks.load_from_pretrained(keras_model, warm["gmf"], warm["mlp"], params["alpha"])
-            optimizer, lr = params["finetune_optimizer"], params["finetune_learning_rate"]
-            log.info("NeuMF initialised from pre-trained GMF and MLP (alpha %.2f); fine-tuning with %s",
-                     params["alpha"], optimizer)
-        res = fit(keras_model, arch, train, seen, len(items),
-                  LoopConfig(epochs=params["epochs"], learning_rate=lr, optimizer=optimizer, phase="main",
-                             score_start=warm is not None, **base_cfg),
-                  stop, _store(env, params, "main"), evaluate_as(arch), metric_lines.emit)
-        best = res.best
-        weights = networks.export(keras_model)
-        result_info.update({"epochs_done": res.epochs_done, "best_epoch": res.best_epoch,
-                            "history": res.history, "stopped_early": res.stopped_early,
-                            "resumed_from": res.resumed_from})
+    job = Job(params=params, users=users, items=items, train=train, seen=seen, stop=stop,
+              evaluate_as=evaluate_as, store=lambda phase: _store(env, params, phase),
+              read=lambda channel: _read(env, channel, params, False) if channel in env.channels else None,
+              items_table=items_table)
+    trained = algorithm_cls(params).train(job)
+    arch, weights, best, result_info = trained.arch, trained.weights, trained.best, trained.info
+    keras_model = trained.keras_model
 
     if best and cases is not None:
         metric_lines.emit({**{f"validation:{m}": v for m, v in best.items()},
@@ -344,10 +188,12 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Pr
         pdata.write_json(st / "warmup.json", examples)
         files.append("warmup.json")
         manifest = {
-            "family": "propensity", "algorithm": name, "model_name": "propensity", "files": files,
+            "family": "propensity", "algorithm": name,
+            "scorer": scorers.reference(algorithm_cls.scorer_class), "model_name": "propensity",
+            "files": files,
             "architecture": arch, "top_k": k,
             "vocabulary": {"users": len(users), "items": len(items)},
-            "cold_start": scoring.COLD_START_RULE,
+            "cold_start": COLD_START_RULE,
             "hyperparameters": params, "metrics": best,
             "training": {"interactions": data.interactions, "train_interactions": len(train),
                          "validation": data.source, "validation_cases": n_cases,

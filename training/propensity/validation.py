@@ -4,8 +4,8 @@ The model knows what training saw: users and items with an interaction in the tr
 plus the catalog (the ids of an ``items`` channel), so training negatives and the ranking cover
 the whole catalog, not only items that happen to occur in ``train``. Each held-out positive is
 a case whatever its ids: a user, positive or negative outside the vocabularies is -1 and
-scores by the serving cold-start rule (``scoring.scores_with_cold_start``), as `serve` would
-score it. Metrics cover every case; ``warm_<metric>`` covers the warm ones (user and every
+scores by the serving cold-start rule (``modelformat.propensity.scoring.scores_with_cold_start``),
+as `serve` would score it. Metrics cover every case; ``warm_<metric>`` covers the warm ones (user and every
 candidate with a training interaction), and the counts say how many cases and candidates
 were cold.
 """
@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelformat.propensity.scoring import COLD_START_RULE, Weights, scorer_for, scores_with_cold_start
 from training.errors import UserError
 from training.propensity import data as pdata
-from training.propensity import ranking, scoring
+from training.propensity import ranking
 from training.propensity.data import Interactions, SeenItems, Vocab
 
 WARM_RULE = "warm case: its user and every candidate (positive and negatives) have a training interaction"
@@ -158,7 +159,7 @@ def summary(cases: Cases) -> str:
 
 def report(cases: Cases) -> dict[str, Any]:
     """What evaluation.json says about the cases: counts and the rules they were scored by."""
-    return {**cases.counts, "tie_rule": ranking.TIE_RULE, "cold_start": scoring.COLD_START_RULE,
+    return {**cases.counts, "tie_rule": ranking.TIE_RULE, "cold_start": COLD_START_RULE,
             "warm": WARM_RULE}
 
 
@@ -169,13 +170,13 @@ def metric_counts(cases: Cases) -> dict[str, float]:
 
 
 def evaluator(arch: dict[str, Any], cases: Cases, k: int, popularity: np.ndarray
-              ) -> Callable[[scoring.Weights], dict[str, float]]:
+              ) -> Callable[[Weights], dict[str, float]]:
     """Scores every case's candidates as `serve` would, cold ones by the cold-start rule."""
     users = np.repeat(cases.users, cases.candidates.shape[1])
     items = cases.candidates.reshape(-1)
 
-    def run(weights: scoring.Weights) -> dict[str, float]:
-        s = scoring.scores_with_cold_start(arch, weights, popularity, users, items)
+    def run(weights: Weights) -> dict[str, float]:
+        s = scores_with_cold_start(scorer_for(arch, {**weights, "popularity": popularity}), users, items)
         return ranking.evaluate(s.reshape(cases.candidates.shape), k, cases.warm, cases.repeats)
 
     return run
