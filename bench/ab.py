@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BIN, RESULTS, ROOT, free_port, parser, save, start, stop, wait_ready, wrk
+from bench.harness import BIN, ROOT, free_port, parser, save, start, stop, wait_ready, wrk
 from bench.serve_gender import payloads, record_payloads, train_devices, train_numeric
 from training.gender import synth
 
