@@ -14,11 +14,11 @@ from inference.codecs import Inputs, Outputs
 from inference.errors import BadInput
 from inference.predictors import ModelFiles, OutputSpec
 from modelformat import scorers
+from modelformat.arrowtypes import arrow_lists
 from modelformat.gender.features import (
     LIST_FIELDS,
     DevicePipeline,
     NumericPipeline,
-    arrow_lists,
     is_raw_frame,
     load_pipeline,
 )

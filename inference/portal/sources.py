@@ -20,7 +20,7 @@ import pandas as pd
 
 from container.mediatypes import FORMAT_NAMES, format_of_name
 from inference.errors import BadInput, Forbidden
-from modelformat.gender.features import arrow_list_type
+from modelformat.arrowtypes import arrow_list_type
 
 
 def parse_location(location: Any, allowed_schemes: tuple[str, ...], allowed_roots: tuple[Path, ...]
@@ -91,7 +91,7 @@ def _arrow_lists(kind: Any) -> pd.ArrowDtype | None:
     """``types_mapper``: list columns of plain values stay Arrow arrays in the DataFrame.
 
     Converting them the default way builds a numpy array per row, which cost more than the
-    model itself; the gender pipeline explodes such columns in Arrow. Lists of objects
+    model itself; feature pipelines flatten such columns in Arrow. Lists of objects
     (``events``) convert as usual.
     """
     return pd.ArrowDtype(kind) if arrow_list_type(kind) else None

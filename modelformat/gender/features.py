@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from modelformat.arrowtypes import arrow_lists
 from modelformat.errors import DataError
 
 RAW_FIELDS = (
@@ -88,26 +89,6 @@ def _to_list(value: Any, numeric_split: bool) -> list[Any]:
         if sep in text:
             return [t.strip() for t in text.split(sep) if t.strip()]
     return text.split() if numeric_split else [text]
-
-
-def arrow_list_type(kind: Any) -> bool:
-    """True for an Arrow type the pipeline explodes in Arrow: a list of strings or numbers.
-
-    Batch jobs keep such Parquet and JSON Lines columns as Arrow arrays (inference.portal.sources):
-    flattening them costs no Python object per value.
-    """
-    import pyarrow as pa
-
-    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
-        return False
-    value = kind.value_type
-    return bool(pa.types.is_string(value) or pa.types.is_large_string(value)
-                or pa.types.is_integer(value) or pa.types.is_floating(value))
-
-
-def arrow_lists(dtype: Any) -> bool:
-    """True for an Arrow-backed column of an ``arrow_list_type``."""
-    return isinstance(dtype, pd.ArrowDtype) and arrow_list_type(dtype.pyarrow_dtype)
 
 
 Values = Any  # np.ndarray of objects, or a pyarrow Array of strings/integers/floats
