@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,8 +106,9 @@ class Inputs:
 
 
 def _text(body: bytes, charset: str) -> str:
+    # utf-8-sig: a leading byte-order mark (Windows clients send one) is not part of the data.
     try:
-        return body.decode("utf-8" if charset in {"utf-8", "utf8", "us-ascii", "ascii"} else "latin-1")
+        return body.decode("utf-8-sig" if charset in {"utf-8", "utf8", "us-ascii", "ascii"} else "latin-1")
     except UnicodeDecodeError as exc:
         raise BadInput(f"Body is not valid UTF-8 (byte {exc.start}); send UTF-8 text") from None
 
@@ -214,16 +216,28 @@ def _from_items(items: list[Any], where: str) -> Inputs:
                    "not a mix")
 
 
+def _parse_json(text: str | bytes, what: str) -> Any:
+    """json.loads, with every way a hostile document can fail it as a BadInput naming the problem."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                       ) from None
+    except RecursionError:
+        raise BadInput(f"{what} nests arrays or objects too deeply to read; send flat records") from None
+    except ValueError as exc:  # an integer literal beyond Python's int-string limit (4,300 digits)
+        raise BadInput(f"{what} holds a number too long to read ({exc}); send numbers of at most "
+                       f"{sys.get_int_max_str_digits()} digits") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{what} is not valid UTF-8 (byte {exc.start}); send UTF-8 text") from None
+
+
 def decode_json(text: str, scalar_fields: frozenset[str] = frozenset()) -> Inputs:
     """A JSON body as rows. An object of equal-length lists is a column-oriented table, unless it
     holds one of ``scalar_fields``: then it is a single record whose other fields are lists."""
     if not text.strip():
         return Inputs(matrix=np.empty((0, 0), dtype=np.float32))
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"Body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-                       ) from None
+    doc = _parse_json(text, "Body")
     if isinstance(doc, list):
         return _from_items(doc, "JSON array")
     if not isinstance(doc, dict):
@@ -264,10 +278,7 @@ def decode_jsonlines(text: str) -> Inputs:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            items.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"JSON Lines line {number} is not valid JSON: {exc.msg}") from None
+        items.append(_parse_json(line, f"JSON Lines line {number}"))
     return _from_items(items, "JSON Lines")
 
 
@@ -343,10 +354,7 @@ def json_object(raw: bytes, content_type: str | None) -> dict[str, Any]:
     mtype, _ = parse_media_type(content_type)
     if mtype not in (JSON, ""):
         raise UnsupportedMediaType("Portal requests must be application/json")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"Body is not valid JSON: {exc}") from None
+    data = _parse_json(raw, "Body")
     if not isinstance(data, dict):
         raise BadInput("The request body must be a JSON object")
     return data

@@ -77,6 +77,10 @@ class DataPlane:
         # A predictor handed to create_app may predate the decoding hint: then it has none.
         inputs = codecs.decode(call.body, media, charset, getattr(model, "scalar_fields", frozenset()))
         if inputs.n_rows == 0:
+            if inputs.table is not None and len(inputs.table.columns):
+                # A CSV header without rows: its columns are still checked (a 400 naming the
+                # columns the model expects), so a wrong header is not answered as an empty success.
+                model.predict(inputs)
             return Answer(b"", 204, None, model)
         outputs, ms = self.predict(model, inputs, "invocations")
         recorder = self.recorder

@@ -165,6 +165,7 @@ def _install_hooks(app: Flask, settings: Settings) -> None:
     def _http_error(exc: HTTPException) -> Response:
         mapped: ServiceError
         if isinstance(exc, RequestEntityTooLarge):
+            _discard_body()
             mapped = PayloadTooLarge(
                 f"Request body exceeds {settings.max_payload_mb:g} MB; raise "
                 "SAGEMAKER_MAX_PAYLOAD_IN_MB (up to 100) or send smaller batches")
@@ -181,3 +182,24 @@ def _install_hooks(app: Flask, settings: Settings) -> None:
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _service_error(ServiceError("Internal error; see the server log for this request id"))
+
+
+DISCARD_LIMIT = 256 * 1024 * 1024  # a client sending more than this before reading gets a reset
+
+
+def _discard_body() -> None:
+    """Read what the client is still sending before answering 413: a client that writes its whole
+    body before reading (Python's urllib, many SDKs) would otherwise see a broken pipe, not the JSON."""
+    length = request.content_length
+    stream = request.environ.get("wsgi.input")
+    if stream is None or length is None or length > DISCARD_LIMIT:
+        return
+    left = length
+    try:
+        while left > 0:
+            chunk = stream.read(min(left, 1 << 20))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except OSError:  # the client gave up: nothing more to do for it
+        return

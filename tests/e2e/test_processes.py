@@ -148,3 +148,21 @@ def test_propensity_sigterm_leaves_checkpoint_and_restart_resumes(tmp_path: Path
     second = json.loads((paths.model_dir / "model.json").read_text())
     assert second["training"]["resumed_from"] == done
     assert second["training"]["epochs_done"] >= done
+
+
+def test_a_too_large_body_is_a_json_413_even_for_clients_that_send_it_all_first(
+        gender_model: MLPaths, tmp_path: Path) -> None:
+    """urllib writes the whole body before it reads: answering before reading it broke its pipe."""
+    port = free_port()
+    proc = start_serve(gender_model.base, port, tmp_path / "serve.log", {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1"},
+                       workers=1)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/ping", proc=proc)
+        body = b"1," * (40 * 1024 * 1024 // 2)  # 40 MB against a 1 MB limit: more than socket buffers hold
+        for door in ("/invocations", "/api/providers/prediction/invoke"):
+            status, _, answer = http("POST", f"http://127.0.0.1:{port}{door}", body,
+                                     {"Content-Type": "text/csv" if door == "/invocations" else "application/json"})
+            assert status == 413 and json.loads(answer)["error"]["code"] == "payload_too_large"
+        assert http("GET", f"http://127.0.0.1:{port}/ping")[0] == 200  # and the worker serves on
+    finally:
+        stop(proc)
