@@ -19,6 +19,7 @@ RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp
 RUN rm -rf /opt/venv/lib/python3*/site-packages/clang /opt/venv/lib/python3*/site-packages/libclang*
 COPY pyproject.toml README.md /src/
 COPY container /src/container
+COPY modelformat /src/modelformat
 COPY training /src/training
 COPY inference /src/inference
 COPY jenkins /src/jenkins
