@@ -79,3 +79,8 @@ class ModelNotReady(ServiceError):
     status = 503
     code = "model_not_ready"
 
+
+
+class StoreUnavailable(ServiceError):
+    status = 503
+    code = "store_unavailable"

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from inference.errors import Unauthorized
+from inference.portal.health import unavailable
 from inference.portal.store import Store
+
+log = logging.getLogger("inference.portal")
 
 PREFIX = "mlapp_"
 
@@ -28,18 +34,33 @@ def hash_key(key: str) -> str:
 
 
 class KeyChecker:
-    """Caches the active key hashes for a few seconds so each request costs no query."""
+    """Caches the active key hashes for a few seconds so each request costs no query.
+
+    When the store cannot be read, the last hashes it gave stand (retried once per ``ttl``, not per
+    request); if it never gave any, every portal request is a 503: the check fails closed.
+    """
 
     def __init__(self, store: Store, mode: str, ttl: float = 5.0) -> None:
         self.store, self.mode, self.ttl = store, mode, ttl
         self._hashes: set[str] = set()
         self._any = False
+        self._known = False
         self._loaded = -float("inf")
+        self._failure: str | None = None
 
     def _active(self) -> set[str]:
         if time.monotonic() - self._loaded > self.ttl:
-            self._hashes, self._any = self.store.key_hashes()
             self._loaded = time.monotonic()
+            try:
+                self._hashes, self._any = self.store.key_hashes()
+                self._known, self._failure = True, None
+            except SQLAlchemyError as exc:
+                if self._failure is None:
+                    log.warning("API keys could not be read from the store (%s)%s", type(exc).__name__,
+                                "; the last ones read stand" if self._known else "")
+                self._failure = f"API keys unreadable: {type(exc).__name__}"
+        if not self._known:
+            raise unavailable(self._failure or "API keys not read yet")
         return self._hashes
 
     def check(self, authorization: str | None, api_key: str | None) -> None:

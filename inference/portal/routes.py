@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, request, send_from_directory
+from flask import Blueprint, Flask, Response, current_app, g, request, send_from_directory
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from inference import codecs
 from inference.hosting import Hosting
@@ -21,6 +23,7 @@ from inference.portal.auth import KeyChecker
 from inference.portal.capture import Capture
 from inference.portal.collector import JobsCollector
 from inference.portal.config import PortalConfig
+from inference.portal.health import StoreHealth, unavailable
 from inference.portal.jobs import JobService
 from inference.portal.store import Store
 
@@ -39,16 +42,13 @@ def _body() -> dict[str, Any]:
     return {**dict(request.args), **data}
 
 
-def build_service(hosting: Hosting) -> JobService:
-    settings = hosting.settings
-    store = Store(settings.resolved_database_url, durable_records=settings.durable_records)
-    store.migrate()
-    return JobService(store, hosting.dataplane, PortalConfig.from_settings(settings))
-
-
 def install(app: Flask, hosting: Hosting) -> None:
     settings = hosting.settings
-    jobs = build_service(hosting)
+    store = Store(settings.resolved_database_url, durable_records=settings.durable_records)
+    # The schema is applied here or, while the store is down, by a retrying thread: a worker boots
+    # (and /ping, /invocations serve) whatever state the store is in.
+    health = StoreHealth(store)
+    jobs = JobService(store, hosting.dataplane, PortalConfig.from_settings(settings))
     keys = KeyChecker(jobs.store, settings.auth)
     capture = Capture(jobs.store, settings.capture_percent) if settings.capture_percent else None
     hosting.dataplane.recorder = capture
@@ -56,14 +56,23 @@ def install(app: Flask, hosting: Hosting) -> None:
     app.extensions["portal"] = jobs
     app.extensions["portal_keys"] = keys
     app.extensions["capture"] = capture
+    app.extensions["portal_health"] = health
     if settings.job_worker:
-        jobs.start_worker()
+        health.when_ready(jobs.start_worker)
 
     api = Blueprint("portal", __name__)
 
     @api.before_request
     def _auth() -> None:
+        health.require()
         keys.check(request.headers.get("Authorization"), request.headers.get("X-Api-Key"))
+
+    @api.errorhandler(OperationalError)
+    @api.errorhandler(InterfaceError)
+    @api.errorhandler(sa_exc.TimeoutError)
+    def _store_down(exc: Exception) -> Response:
+        # The store went away mid-request: a 503 naming it (the caller may retry), not a 500.
+        return current_app.handle_user_exception(unavailable(type(exc).__name__))  # type: ignore[return-value]
 
     @api.post("/api/providers/prediction/create")
     def create() -> Response:

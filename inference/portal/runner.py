@@ -23,6 +23,7 @@ from inference.dataplane import DataPlane
 from inference.errors import BadInput, NotFound
 from inference.portal import sources
 from inference.portal.config import PortalConfig
+from inference.portal.health import RateLimitedLog
 from inference.portal.records import frame_records, result_rows, split_truth
 from inference.portal.store import Claim, Store
 
@@ -38,6 +39,7 @@ class JobRunner:
         self.owner = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._errors = RateLimitedLog(log)
 
     def start(self) -> None:
         if self._thread is None:
@@ -54,7 +56,7 @@ class JobRunner:
             try:
                 worked = self.run_one()
             except Exception:  # the loop must survive a bad database moment
-                log.exception("job worker error")
+                self._errors.exception("job worker error")
                 worked = False
             if not worked:
                 self._stop.wait(POLL_SECONDS)

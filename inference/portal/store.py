@@ -95,9 +95,7 @@ def _now() -> float:
 def engine_for(url: str, records: bool = False) -> Engine:
     """The engine for ``url``; ``records`` (PostgreSQL): the fast engine for online records."""
     if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
-        if path and path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        _sqlite_folder(url)
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")
@@ -118,6 +116,15 @@ def engine_for(url: str, records: bool = False) -> Engine:
         options = f"{parsed.query.get('options', '')} -c synchronous_commit=off".strip()
         return sa.create_engine(parsed.update_query_dict({"options": options}), pool_size=5, max_overflow=5)
     return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _sqlite_folder(url: str) -> None:
+    """Create the folder of a SQLite file; a folder that cannot be made fails the first connection
+    instead (the portal then retries, see health.py)."""
+    path = url[len("sqlite:///"):]
+    if path and path != ":memory:":
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
 
 class Store:
@@ -141,6 +148,8 @@ class Store:
     # --- schema ---------------------------------------------------------------------
     def migrate(self) -> int:
         """Apply missing migrations; safe when several processes start at once."""
+        if self.dialect == "sqlite":
+            _sqlite_folder(self.url)
         with self._migration_lock(), self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(424242)"))
