@@ -67,9 +67,11 @@ class JobRunner:
         if claim is None:
             return False
         token = prediction_id_var.set(claim.prediction_id)
+        heartbeat = Heartbeat(self.store, claim, self.config.lease_seconds)
         try:
             self._process(claim)
         finally:
+            heartbeat.stop()
             prediction_id_var.reset(token)
         return True
 
@@ -122,3 +124,27 @@ class JobRunner:
                     for i in range(skip * chunk_rows, len(frame), chunk_rows))
         path = sources.local_copy(spec["kind"], spec["where"], self.config.workdir)
         return sources.chunks(path, spec["format"], chunk_rows, skip)
+
+
+class Heartbeat:
+    """Renews a claimed job's lease every third of its length, however long a chunk takes: a slow
+    chunk no longer loses its lease (and its work) to another worker."""
+
+    def __init__(self, store: Store, claim: Claim, lease_seconds: float) -> None:
+        self.store, self.claim, self.lease = store, claim, lease_seconds
+        self._stop = threading.Event()
+        self._errors = RateLimitedLog(log)
+        self._thread = threading.Thread(target=self._run, name="mlapp-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            try:
+                if not self.store.renew(self.claim, self.lease):
+                    return  # cancelled or taken over: the next commit sees it and stops
+            except Exception:  # a store hiccup: the next beat tries again
+                self._errors.exception("lease renewal failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

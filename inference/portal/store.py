@@ -248,6 +248,10 @@ class Store:
             cond = [predictions.c.id == cid, predictions.c.status == status]
             cond.append(predictions.c.lease_owner == old_owner if old_owner is not None
                         else predictions.c.lease_owner.is_(None))
+            if status == Status.RUNNING.value:
+                # Taken over only if the lease is still expired now: a lease renewed since the read
+                # above keeps its job.
+                cond.append(predictions.c.lease_until < now)
             with self.engine.begin() as conn:
                 res = conn.execute(predictions.update().where(*cond).values(
                     status=Status.RUNNING.value, lease_owner=token, lease_until=now + lease_seconds,
@@ -256,6 +260,15 @@ class Store:
             if res.rowcount:
                 return Claim(cid, token)
         return None
+
+    def renew(self, claim: Claim, lease_seconds: float) -> bool:
+        """Extend a held lease (the runner's heartbeat); False once it is lost."""
+        with self.engine.begin() as conn:
+            res = conn.execute(predictions.update().where(
+                predictions.c.id == claim.prediction_id, predictions.c.lease_owner == claim.token,
+                predictions.c.status == Status.RUNNING.value,
+            ).values(lease_until=_now() + lease_seconds))
+        return bool(res.rowcount)
 
     def commit_chunk(self, claim: Claim, rows: list[dict[str, Any]], rows_done: int,
                      lease_seconds: float) -> bool:
