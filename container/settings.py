@@ -15,6 +15,7 @@ from typing import Any
 
 from container.mediatypes import encodable_media_type
 from container.paths import MLPaths, base_dir
+from container.resources import available_cpus
 from container.values import boolean
 
 
@@ -122,7 +123,7 @@ class Settings:
     workers: int = env(
         "SAGEMAKER_MODEL_SERVER_WORKERS", 0,
         "gunicorn worker processes; each holds one copy of the model.",
-        _positive_int, shown_default="number of CPUs",
+        _positive_int, shown_default="CPUs the container may use (affinity, cgroup quota)",
     )
     timeout: int = env(
         "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60,
@@ -223,7 +224,7 @@ class Settings:
         if "base_dir" not in values:
             values["base_dir"] = str(base_dir(source))
         if "workers" not in values:
-            values["workers"] = os.cpu_count() or 1
+            values["workers"] = available_cpus()
         return cls(**values)
 
     @classmethod

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from container.paths import MLPaths
+from container.resources import available_cpus
 from training.errors import PlatformError, UserError
 
 # Keys the platform or the SDK adds; they are not the algorithm's hyperparameters.
@@ -126,7 +127,7 @@ class TrainingEnvironment:
     def sm_env_vars(self) -> dict[str, str]:
         """The SM_* variables sagemaker-training exports, for user code that reads them."""
         p = self.paths
-        num_cpus = os.cpu_count() or 1
+        num_cpus = available_cpus()
         env: dict[str, Any] = {
             "SM_MODEL_DIR": str(p.model_dir),
             "SM_INPUT_DIR": str(p.input_dir),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,23 @@ def test_hosts_are_sorted_and_master_is_first(tmp_path: Path) -> None:
     env = TrainingEnvironment.load(paths)
     assert env.hosts == ["algo-1", "algo-10", "algo-2"]
     assert not env.is_master
+
+
+def test_cpus_come_from_the_container_not_the_host(tmp_path: Path) -> None:
+    from container import resources
+
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # a 1.5-CPU quota
+    assert resources.cgroup_cpu_limit(tmp_path) == 1.5
+    assert resources.available_cpus(tmp_path) == min(2, len(os.sched_getaffinity(0)))
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU still runs one worker
+    assert resources.available_cpus(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert resources.cgroup_cpu_limit(tmp_path) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert resources.cgroup_cpu_limit(v1) is None
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert resources.cgroup_cpu_limit(v1) == 3.0
+    assert Settings.from_env({}).workers == resources.available_cpus()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from container.resources import available_cpus
 from modelformat import scorers
 from modelformat.errors import DataError
 from modelformat.gender.features import (
@@ -96,7 +96,7 @@ def _pipeline_for(x: pd.DataFrame, params: dict[str, Any]) -> Pipeline:
 def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[GenderAlgorithm],
         stop: StopFlag) -> dict[str, Any]:
     t0 = time.monotonic()
-    threads = params["threads"] or (os.cpu_count() or 1)
+    threads = params["threads"] or available_cpus()
     log.info("reading channel 'train'", extra={"stage": "read"})
     train = _load_xy(env, "train", params, required=True)
     assert train is not None

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from container.resources import available_cpus
 from modelformat.propensity.scoring import (
     GMFScorer,
     MFScorer,
@@ -142,7 +143,7 @@ def setup_tensorflow(params: dict[str, Any]) -> None:
     import keras
     import tensorflow as tf
 
-    threads = params["threads"] or (os.cpu_count() or 1)
+    threads = params["threads"] or available_cpus()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
