@@ -22,6 +22,10 @@ from container.values import is_number
 from inference.errors import BadInput, NotAcceptable, UnsupportedMediaType
 
 
+def _choices(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
 def parse_media_type(header: str | None) -> tuple[str, dict[str, str]]:
     """'Text/CSV; charset=UTF-8' -> ('text/csv', {'charset': 'utf-8'})."""
     if not header:
@@ -45,8 +49,7 @@ def request_type(header: str | None, body: bytes) -> tuple[str, str]:
     canonical = ALIASES.get(mtype)
     if canonical is None or canonical not in DECODABLE:
         raise UnsupportedMediaType(
-            f"Content-Type '{header}' is not supported; send text/csv, application/json or "
-            "application/jsonlines",
+            f"Content-Type '{header}' is not supported; send {_choices(DECODABLE)}",
             details={"supported": list(DECODABLE)},
         )
     charset = params.get("charset", "utf-8")
@@ -81,8 +84,7 @@ def negotiate(accept: str | None, default: str) -> str:
         if mtype in ALIASES and ALIASES[mtype] in ENCODABLE:
             return ALIASES[mtype]
     raise NotAcceptable(
-        f"Accept '{accept}' names no type this endpoint produces; ask for application/json, "
-        "text/csv or application/jsonlines",
+        f"Accept '{accept}' names no type this endpoint produces; ask for {_choices(ENCODABLE)}",
         details={"supported": list(ENCODABLE)},
     )
 

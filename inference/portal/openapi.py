@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from inference.portal.status import Status
+
+STATUSES = [s.value for s in Status]
+
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _ID = {"name": "prediction_id", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1}}
 
@@ -58,7 +62,7 @@ def spec() -> dict[str, Any]:
                     "prediction_id": {"type": "string", "minLength": 1}}},
                 "Prediction": {"type": "object", "required": ["prediction_id", "status", "model"], "properties": {
                     "prediction_id": {"type": "string"},
-                    "status": {"type": "string", "enum": ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]},
+                    "status": {"type": "string", "enum": STATUSES},
                     "kind": {"type": "string"}, "model": {"type": "object"},
                     "rows_total": {"type": "integer", "nullable": True},
                     "rows_done": {"type": "integer", "nullable": True},
@@ -95,8 +99,7 @@ def spec() -> dict[str, Any]:
             "/api/providers/prediction/list": {"get": {
                 "summary": "Predictions, newest first, filtered by status, model or kind",
                 "parameters": [
-                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": [
-                        "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]}},
+                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": STATUSES}},
                     {"name": "model", "in": "query", "schema": {"type": "string", "minLength": 1}},
                     {"name": "kind", "in": "query", "schema": {"type": "string", "enum": [
                         "batch", "online", "capture"]}},
