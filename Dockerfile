@@ -40,11 +40,14 @@ RUN apt-get update \
  && chown -R mlship:mlship /opt/ml
 COPY --from=build /opt/venv /opt/venv
 ENV PATH="/opt/venv/bin:${PATH}" \
+    MLSHIP_RUN_AS=mlship \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     MPLCONFIGDIR=/tmp/matplotlib
-USER 1000:1000
+# No USER: SageMaker starts containers as root and mounts /opt/ml/model and /opt/ml/output owned by
+# root 0755; `train` and `serve` hand those folders to mlship and drop to it themselves
+# (container/privileges.py), and run unchanged when a platform starts them under another uid.
 WORKDIR /home/mlship
 EXPOSE 8080
 # No ENTRYPOINT: SageMaker runs `IMAGE train` / `IMAGE serve`; local mode needs CMD train.

@@ -113,6 +113,11 @@ class Settings:
         "SM_LOG_LEVEL", "INFO", "Log level (name or number).", _log_level,
         aliases=("LOG_LEVEL", "SAGEMAKER_CONTAINER_LOG_LEVEL"),
     )
+    run_as: str = env(
+        "MLSHIP_RUN_AS", "",
+        "User `train` and `serve` become when started as root, after handing it the /opt/ml folders "
+        "they write (the image sets mlship; empty: stay as started).",
+    )
     model_threads: int = env(
         "MODEL_THREADS", 1,
         "Threads each serving worker gives the model (XGBoost nthread, TF intra-op).",

@@ -9,12 +9,14 @@ model copy each, loaded after fork (TensorFlow is not fork-safe).
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 import tempfile
 from typing import Any
 
 from container import logs
+from container.privileges import drop_to
 from container.settings import Settings
 
 
@@ -71,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     settings: Settings = loaded  # a plain name the nested Server class can close over
     logs.configure(settings.log_level)
+    from pathlib import Path
+
+    writable = [Path(settings.resolved_data_dir)]
+    if settings.metrics_dir:
+        writable.append(Path(settings.metrics_dir))
+    if drop_to(settings.run_as, writable):
+        logging.getLogger("inference.server").info("started as root; serving as %s", settings.run_as)
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.model_threads))
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(settings.model_threads))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")

@@ -8,14 +8,19 @@ the traceback follows, and the exit code is non-zero.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
+import tempfile
 import traceback
+from pathlib import Path
 from typing import Any
 
 from container import logs
 from container.paths import MLPaths
+from container.privileges import drop_to
 from container.settings import Settings
 from training import registry
 from training.checkpoints import StopFlag
@@ -29,11 +34,44 @@ EXIT_CODES = {"ClientError": 1, "AlgorithmError": 2, "PlatformError": 3}
 
 
 def write_failure(paths: MLPaths, headline: str, detail: str = "") -> None:
-    """First line = the actionable message; SageMaker shows the first 1,024 characters."""
-    paths.output_dir.mkdir(parents=True, exist_ok=True)
+    """First line = the actionable message; SageMaker shows the first 1,024 characters.
+
+    Never raises: a failure file that cannot be written (output/ not writable) is said on stderr,
+    and the exit code still tells the platform what kind of failure it was.
+    """
     headline = " ".join(headline.split())
     text = headline if not detail else f"{headline}\n\n{detail}"
-    paths.failure.write_text(text, encoding="utf-8")
+    try:
+        paths.output_dir.mkdir(parents=True, exist_ok=True)
+        paths.failure.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        sys.stderr.write(f"train: could not write {paths.failure} ({exc}); the failure was: {headline}\n")
+
+
+def _writable_folders(paths: MLPaths) -> list[Path]:
+    """What `train` writes: the model, the output, and the checkpoints (SageMaker's LocalPath)."""
+    folders = [paths.model_dir, paths.output_dir, paths.checkpoints_dir]
+    try:
+        local = json.loads(paths.checkpointconfig.read_text()).get("LocalPath")
+    except (OSError, ValueError, AttributeError):
+        local = None
+    if isinstance(local, str) and local:
+        folders.append(Path(local))
+    return folders
+
+
+def check_writable(folders: list[Path]) -> None:
+    """Fail at once, before any data is read, when the model or output folder cannot be written."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise UserError(
+                f"{folder} is not writable by uid {os.geteuid()} ({exc.strerror or exc}); start the "
+                "container as root (as SageMaker does: the image hands its folders to its own user) or "
+                "mount the folder writable for this uid") from None
 
 
 def _family_module(family: str) -> Any:
@@ -43,6 +81,7 @@ def _family_module(family: str) -> Any:
 
 
 def run(paths: MLPaths, stop: StopFlag) -> dict[str, Any]:
+    check_writable([paths.model_dir, paths.output_dir])
     env = TrainingEnvironment.load(paths)
     env.export()
     log.info("training job %s on %s (hosts %s)", env.job_name, env.current_host, env.hosts)
@@ -72,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     logs.configure(settings.log_level)
     paths = settings.paths
+    if drop_to(settings.run_as, _writable_folders(paths)):
+        log.info("started as root; training as %s", settings.run_as)
     for stale in (paths.failure, paths.success):
-        stale.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # an output folder we cannot write is reported by run()
+            stale.unlink(missing_ok=True)
     stop = StopFlag()
     stop.install()
     try:

@@ -78,7 +78,8 @@ def test_image_metadata(image: str) -> None:
     config = info["Config"]
     assert config["Cmd"] == ["train"]
     assert config.get("Entrypoint") in (None, [])
-    assert config["User"] == "1000:1000"
+    assert config.get("User") in (None, "", "0", "root")  # started as root, as SageMaker runs it
+    assert "MLSHIP_RUN_AS=mlship" in config["Env"]  # ... and `train`/`serve` drop to mlship themselves
     assert config["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
 
 
@@ -195,3 +196,55 @@ def test_propensity_train_and_serve_in_the_image(image: str, tmp_path: Path) -> 
     finally:
         _podman("stop", "-t", "30", name, check=False)
         _podman("rm", "-f", name, check=False)
+
+
+def _root_owned(base: Path) -> None:
+    """/opt/ml as SageMaker's SDK local mode leaves it: folders owned by root, mode 0755."""
+    for root, _dirs, files in os.walk(base):
+        os.chown(root, 0, 0)
+        os.chmod(root, 0o755)
+        for name in files:
+            os.chown(os.path.join(root, name), 0, 0)
+            os.chmod(os.path.join(root, name), 0o644)
+
+
+def _gender_job(base: Path) -> MLPaths:
+    paths = factories.opt_ml(base, {**factories.FAST_XGB}, {"train": {"ContentType": "text/csv"}})
+    factories.write_devices(paths, rows=200)
+    for folder in (paths.model_dir, paths.output_dir, paths.checkpoints_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+def test_train_started_as_root_writes_into_root_owned_folders(image: str, tmp_path: Path) -> None:
+    paths = _gender_job(tmp_path / "opt_ml")
+    _root_owned(paths.base)
+    run = _podman("run", "--rm", "-v", f"{paths.base}:/opt/ml", image, "train", check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads((paths.model_dir / "model.json").read_text())["algorithm"] == "xgboost"
+    assert (paths.output_data_dir / "roc_curve.png").exists()
+    assert paths.model_dir.stat().st_uid == 1000  # handed to mlship, which did the work
+    assert (paths.model_dir / "model.json").stat().st_uid == 1000
+
+
+def test_train_under_a_non_root_uid_runs_unchanged(image: str, tmp_path: Path) -> None:
+    paths = _gender_job(tmp_path / "opt_ml")
+    _writable(paths.base)
+    run = _podman("run", "--rm", "--user", "1000:1000", "-v", f"{paths.base}:/opt/ml", image, "train",
+                  check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (paths.model_dir / "model.json").exists()
+
+
+def test_train_under_a_non_root_uid_without_write_access_says_so_at_once(image: str, tmp_path: Path) -> None:
+    paths = _gender_job(tmp_path / "opt_ml")
+    _root_owned(paths.base)
+    started = time.monotonic()
+    run = _podman("run", "--rm", "--user", "1000:1000", "-v", f"{paths.base}:/opt/ml", image, "train",
+                  check=False)
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert "/opt/ml/model is not writable by uid 1000" in run.stderr
+    assert "could not write /opt/ml/output/failure" in run.stderr  # said, not raised
+    assert "Traceback" not in run.stderr.split("could not write")[-1]
+    assert not (paths.model_dir / "model.json").exists()
+    assert time.monotonic() - started < 60  # before reading any data or fitting anything

@@ -114,3 +114,30 @@ def test_cpus_come_from_the_container_not_the_host(tmp_path: Path) -> None:
     (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
     assert resources.cgroup_cpu_limit(v1) == 3.0
     assert Settings.from_env({}).workers == resources.available_cpus()
+
+
+def test_train_checks_its_folders_are_writable_before_reading_data(tmp_path: Path) -> None:
+    from training import cli
+
+    blocked = tmp_path / "model"
+    blocked.write_text("a file where the model folder should be")
+    with pytest.raises(UserError, match=r"model is not writable by uid \d+"):
+        cli.check_writable([blocked])
+    cli.check_writable([tmp_path / "fresh" / "output"])  # created when missing
+
+
+def test_writing_the_failure_file_never_raises(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from training import cli
+
+    (tmp_path / "output").write_text("not a folder")
+    cli.write_failure(MLPaths(tmp_path), "ClientError: something to fix")
+    err = capsys.readouterr().err
+    assert "could not write" in err and "the failure was: ClientError: something to fix" in err
+
+
+def test_dropping_privileges_outside_the_image_changes_nothing(tmp_path: Path) -> None:
+    from container.privileges import drop_to
+
+    assert drop_to("", [tmp_path]) is False
+    assert drop_to("no-such-user-anywhere", [tmp_path]) is False
+    assert os.geteuid() == os.getuid()
