@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -47,11 +46,7 @@ def prepare(workdir: Path, data: Path | None, hyperparameters: dict[str, str], r
     (base / "input/config/inputdataconfig.json").write_text(json.dumps(channels))
     (base / "input/config/resourceconfig.json").write_text(json.dumps(
         {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}))
-    for root, _dirs, files in os.walk(base):  # the image runs as uid 1000
-        os.chmod(root, 0o777)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o666)
-    return base
+    return base  # no chmod: the image starts as root and hands /opt/ml's folders to its user
 
 
 def main(argv: Sequence[str] | None = None) -> int:
