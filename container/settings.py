@@ -76,6 +76,21 @@ def _str(raw: str) -> str:
     return raw.strip()
 
 
+def _database_url(raw: str) -> str:
+    """sqlite:///<path> or postgresql://user@host[:port]/db: a URL the store cannot use fails start-up."""
+    from urllib.parse import urlsplit
+
+    value = raw.strip()
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in {"sqlite", "postgresql", "postgresql+psycopg"}:
+        raise ValueError("must be sqlite:///<path> or postgresql://<user>@<host>[:<port>]/<database>")
+    try:
+        urlsplit(value).port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ValueError("has a port that is not a number") from None
+    return value
+
+
 def _auth(raw: str) -> str:
     value = raw.strip().lower()
     if value not in {"auto", "required", "off"}:
@@ -159,7 +174,7 @@ class Settings:
     # --- MLapp portal ----------------------------------------------------------
     database_url: str = env(
         "MLAPP_DATABASE_URL", "",
-        "SQLAlchemy URL of the portal store; postgresql://... for several VMs.",
+        "SQLAlchemy URL of the portal store; postgresql://... for several VMs.", _database_url,
         shown_default="sqlite:///$MLAPP_DATA_DIR/mlapp.db",
     )
     data_dir: str = env(

@@ -141,3 +141,10 @@ def test_dropping_privileges_outside_the_image_changes_nothing(tmp_path: Path) -
     assert drop_to("", [tmp_path]) is False
     assert drop_to("no-such-user-anywhere", [tmp_path]) is False
     assert os.geteuid() == os.getuid()
+
+
+@pytest.mark.parametrize("url", ["mysql://a@b/c", "postgresql://x@h:notaport/db", "garbage"])
+def test_a_database_url_the_store_cannot_use_fails_start_up_naming_it(url: str) -> None:
+    with pytest.raises(SettingsError, match="MLAPP_DATABASE_URL"):
+        Settings.from_env({"MLAPP_DATABASE_URL": url})
+    assert Settings.from_env({"MLAPP_DATABASE_URL": "postgresql://u@h:5432/db"}).database_url
