@@ -7,6 +7,7 @@ checkpoint uploader's markers) are skipped. CSV may come with or without a heade
 
 from __future__ import annotations
 
+import collections
 import csv
 import gzip
 import hashlib
@@ -121,13 +122,21 @@ def read_channel(
     digest = hashlib.sha256()
     header_seen: bool | None = None
     for path in files:
-        fmt = detect_format(path, content_type)
+        fmt = "csv" if path.name.lower().removesuffix(".gz").endswith(".csv") else "file"
         digest.update(path.name.encode())
         digest.update(str(path.stat().st_size).encode())
         try:
+            fmt = detect_format(path, content_type)  # reads the head: a truncated gzip fails here
             frame, has_header = _read_file(path, fmt, header, known_columns, delimiter)
+            _check_fields(frame, path.name, channel)
         except UserError:
             raise
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{fmt} file {path.name} in channel '{channel}' is not valid UTF-8 (byte "
+                            f"{exc.start} of a block); save it as UTF-8") from None
+        except (EOFError, gzip.BadGzipFile) as exc:
+            raise UserError(f"Cannot read {fmt} file {path.name} in channel '{channel}': the gzip stream is "
+                            f"truncated or corrupt ({exc}); upload it again") from None
         except Exception as exc:  # pandas/pyarrow raise a zoo of types for bad files
             raise UserError(f"Cannot read {fmt} file {path.name} in channel '{channel}': {exc}") from None
         if header_seen is not None and fmt == "csv" and has_header != header_seen:
@@ -151,6 +160,22 @@ def read_channel(
     return ChannelData(data, files, digest.hexdigest(), has_header)
 
 
+MAX_FIELD_CHARS = 1_000_000
+
+
+def _check_fields(frame: pd.DataFrame, name: str, channel: str) -> None:
+    """A text field of more than a million characters is a broken file, not a feature."""
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype != object and not pd.api.types.is_string_dtype(values):
+            continue
+        lengths = values.map(lambda v: len(v) if isinstance(v, str) else 0)
+        if len(lengths) and int(lengths.max()) > MAX_FIELD_CHARS:
+            row = int(lengths.to_numpy().argmax()) + 1
+            raise UserError(f"{name} in channel '{channel}': column '{column}' of data row {row} is longer "
+                            f"than {MAX_FIELD_CHARS:,} characters; check the file's quoting and line ends")
+
+
 def sniff_delimiter(sample: str) -> str:
     """',' unless the first line is clearly tab-, semicolon- or pipe-separated."""
     first = sample.split("\n", 1)[0]
@@ -171,6 +196,12 @@ def _read_file(
     sep = sniff_delimiter(sample) if delimiter == "auto" else delimiter
     probe = sample.replace(sep, ",") if sep != "," else sample
     has_header = csv_has_header(probe, known_columns) if header == "auto" else header == "true"
+    if has_header:
+        first = next(csv.reader(io.StringIO(sample.split("\n", 1)[0]), delimiter=sep), [])
+        duplicated = sorted(f for f, n in collections.Counter(first).items() if n > 1)
+        if duplicated:
+            raise UserError(f"{path.name} has duplicate column name(s): {', '.join(duplicated[:10])}; every "
+                            "column needs a name of its own")
     frame = pd.read_csv(
         path,
         sep=sep,

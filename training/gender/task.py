@@ -81,6 +81,10 @@ def _load_xy(env: TrainingEnvironment, channel: str, params: dict[str, Any], req
                         params["csv_header"], known, required=required)
     if data is None:
         return None
+    if data.frame.shape[1] < 2:
+        raise UserError(
+            f"Channel '{channel}' reads as a single column ({str(data.frame.columns[0])[:60]!r}): separate "
+            "the fields with commas (tabs, ';' or '|' are detected too); there must be a label and features")
     x, y = split_label(data.frame, _pick_label(data.frame, params["label"]), channel)
     return x, y, data.fingerprint
 
