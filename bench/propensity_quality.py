@@ -1,12 +1,20 @@
-"""Propensity quality on the NCF paper's own ml-1m leave-one-out split, through `train`.
+"""Propensity quality through `train`: ml-1m as in the NCF paper, and a sparse many-items shape.
 
-Reads ../shared/data/ml-1m-ncf (train.rating, test.rating, test.negative) and, for Wide & Deep,
-../shared/data/ml-1m-raw (users.dat, movies.dat); skips with a message when absent. Each
-held-out positive is ranked among the paper's 99 given negatives (validation channel with a
-``negatives`` column). Reports HR@10 / NDCG@10 beside the paper's numbers, with wall time per
-epoch and samples/s on this machine.
+ml-1m: the NCF paper's own leave-one-out split, from ../shared/data/ml-1m-ncf (train.rating,
+test.rating, test.negative) and, for Wide & Deep, ../shared/data/ml-1m-raw (users.dat,
+movies.dat). Each held-out positive is ranked among the paper's 99 given negatives (validation
+channel with a ``negatives`` column). Results beside the paper's numbers.
 
-    python -m bench.propensity_quality [--only popularity,mf,neumf,neumf64,wide_deep,neumf_pretrain,
+ml-latest-small: MovieLens latest-small (610 users, 9,742 catalog items), leave-one-out by
+timestamp, 99 negatives sampled from the whole catalog with a fixed seed (bench/sparse_catalog.py);
+ItemPop, MF and NeuMF with the project's default hyperparameters.
+
+Each dataset is skipped with a message when absent (``MLSHIP_DATA`` points at the shared data
+folder). Every run reports HR@10 / NDCG@10 over all cases and over the warm ones, the cold
+counts, and wall time per epoch and samples/s on this machine.
+
+    python -m bench.propensity_quality [--datasets ml-latest-small,ml-1m]
+                                       [--only popularity,mf,neumf,neumf64,wide_deep,neumf_pretrain,
                                                neumf64_pretrain]
                                        [--epochs 20] [--set key=value ...] [--tag name]
 """
@@ -24,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench import sparse_catalog
 from bench.harness import BIN, DATA, RESULTS, save
 
 PAPER = {"popularity": (0.4535, 0.2542), "neumf": (0.701, 0.425), "neumf64": (0.701, 0.425),
@@ -51,6 +60,13 @@ def runs(epochs: int) -> dict[str, dict[str, Any]]:
                              "ema": 0.999, "patience": 3, "pretrain": True, "alpha": 0.7,
                              "finetune_optimizer": "sgd", "finetune_learning_rate": 0.001},
     }
+
+
+# The project's defaults: only what the protocol fixes (K = 10; the negatives come with the data).
+SPARSE_RUNS: dict[str, dict[str, Any]] = {
+    "popularity": {"algorithm": "popularity"}, "mf": {"algorithm": "mf"}, "neumf": {"algorithm": "neumf"}}
+DEFAULT_ONLY = {"ml-1m": "popularity,mf,neumf,wide_deep,neumf64_pretrain",
+                sparse_catalog.NAME: "popularity,mf,neumf"}
 
 
 def prepare(work: Path, ncf: Path, raw: Path) -> Path:
@@ -90,10 +106,12 @@ def prepare(work: Path, ncf: Path, raw: Path) -> Path:
     return data
 
 
-def train(work: Path, data: Path, name: str, hps: dict[str, Any]) -> dict[str, Any]:
+def train(work: Path, data: Path, name: str, hps: dict[str, Any], catalog: bool = False) -> dict[str, Any]:
+    """One `train` job on the prepared channels (``catalog``: the items channel for every algorithm)."""
     base = work / name / "opt_ml"
     (base / "input" / "config").mkdir(parents=True, exist_ok=True)
-    channels = ["train", "validation"] + (["users", "items"] if hps["algorithm"] == "wide_deep" else [])
+    channels = ["train", "validation"] + (["users", "items"] if hps["algorithm"] == "wide_deep" else
+                                          ["items"] if catalog else [])
     for ch in channels:
         link = base / "input" / "data" / ch
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -128,44 +146,71 @@ def train(work: Path, data: Path, name: str, hps: dict[str, Any]) -> dict[str, A
             "seconds_total": round(time.monotonic() - started, 1),
             "seconds_per_epoch_median": sorted(per_epoch)[len(per_epoch) // 2] if per_epoch else None,
             "samples_per_s_median": sorted(rates)[len(rates) // 2] if rates else None,
+            "validation": evaluation.get("validation"),
             "pretraining": evaluation.get("pretraining", {}), "model_dir": str(base / "model")}
+
+
+def line(label: str, got: dict[str, Any], paper: tuple[float, float] | None) -> str:
+    m, v = got["metrics"], got.get("validation") or {}
+    return (f"{label:18s} HR@10 {m['hr@10']:.4f} NDCG@10 {m['ndcg@10']:.4f}"
+            + (f"  (paper {paper[0]:.4f} / {paper[1]:.4f})" if paper else "")
+            + f"  warm HR@10 {m['warm_hr@10']:.4f} NDCG@10 {m['warm_ndcg@10']:.4f}"
+            f" ({v.get('warm_cases')} of {v.get('cases')} cases warm; {v.get('cold_candidates')} of "
+            f"{v.get('candidates')} candidates cold, {v.get('unknown_candidates')} outside the vocabulary)"
+            f"  best epoch {got['best_epoch']}/{got['epochs_done']}, "
+            f"{got['seconds_per_epoch_median']}s/epoch, {got['samples_per_s_median']} samples/s, "
+            f"total {got['seconds_total']}s")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="popularity,mf,neumf,wide_deep,neumf64_pretrain")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--workdir", type=Path, default=RESULTS / "work" / "ml1m")
+    parser.add_argument("--datasets", default=f"{sparse_catalog.NAME},ml-1m")
+    parser.add_argument("--only", default="", help="runs to do (default: each dataset's default set)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs of the ml-1m runs")
+    parser.add_argument("--workdir", type=Path, default=RESULTS / "work")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a hyperparameter of the chosen runs (repeatable)")
     parser.add_argument("--tag", default="", help="suffix for the result names (for variants)")
     args, _ = parser.parse_known_args(argv)
-    ncf, raw = DATA / "ml-1m-ncf", DATA / "ml-1m-raw"
-    if not (ncf / "ml-1m.train.rating").exists():
-        print(f"skipped: no NCF ml-1m files under {ncf} (set MLSHIP_DATA to the shared data folder)")
-        return 0
     args.workdir = args.workdir.resolve()  # the channels are symlinks, which must not be relative
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    data = prepare(args.workdir, ncf, raw)
     results_path = RESULTS / "propensity_quality.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
-    for name in args.only.split(","):
-        hps = {**runs(args.epochs)[name], **dict(kv.split("=", 1) for kv in args.set)}
-        label = name + (f"_{args.tag}" if args.tag else "")
-        if name == "wide_deep" and not (data / "users").exists():
-            print("wide_deep skipped: ml-1m-raw users.dat/movies.dat not found")
-            continue
-        print(f"== {label}: {hps}", flush=True)
-        got = train(args.workdir, data, label, hps)
-        results[label] = got
-        m = got["metrics"]
-        paper = PAPER.get(name)
-        print(f"{label:15s} HR@10 {m['hr@10']:.4f} NDCG@10 {m['ndcg@10']:.4f}"
-              + (f"  (paper {paper[0]:.4f} / {paper[1]:.4f})" if paper else "")
-              + f"  best epoch {got['best_epoch']}/{got['epochs_done']}, "
-              f"{got['seconds_per_epoch_median']}s/epoch, {got['samples_per_s_median']} samples/s, "
-              f"total {got['seconds_total']}s", flush=True)
-        save("propensity_quality", results)
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    for dataset in args.datasets.split(","):
+        if dataset == sparse_catalog.NAME:
+            src = DATA / "movielens-latest-small"
+            if not sparse_catalog.available(src):
+                print(f"{dataset} skipped: no ratings.csv / movies.csv under {src} "
+                      "(set MLSHIP_DATA to the shared data folder)")
+                continue
+            work = args.workdir / dataset
+            work.mkdir(parents=True, exist_ok=True)
+            data, table, paper_of = sparse_catalog.prepare(work, src), SPARSE_RUNS, {}
+        elif dataset == "ml-1m":
+            ncf, raw = DATA / "ml-1m-ncf", DATA / "ml-1m-raw"
+            if not (ncf / "ml-1m.train.rating").exists():
+                print(f"{dataset} skipped: no NCF ml-1m files under {ncf} "
+                      "(set MLSHIP_DATA to the shared data folder)")
+                continue
+            work = args.workdir / "ml1m"
+            work.mkdir(parents=True, exist_ok=True)
+            data, table, paper_of = prepare(work, ncf, raw), runs(args.epochs), PAPER
+        else:
+            raise SystemExit(f"unknown dataset {dataset!r} (ml-latest-small, ml-1m)")
+        done = results.setdefault(dataset, {})
+        for name in (args.only or DEFAULT_ONLY[dataset]).split(","):
+            if name not in table:
+                raise SystemExit(f"{dataset} has no run {name!r} (runs: {', '.join(table)})")
+            hps = {**table[name], **overrides}
+            label = name + (f"_{args.tag}" if args.tag else "")
+            if name == "wide_deep" and not (data / "users").exists():
+                print("wide_deep skipped: ml-1m-raw users.dat/movies.dat not found")
+                continue
+            print(f"== {dataset} {label}: {hps}", flush=True)
+            got = train(work, data, label, hps, catalog=dataset == sparse_catalog.NAME)
+            done[label] = got
+            print(f"{dataset} " + line(label, got, paper_of.get(name)), flush=True)
+            save("propensity_quality", results)
     return 0
 
 

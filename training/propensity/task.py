@@ -107,6 +107,7 @@ def _catalog(items_table: pd.DataFrame | None, params: dict[str, Any]) -> pd.Ser
 
 def _split(env: TrainingEnvironment, params: dict[str, Any], frame: pd.DataFrame,
            items_table: pd.DataFrame | None) -> validation.Split:
+    """Resolve the validation mode and build vocabularies, training split and cases from the channels."""
     mode = params["validation"]
     has_channel = "validation" in env.channels
     if mode == "auto":

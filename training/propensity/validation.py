@@ -50,6 +50,8 @@ class Cases:
 
 @dataclass(frozen=True)
 class Split:
+    """The model's vocabularies, its training interactions and the validation cases."""
+
     users: Vocab
     items: Vocab
     history: Interactions  # every interaction inside the vocabularies (seen items at serving)
