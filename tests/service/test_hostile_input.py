@@ -7,31 +7,23 @@ import json
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from container.paths import MLPaths
-from container.settings import Settings
-from inference.app import create_app
 from tests import factories
+from tests.service.test_serving_app import _app
 
 DOORS = ["/invocations", "/api/providers/prediction/invoke"]
 
 
-def _app(paths: MLPaths) -> Flask:
-    app = create_app(Settings.from_env({"SM_BASE_DIR": str(paths.base), "MLAPP_JOB_WORKER": "false"}))
-    assert app.extensions["model"].wait(30), app.extensions["model"].reason
-    return app
-
-
 @pytest.fixture(scope="module")
 def client(gender_model: MLPaths) -> FlaskClient:
-    return _app(gender_model).test_client()
+    return _app(gender_model, MLAPP_JOB_WORKER="false").test_client()
 
 
 @pytest.fixture(scope="module")
 def numeric_client(numeric_model: MLPaths) -> FlaskClient:
-    return _app(numeric_model).test_client()
+    return _app(numeric_model, MLAPP_JOB_WORKER="false").test_client()
 
 
 def _error(resp: Any, status: int = 400) -> str:
