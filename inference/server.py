@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from container import logs
@@ -73,8 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     settings: Settings = loaded  # a plain name the nested Server class can close over
     logs.configure(settings.log_level)
-    from pathlib import Path
-
     writable = [Path(settings.resolved_data_dir)]
     if settings.metrics_dir:
         writable.append(Path(settings.metrics_dir))

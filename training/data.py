@@ -122,7 +122,7 @@ def read_channel(
     digest = hashlib.sha256()
     header_seen: bool | None = None
     for path in files:
-        fmt = "csv" if path.name.lower().removesuffix(".gz").endswith(".csv") else "file"
+        fmt = format_of_name(path.name) or "data"  # for messages until the file's head is read
         digest.update(path.name.encode())
         digest.update(str(path.stat().st_size).encode())
         try:
@@ -169,9 +169,12 @@ def _check_fields(frame: pd.DataFrame, name: str, channel: str) -> None:
         values = frame[column]
         if values.dtype != object and not pd.api.types.is_string_dtype(values):
             continue
-        lengths = values.map(lambda v: len(v) if isinstance(v, str) else 0)
-        if len(lengths) and int(lengths.max()) > MAX_FIELD_CHARS:
-            row = int(lengths.to_numpy().argmax()) + 1
+        try:
+            lengths = values.str.len()  # vectorised: this runs over every text cell of every channel
+        except AttributeError:  # an object column without any text (lists, numbers)
+            continue
+        if lengths.notna().any() and float(lengths.max()) > MAX_FIELD_CHARS:
+            row = int(lengths.to_numpy(dtype=float, na_value=0.0).argmax()) + 1
             raise UserError(f"{name} in channel '{channel}': column '{column}' of data row {row} is longer "
                             f"than {MAX_FIELD_CHARS:,} characters; check the file's quoting and line ends")
 
