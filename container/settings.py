@@ -154,6 +154,11 @@ class Settings:
         "Largest request body in MB (413 above it); 6 = real-time limit, up to 100 for batch.",
         _payload_mb,
     )
+    release: str = env(
+        "MLSHIP_RELEASE", "",
+        "Label of the release this container serves (the deploy sets the image tag); GET /release "
+        "reports it beside the model's manifest, so a deploy can check what a host serves.",
+    )
     default_accept: str = env(
         "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json",
         "Response type when Accept is missing or */*.", encodable_media_type,

@@ -74,6 +74,15 @@ def create_hosting_app(hosting: Hosting) -> Flask:
             return json_response(b'{"status":"healthy"}')
         return json_response(json.dumps({"status": slot.state, "reason": slot.reason}), 503)
 
+    @app.get("/release")
+    def release() -> Response:
+        """What this container serves: the deploy checks a host's release and the gate reads the
+        champion's metrics from here."""
+        predictor = registry.default_model()
+        return json_response(json.dumps({
+            "release": settings.release, "model": predictor.name, "version": predictor.version,
+            "manifest": predictor.manifest}, default=str))
+
     @app.get("/metrics")
     def prometheus() -> Response:
         return Response(metrics.exposition(hosting.collectors), mimetype=metrics.CONTENT_TYPE)

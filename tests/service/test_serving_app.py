@@ -147,6 +147,20 @@ def test_custom_attributes_and_request_id_are_echoed(client: FlaskClient) -> Non
     assert len(client.get("/ping").headers["X-Request-Id"]) == 32
 
 
+def test_release_reports_the_label_and_the_served_manifest(gender_model: MLPaths) -> None:
+    body = _app(gender_model, MLSHIP_RELEASE="reg/mlship:abc123").test_client().get("/release").get_json()
+    assert body["release"] == "reg/mlship:abc123"
+    assert body["manifest"]["family"] == "gender" and body["version"]
+    assert "roc_auc" in json.dumps(body["manifest"].get("metrics", {}))
+
+
+def test_release_is_503_while_no_model_serves(tmp_path: Any) -> None:
+    app = create_app(Settings.from_env({"SM_BASE_DIR": str(factories.opt_ml(tmp_path).base)}))
+    app.extensions["model"].wait(10)
+    resp = app.test_client().get("/release")
+    assert resp.status_code == 503 and _error(resp)["code"] == "model_not_ready"
+
+
 def test_execution_parameters(client: FlaskClient) -> None:
     body = client.get("/execution-parameters").get_json()
     assert body["BatchStrategy"] == "MULTI_RECORD" and body["MaxPayloadInMB"] == 6

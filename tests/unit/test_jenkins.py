@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from jenkins import deploy, gate
+from deploy import sagemaker, vms
+from deploy.__main__ import main as deploy_main
+from deploy.errors import DeployError
+from jenkins import gate
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE_DIRECTIVES = {"agent", "options", "parameters", "environment", "stages", "post"}
@@ -139,7 +142,7 @@ def test_sagemaker_deploy_creates_then_updates_the_endpoint(moto_server: str, tm
     common = ["sagemaker", "--image-uri", "123.dkr.ecr.us-east-1.amazonaws.com/mlship:abc", "--model-tar",
               str(tar), "--bucket", "models", "--endpoint", "gender", "--role",
               "arn:aws:iam::123456789012:role/sm", "--endpoint-url", moto_server]
-    first = deploy.deploy_sagemaker(image_uri=common[2], model_tar=tar, bucket="models", endpoint="gender",
+    first = sagemaker.deploy_sagemaker(image_uri=common[2], model_tar=tar, bucket="models", endpoint="gender",
                                     role=common[10], endpoint_url=moto_server)
     assert first["action"] == "created" and first["status"] == "InService"
     import time
@@ -159,7 +162,7 @@ def test_sagemaker_deploy_creates_then_updates_the_endpoint(moto_server: str, tm
 
     monkeypatch.setattr(boto3, "client", recording_client)
     with pytest.raises(Exception, match="UpdateEndpoint|InternalFailure|500"):
-        deploy.main(common)
+        deploy_main(common)
     monkeypatch.setattr(boto3, "client", real_client)
     assert len(calls) == 1 and calls[0]["EndpointName"] == "gender"
     sm = boto3.client("sagemaker", endpoint_url=moto_server)
@@ -192,10 +195,10 @@ def test_vm_rollout_goes_host_by_host_and_stops_at_an_unhealthy_one(tmp_path: Pa
     log = tmp_path / "restarts.log"
     run = f"echo {{hostport}} {{image}} >> {log}"
     try:
-        out = deploy.deploy_vms(image="reg/mlship:abc", hosts=[healthy], nginx_path=tmp_path / "n.conf", run=run)
+        out = vms.deploy_vms(image="reg/mlship:abc", hosts=[healthy], nginx_path=tmp_path / "n.conf", run=run)
         assert out["hosts"] == [healthy]
-        with pytest.raises(RuntimeError, match="not 200 within"):
-            deploy.deploy_vms(image="reg/mlship:abc", hosts=[dead, healthy], nginx_path=tmp_path / "n.conf",
+        with pytest.raises(DeployError, match="not 200 within"):
+            vms.deploy_vms(image="reg/mlship:abc", hosts=[dead, healthy], nginx_path=tmp_path / "n.conf",
                               run=run, ready_seconds=1)
     finally:
         server.shutdown()
@@ -207,7 +210,7 @@ def test_vm_rollout_goes_host_by_host_and_stops_at_an_unhealthy_one(tmp_path: Pa
 @pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
                     reason="nginx is not installed (`./run setup` installs it)")
 def test_vm_nginx_config_is_valid_nginx(tmp_path: Path) -> None:
-    site = deploy.nginx_conf(["10.0.0.1:8080", "10.0.0.2:8080"], listen=18080)
+    site = vms.nginx_conf(["10.0.0.1:8080", "10.0.0.2:8080"], listen=18080)
     conf = tmp_path / "nginx.conf"
     conf.write_text(f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log; events {{}}\n"
                     f"http {{ access_log off; client_body_temp_path {tmp_path}; proxy_temp_path {tmp_path};\n"

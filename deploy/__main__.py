@@ -1,0 +1,38 @@
+"""python -m deploy TARGET ...: deploy the gated image and model; prints the outcome as JSON.
+
+    python -m deploy sagemaker --image-uri URI --model-tar model.tar.gz --bucket B --endpoint NAME --role ARN
+    python -m deploy vms --image URI --hosts h1:8080,h2:8080 --nginx-conf out/mlship.conf
+
+Exit 0: the new release serves. Exit 1: it does not; the message says why and what serves instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from deploy import sagemaker, vms
+from deploy.errors import DeployError
+
+TARGETS = {"sagemaker": sagemaker, "vms": vms}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="target", required=True)
+    for name, module in TARGETS.items():
+        module.add_arguments(sub.add_parser(name, help=(module.__doc__ or "").splitlines()[0]))
+    args = parser.parse_args(argv)
+    try:
+        out = TARGETS[args.target].run(args)
+    except DeployError as exc:
+        print(f"deploy: FAILED {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
