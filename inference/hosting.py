@@ -2,8 +2,9 @@
 multi-model API (/models). Routes only translate between Flask and the data plane.
 
 Per-request hooks (request id, access log, Prometheus samples) and the one error handler
-live here too: every ServiceError becomes its JSON body, anything unexpected a 500 whose
-traceback stays in the log. Plug-ins (the portal) receive the ``Hosting`` object and add
+live here too, built from hotpath.py's pieces (which answers /ping and POST /invocations ahead
+of Flask): every ServiceError becomes its JSON body, anything unexpected a 500 whose traceback
+stays in the log. Plug-ins (the portal) receive the ``Hosting`` object and add
 their own routes, a recorder and metrics; this module imports none of them.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,14 +24,22 @@ from container.logs import request_id_var
 from container.settings import Settings
 from inference import codecs, metrics
 from inference.dataplane import Answer, DataPlane, Invocation
-from inference.errors import BadInput, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceError
+from inference.errors import BadInput, MethodNotAllowed, NotFound, ServiceError
+from inference.hotpath import (
+    CUSTOM_ATTRIBUTES,
+    HEALTHY,
+    REQUEST_ID_HEADERS,
+    TARGET_MODEL,
+    HotPath,
+    discard_body,
+    error_parts,
+    finished,
+    request_id,
+    too_large,
+)
 from inference.registry import ModelRegistry
 
 log = logging.getLogger("inference.app")
-access = logging.getLogger("inference.access")
-CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
-TARGET_MODEL = "X-Amzn-SageMaker-Target-Model"
-REQUEST_ID_HEADERS = ("X-Amzn-SageMaker-Inference-Id", "X-Request-Id")
 
 
 @dataclass
@@ -71,7 +79,7 @@ def create_hosting_app(hosting: Hosting) -> Flask:
     def ping() -> Response:
         slot = registry.default
         if slot.state == "ready":
-            return json_response(b'{"status":"healthy"}')
+            return json_response(HEALTHY)
         return json_response(json.dumps({"status": slot.state, "reason": slot.reason}), 503)
 
     @app.get("/release")
@@ -131,14 +139,15 @@ def create_hosting_app(hosting: Hosting) -> Flask:
     def mme_invoke(name: str) -> Response:
         return answer_response(dataplane.invoke(call(None), registry.mme_get(name)))
 
+    # The two requests nearly all traffic is answered ahead of Flask (same answers, less work).
+    app.wsgi_app = HotPath(app.wsgi_app, settings, registry, dataplane)  # type: ignore[method-assign]
     return app
 
 
 def _install_hooks(app: Flask, settings: Settings) -> None:
     @app.before_request
     def _start() -> None:
-        rid = next((request.headers[h] for h in REQUEST_ID_HEADERS if request.headers.get(h)), None)
-        g.request_id = (rid or uuid.uuid4().hex)[:128]
+        g.request_id = request_id(request.headers.get(h) for h in REQUEST_ID_HEADERS)
         g.started = time.perf_counter()
         request_id_var.set(g.request_id)
 
@@ -152,12 +161,8 @@ def _install_hooks(app: Flask, settings: Settings) -> None:
             response.headers[CUSTOM_ATTRIBUTES] = attrs
         seconds = time.perf_counter() - getattr(g, "started", time.perf_counter())
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        version = str(g.get("model_version", ""))
-        metrics.REQUESTS.labels(route, request.method, str(response.status_code), version).inc()
-        metrics.LATENCY.labels(route, version).observe(seconds)
-        if request.path != "/ping" and access.isEnabledFor(logging.INFO):
-            access.info("%s %s %d", request.method, request.path, response.status_code, extra={
-                "status": response.status_code, "ms": round(seconds * 1000, 3)})
+        finished(route, request.method, request.path, response.status_code, str(g.get("model_version", "")),
+                 seconds)
         return response
 
     @app.teardown_request
@@ -166,18 +171,15 @@ def _install_hooks(app: Flask, settings: Settings) -> None:
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
-        if exc.status >= 500:
-            log.warning("%s: %s", exc.code, exc.message)
-        return json_response(json.dumps(exc.body(getattr(g, "request_id", None))), exc.status, exc.headers)
+        status, body, headers = error_parts(exc, getattr(g, "request_id", None))
+        return json_response(body, status, headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         mapped: ServiceError
         if isinstance(exc, RequestEntityTooLarge):
-            _discard_body()
-            mapped = PayloadTooLarge(
-                f"Request body exceeds {settings.max_payload_mb:g} MB; raise "
-                "SAGEMAKER_MAX_PAYLOAD_IN_MB (up to 100) or send smaller batches")
+            discard_body(request.environ.get("wsgi.input"), request.content_length)
+            mapped = too_large(settings)
         elif exc.code == 404:
             mapped = NotFound(f"No route {request.method} {request.path}")
         elif exc.code == 405:
@@ -191,24 +193,3 @@ def _install_hooks(app: Flask, settings: Settings) -> None:
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _service_error(ServiceError("Internal error; see the server log for this request id"))
-
-
-DISCARD_LIMIT = 256 * 1024 * 1024  # a client sending more than this before reading gets a reset
-
-
-def _discard_body() -> None:
-    """Read what the client is still sending before answering 413: a client that writes its whole
-    body before reading (Python's urllib, many SDKs) would otherwise see a broken pipe, not the JSON."""
-    length = request.content_length
-    stream = request.environ.get("wsgi.input")
-    if stream is None or length is None or length > DISCARD_LIMIT:
-        return
-    left = length
-    try:
-        while left > 0:
-            chunk = stream.read(min(left, 1 << 20))
-            if not chunk:
-                return
-            left -= len(chunk)
-    except OSError:  # the client gave up: nothing more to do for it
-        return

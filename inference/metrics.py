@@ -41,6 +41,22 @@ CAPTURE = Counter(
     ["outcome"])
 
 
+_children: dict[tuple[str, str, int, str], tuple[object, object]] = {}
+
+
+def request_done(route: str, method: str, status: int, version: str, seconds: float) -> None:
+    """Count one answered request. The labelled children are kept: looking them up is most of the
+    cost of a sample, and the label sets are few (route templates, statuses, loaded versions)."""
+    key = (route, method, status, version)
+    pair = _children.get(key)
+    if pair is None:
+        pair = _children[key] = (REQUESTS.labels(route, method, str(status), version),
+                                 LATENCY.labels(route, version))
+    counter, histogram = pair
+    counter.inc()  # type: ignore[attr-defined]
+    histogram.observe(seconds)  # type: ignore[attr-defined]
+
+
 def exposition(collectors: Iterable[Collector] = ()) -> bytes:
     """The text a Prometheus scrape receives; ``collectors`` add samples read at scrape time."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

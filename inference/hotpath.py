@@ -1,0 +1,175 @@
+"""GET /ping and POST /invocations answered in plain WSGI, ahead of Flask.
+
+These two requests are nearly all of an endpoint's traffic, and for a one-row prediction
+Flask's request context, URL matching and response object cost more than decoding, scoring
+and encoding the row. ``HotPath`` wraps the Flask app's WSGI callable and answers exactly these
+two requests itself, through the same data plane, error tree, request ids, metrics and access
+log as every other route: those shared pieces live here, and hosting.py's Flask hooks call them
+too. Anything else (other methods on these paths, a body without Content-Length) goes to Flask
+unchanged, and Flask keeps its own /ping and /invocations routes for those.
+tests/service/test_hotpath.py sends the same requests both ways and compares the answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from typing import Any
+
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.utils import get_content_type
+
+from container.logs import request_id_var
+from container.settings import Settings
+from inference import metrics
+from inference.dataplane import DataPlane, Invocation
+from inference.errors import PayloadTooLarge, ServiceError
+from inference.registry import ModelRegistry
+
+log = logging.getLogger("inference.app")
+access = logging.getLogger("inference.access")
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+TARGET_MODEL = "X-Amzn-SageMaker-Target-Model"
+REQUEST_ID_HEADERS = ("X-Amzn-SageMaker-Inference-Id", "X-Request-Id")
+DISCARD_LIMIT = 256 * 1024 * 1024  # a client sending more than this before reading gets a reset
+HEALTHY = b'{"status":"healthy"}'
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _environ_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+_REQUEST_ID_KEYS = tuple(_environ_key(h) for h in REQUEST_ID_HEADERS)
+_ATTRIBUTES_KEY = _environ_key(CUSTOM_ATTRIBUTES)
+_TARGET_KEY = _environ_key(TARGET_MODEL)
+
+
+# --- shared with hosting.py's Flask hooks ---------------------------------------------------
+def request_id(given: Iterable[str | None]) -> str:
+    """The first request id the client sent (SageMaker's inference id, X-Request-Id), else a new one."""
+    return (next((v for v in given if v), None) or uuid.uuid4().hex)[:128]
+
+
+def finished(route: str, method: str, path: str, status: int, version: str, seconds: float) -> None:
+    """What every answered request leaves behind: its samples, and an access line (not for /ping)."""
+    metrics.request_done(route, method, status, version, seconds)
+    if path != "/ping" and access.isEnabledFor(logging.INFO):
+        access.info("%s %s %d", method, path, status,
+                    extra={"status": status, "ms": round(seconds * 1000, 3)})
+
+
+def error_parts(exc: ServiceError, rid: str | None) -> tuple[int, bytes, dict[str, str]]:
+    """Status, JSON body and extra headers of an error, as every route answers it."""
+    if exc.status >= 500:
+        log.warning("%s: %s", exc.code, exc.message)
+    return exc.status, json.dumps(exc.body(rid)).encode(), exc.headers
+
+
+def too_large(settings: Settings) -> PayloadTooLarge:
+    return PayloadTooLarge(f"Request body exceeds {settings.max_payload_mb:g} MB; raise "
+                           "SAGEMAKER_MAX_PAYLOAD_IN_MB (up to 100) or send smaller batches")
+
+
+def discard_body(stream: Any, length: int | None) -> None:
+    """Read what the client is still sending before answering 413: a client that writes its whole
+    body before reading (Python's urllib, many SDKs) would otherwise see a broken pipe, not the JSON."""
+    if stream is None or length is None or length > DISCARD_LIMIT:
+        return
+    left = length
+    try:
+        while left > 0:
+            chunk = stream.read(min(left, 1 << 20))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except OSError:  # the client gave up: nothing more to do for it
+        return
+
+
+@lru_cache(maxsize=64)
+def status_line(status: int) -> str:
+    return f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}"  # werkzeug's spelling
+
+
+@lru_cache(maxsize=64)
+def content_type(media_type: str) -> str:
+    return get_content_type(media_type, "utf-8")  # Flask's: text types gain a charset
+
+
+def _body_length(environ: dict[str, Any]) -> int | None:
+    """The body's length when it is known up front (a chunked body is left to Flask)."""
+    given = environ.get("CONTENT_LENGTH")
+    if given:
+        return int(given) if given.isdigit() else None
+    return None if environ.get("HTTP_TRANSFER_ENCODING") else 0  # no length, no encoding: no body
+
+
+# --- the hot path -----------------------------------------------------------------------------
+class HotPath:
+    def __init__(self, flask_app: WsgiApp, settings: Settings, registry: ModelRegistry,
+                 dataplane: DataPlane) -> None:
+        self.flask_app = flask_app
+        self.settings = settings
+        self.registry = registry
+        self.dataplane = dataplane
+        self.max_bytes = settings.max_payload_bytes
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
+        if path == "/invocations" and method == "POST" and _body_length(environ) is not None:
+            route = self._invocations
+        elif path == "/ping" and method == "GET":
+            route = self._ping
+        else:
+            return self.flask_app(environ, start_response)
+        started = time.perf_counter()
+        rid = request_id(environ.get(k) for k in _REQUEST_ID_KEYS)
+        request_id_var.set(rid)
+        version = ""
+        try:
+            status, body, media, version = route(environ)
+            headers = [("Content-Type", content_type(media))]
+            if status != 204:  # a 204 carries no Content-Length (RFC 9110, 8.6)
+                headers.append(("Content-Length", str(len(body))))
+        except Exception as exc:
+            if not isinstance(exc, ServiceError):
+                log.exception("unhandled error on %s %s", method, path)
+                exc = ServiceError("Internal error; see the server log for this request id")
+            status, body, extra = error_parts(exc, rid)
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                       *extra.items()]
+        headers.append(("X-Request-Id", rid))
+        attributes = environ.get(_ATTRIBUTES_KEY)
+        if attributes is not None:
+            headers.append((CUSTOM_ATTRIBUTES, attributes))
+        start_response(status_line(status), headers)
+        finished(path, method, path, status, version, time.perf_counter() - started)
+        request_id_var.set(None)
+        return [body]
+
+    def _ping(self, environ: dict[str, Any]) -> tuple[int, bytes, str, str]:
+        slot = self.registry.default
+        if slot.state == "ready":
+            return 200, HEALTHY, "application/json", ""
+        return 503, json.dumps({"status": slot.state, "reason": slot.reason}).encode(), "application/json", ""
+
+    def _invocations(self, environ: dict[str, Any]) -> tuple[int, bytes, str, str]:
+        length = _body_length(environ) or 0
+        stream = environ["wsgi.input"]
+        if length > self.max_bytes:
+            discard_body(stream, length)
+            raise too_large(self.settings)
+        body = stream.read(length) if length else b""
+        answer = self.dataplane.invoke(Invocation(body, environ.get("CONTENT_TYPE"),
+                                                  environ.get("HTTP_ACCEPT"), environ.get(_TARGET_KEY),
+                                                  request_id_var.get()))
+        version = answer.model.version
+        if answer.status == 204:
+            return 204, b"", "text/html", version  # Flask's empty Response says text/html
+        return answer.status, answer.body, answer.content_type or "application/octet-stream", version

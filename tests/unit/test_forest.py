@@ -1,0 +1,85 @@
+"""The NumPy forest scores exactly what XGBoost scores (to 1e-6), for every model shape it accepts,
+and refuses the shapes it does not reproduce."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from modelformat.forest import MAX_DEPTH, compile_booster, probe_rows
+from modelformat.gender.scorers import XGBoostScorer
+
+
+def _booster(objective: str, depth: int, rounds: int, missing: float, seed: int,
+             **extra: Any) -> tuple[xgb.Booster, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(3000, 12)).astype(np.float32)
+    x[rng.random(x.shape) < missing] = np.nan
+    signal = np.nan_to_num(x[:, 0]) * 2 - np.nan_to_num(x[:, 3]) + np.isnan(x[:, 5]) + rng.normal(size=3000)
+    y = (signal > 0).astype(float) if objective != "reg:squarederror" else signal
+    params = {"objective": objective, "max_depth": depth, "eta": 0.3, "nthread": 1, "seed": seed, **extra}
+    booster = xgb.train(params, xgb.DMatrix(x, label=y, missing=np.nan), num_boost_round=rounds)
+    return booster, x
+
+
+CASES = {
+    "logistic depth 6": ("binary:logistic", 6, 60, 0.0, {}),
+    "logistic with missing values": ("binary:logistic", 5, 40, 0.2, {}),
+    "shallow, unbalanced trees": ("binary:logistic", 8, 30, 0.1, {"min_child_weight": 20}),
+    "regression": ("reg:squarederror", 4, 50, 0.05, {}),
+    "raw margins": ("binary:logitraw", 3, 20, 0.0, {}),
+    "lossguide leaves": ("binary:logistic", 8, 25, 0.1, {"grow_policy": "lossguide", "max_leaves": 24}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_forest_matches_xgboost_on_many_random_rows(case: str) -> None:
+    objective, depth, rounds, missing, extra = CASES[case]
+    booster, train_x = _booster(objective, depth, rounds, missing, seed=len(case), **extra)
+    forest = compile_booster(booster)
+    assert forest is not None, f"{case}: the forest refused a model it should reproduce"
+    rng = np.random.default_rng(7)
+    random_rows = (rng.normal(size=(4000, 12)) * rng.choice([0.1, 1, 5], size=(4000, 12))).astype(np.float32)
+    random_rows[rng.random(random_rows.shape) < missing + 0.02] = np.nan
+    for x in (random_rows, train_x, probe_rows(forest, 4000, seed=11)):
+        expected = booster.inplace_predict(x).astype(np.float64)
+        for start in range(0, len(x), 17):  # the batch sizes serving uses it for
+            got = forest.predict(x[start:start + 17])
+            assert np.abs(got - expected[start:start + 17]).max() <= 1e-6, case
+
+
+class _Watched:
+    """The compiled forest, counting the batches it scores."""
+
+    def __init__(self, forest: Any) -> None:
+        self.forest, self.n_features, self.batches = forest, forest.n_features, []
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        self.batches.append(len(x))
+        return np.asarray(self.forest.predict(x))
+
+
+def test_the_scorer_uses_the_forest_for_small_batches_only(tmp_path: Any) -> None:
+    booster, x = _booster("binary:logistic", 6, 40, 0.1, seed=3)
+    booster.save_model(str(tmp_path / XGBoostScorer.MODEL_FILE))
+    scorer = XGBoostScorer.load(tmp_path, {}, threads=1)
+    assert scorer.forest is not None
+    watched = _Watched(scorer.forest)
+    scorer.forest = watched  # type: ignore[assignment]
+    expected = booster.inplace_predict(x).astype(np.float64)
+    small = XGBoostScorer.SMALL_BATCH
+    for rows in (1, 5, small, small + 1, 1000):
+        watched.batches.clear()
+        got = scorer.predict_proba(x[:rows])
+        assert got.shape == (rows,) and np.abs(got - expected[:rows]).max() <= 1e-6
+        assert watched.batches == ([rows] if rows <= small else []), rows
+
+
+def test_models_the_forest_cannot_reproduce_keep_xgboost() -> None:
+    multi, _ = _booster("multi:softprob", 3, 5, 0.0, seed=1, num_class=3)
+    assert compile_booster(multi) is None
+    deep, _ = _booster("binary:logistic", MAX_DEPTH + 4, 3, 0.0, seed=2, min_child_weight=0)
+    assert compile_booster(deep) is None
