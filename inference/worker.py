@@ -28,7 +28,7 @@ class _NoPool:
         return None
 
 
-class KeepAliveWorker(ThreadWorker):  # type: ignore[misc]
+class KeepAliveWorker(ThreadWorker):
     def get_thread_pool(self) -> Any:
         return _NoPool()
 
