@@ -20,12 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
 DATA = Path(os.environ.get("MLSHIP_DATA", ROOT.parent / "shared" / "data"))
-LUA = """
+POST_LUA = """
 local f = io.open(os.getenv("WRK_BODY"), "rb")
 wrk.method = "POST"
 wrk.body = f:read("*all")
 f:close()
 wrk.headers["Content-Type"] = os.getenv("WRK_CTYPE")
+"""
+REPORT_LUA = """
 wrk.headers["Accept"] = os.getenv("WRK_ACCEPT") or "*/*"
 done = function(summary, latency, requests)
   io.write(string.format("JSON {\\"p50\\": %f, \\"p99\\": %f, \\"requests\\": %d, "
@@ -63,11 +65,13 @@ def post(port: int, body: bytes, ctype: str, accept: str = "*/*") -> bytes:
         return bytes(r.read())
 
 
-def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start(cmd: list[str], env: dict[str, str | None], log: Path) -> subprocess.Popen[bytes]:
+    """A server in its own session; ``env`` values of None remove a variable (its default holds)."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    merged = {**os.environ, **env}
     with log.open("wb") as out:
-        return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(cmd, env={k: v for k, v in merged.items() if v is not None}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -79,14 +83,41 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def wrk(port: int, body: Path, ctype: str, connections: int, seconds: int, accept: str = "*/*",
-        path: str = "/invocations") -> dict[str, float]:
+def tree_cpu(pid: int) -> float:
+    """CPU seconds a server has used so far: the process, its live children and those it reaped
+    (gunicorn's master and workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            parents[int(entry.name)], stats[int(entry.name)] = int(fields[1]), fields
+    tree, grew = {pid}, True
+    while grew:
+        more = {p for p, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    total = sum(int(stats[p][11]) + int(stats[p][12]) for p in tree if p in stats)
+    if pid in stats:
+        total += int(stats[pid][13]) + int(stats[pid][14])  # reaped children
+    return total / tick
+
+
+def wrk(port: int, body: Path | None, ctype: str, connections: int, seconds: int, accept: str = "*/*",
+        path: str = "/invocations", server_pid: int | None = None) -> dict[str, float]:
+    """One closed-loop wrk run: POST ``body`` (or GET when None); with ``server_pid`` also the
+    server's CPU milliseconds per request."""
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk; ./run setup does it)")
-    script = RESULTS / "post.lua"
+    script = RESULTS / ("post.lua" if body is not None else "get.lua")
     script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(LUA)
+    script.write_text((POST_LUA if body is not None else "") + REPORT_LUA)
     env = {**os.environ, "WRK_BODY": str(body), "WRK_CTYPE": ctype, "WRK_ACCEPT": accept}
+    cpu_before = tree_cpu(server_pid) if server_pid else 0.0
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script),
                           f"http://127.0.0.1:{port}{path}"], env=env, capture_output=True,
                          text=True, check=True).stdout
@@ -94,13 +125,16 @@ def wrk(port: int, body: Path, ctype: str, connections: int, seconds: int, accep
     assert match, out
     got = json.loads(match.group(1))
     got["rps"] = got["requests"] / got["seconds"]
+    if server_pid:
+        got["cpu_ms"] = (tree_cpu(server_pid) - cpu_before) * 1000 / max(got["requests"], 1)
     if got["errors"] or got["non2xx"]:
         raise RuntimeError(f"wrk saw errors: {got}")
     return dict(got)
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {k: statistics.median(r[k] for r in runs) for k in ("p50", "p99", "rps")}
+    keys = [k for k in ("p50", "p99", "rps", "cpu_ms") if all(k in r for r in runs)]
+    return {k: statistics.median(r[k] for r in runs) for k in keys}
 
 
 def save(name: str, payload: dict[str, Any]) -> Path:

@@ -253,6 +253,11 @@ class Settings:
         return cls(**values)
 
     @classmethod
+    def variables(cls) -> list[str]:
+        """Every environment variable the settings read, aliases included."""
+        return [n for f in fields(cls) for n in (f.metadata["env"], *f.metadata["aliases"])]
+
+    @classmethod
     def for_program(cls, program: str) -> Settings | None:
         """The settings of a console entry point, or None after saying on stderr which variable is
         wrong (the caller exits 3: the platform's configuration, not the user's data)."""
