@@ -11,7 +11,7 @@ import io
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -90,18 +90,40 @@ def negotiate(accept: str | None, default: str) -> str:
 
 
 # --------------------------------------------------------------------------- decoding
-@dataclass
 class Inputs:
-    """Decoded request rows: named records (a table) or unnamed numeric rows (a matrix)."""
+    """Decoded request rows: named records (a table) or unnamed numeric rows (a matrix).
 
-    table: pd.DataFrame | None = None
-    matrix: np.ndarray | None = None
-    raw: list[Any] = field(default_factory=list)
+    JSON records stay a list of dicts (``records``) until something asks for the table: a
+    model that reads a few records directly spares building a DataFrame for each request.
+    """
+
+    __slots__ = ("_table", "matrix", "raw")
+
+    def __init__(self, table: pd.DataFrame | None = None, matrix: np.ndarray | None = None,
+                 raw: list[Any] | None = None) -> None:
+        self._table = table
+        self.matrix = matrix
+        self.raw: list[Any] = raw if raw is not None else []
+
+    @property
+    def table(self) -> pd.DataFrame | None:
+        if self._table is None and self.raw and self.matrix is None:
+            self._table = pd.DataFrame.from_records(self.raw)
+        return self._table
+
+    @table.setter
+    def table(self, value: pd.DataFrame | None) -> None:
+        self._table = value
+
+    @property
+    def records(self) -> list[dict[str, Any]] | None:
+        """The JSON records as sent, when the rows came as records."""
+        return self.raw if self.raw and self.matrix is None else None
 
     @property
     def n_rows(self) -> int:
-        if self.table is not None:
-            return len(self.table)
+        if self._table is not None:
+            return len(self._table)
         if self.matrix is not None:
             return int(self.matrix.shape[0])
         return len(self.raw)
@@ -207,7 +229,7 @@ def _from_items(items: list[Any], where: str) -> Inputs:
     if not items:
         return Inputs(matrix=np.empty((0, 0), dtype=np.float32))
     if all(isinstance(i, dict) for i in items):
-        return Inputs(table=pd.DataFrame.from_records(items), raw=items)
+        return Inputs(raw=items)  # the table is built when asked for
     if all(isinstance(i, (list, tuple)) for i in items):
         width = len(items[0])
         for number, row in enumerate(items, start=1):

@@ -25,6 +25,7 @@ from modelformat.gender.features import (
 from modelformat.gender.scorers import legacy_scorer
 
 SCALAR_FIELDS = ("phone_brand", "device_model")
+FEW_RECORDS = 8  # up to this many JSON records are featurised as sent, without a DataFrame
 
 
 def describe(manifest: dict[str, Any]) -> OutputSpec:
@@ -52,6 +53,13 @@ class Predictor(ModelFiles):
     def features(self, inputs: Inputs) -> Any:
         if inputs.matrix is not None:
             return self._check_width(inputs.matrix)
+        records = inputs.records
+        if records is not None and len(records) <= FEW_RECORDS and isinstance(self.pipeline, DevicePipeline) \
+                and is_raw_frame(set().union(*records)):
+            _check_record_values(records)
+            matrix = self.pipeline.transform_records(records)
+            if matrix is not None:
+                return matrix
         table = inputs.table
         assert table is not None
         table = table.set_axis([str(c) for c in table.columns], axis=1)
@@ -101,7 +109,11 @@ class Predictor(ModelFiles):
         label_values = [pos if v else neg for v in labels.tolist()]
         confidence = np.where(positive, p, 1.0 - p)
         columns: dict[str, Any] = {}
-        if inputs.table is not None and "device_id" in inputs.table.columns:
+        records = inputs.records
+        if records is not None:
+            if any("device_id" in r for r in records):
+                columns["device_id"] = [plain(r.get("device_id", np.nan)) for r in records]
+        elif inputs.table is not None and "device_id" in inputs.table.columns:
             columns["device_id"] = [plain(v) for v in inputs.table["device_id"].tolist()]
         columns["label"] = label_values
         columns["probability"] = np.round(confidence, 6).tolist()
@@ -117,6 +129,19 @@ class Predictor(ModelFiles):
         probs = np.asarray(out.columns["probability"], dtype=float)
         if not np.all(np.isfinite(probs)):
             raise RuntimeError("warm-up prediction produced non-finite probabilities")
+
+
+def _check_record_values(records: list[dict[str, Any]]) -> None:
+    """_check_record_types for records still as sent."""
+    for column in LIST_FIELDS:
+        for number, record in enumerate(records, start=1):
+            if isinstance(record.get(column), dict):
+                raise BadInput(f"Record {number}: '{column}' must be a list or a '|'-joined string, "
+                               "not an object")
+    for column in SCALAR_FIELDS:
+        for number, record in enumerate(records, start=1):
+            if isinstance(record.get(column), (dict, list)):
+                raise BadInput(f"Record {number}: '{column}' must be a string")
 
 
 def _check_record_types(table: pd.DataFrame) -> None:

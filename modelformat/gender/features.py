@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -257,6 +257,12 @@ def _parse_times(values: np.ndarray) -> pd.Series:
     return stamps
 
 
+class _ListColumns(Protocol):
+    """(row, value) pairs of a list column, however the rows arrived."""
+
+    def __getitem__(self, column: str) -> tuple[np.ndarray, Values]: ...
+
+
 class _Lists:
     """Each list column of one frame exploded once, however many features read it."""
 
@@ -273,26 +279,63 @@ class _Lists:
 TEXT_LISTS = frozenset({"event_timestamps", "app_categories"})
 
 
+class _RecordLists:
+    """What _Lists gives for a frame of JSON records, read from the records themselves."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+        present = set().union(*records)
+        self._derived = {c: k for c, k in EVENT_KEYS if c not in present and "events" in present}
+        self._cache: dict[str, tuple[np.ndarray, Values]] = {}
+
+    def __getitem__(self, column: str) -> tuple[np.ndarray, Values]:
+        if column not in self._cache:
+            split = column not in TEXT_LISTS
+            keys = self._derived.get(column)
+            lists = [_pick(r.get("events"), keys) if keys else
+                     (v if type(v := r.get(column)) is list else _to_list(v, split)) for r in self.records]
+            lengths = [len(v) for v in lists]
+            rows = np.repeat(np.arange(len(lists), dtype=np.int64), lengths)
+            values = np.fromiter(itertools.chain.from_iterable(lists), dtype=object, count=sum(lengths))
+            self._cache[column] = rows, values
+        return self._cache[column]
+
+
+def _text_field(records: list[dict[str, Any]], name: str) -> list[str] | None:
+    """_strings of one scalar field, or None where the frame could read it differently (numbers)."""
+    out = []
+    for record in records:
+        value = record.get(name)
+        if value is None:
+            out.append("")
+        elif type(value) is str:
+            out.append(value.strip())
+        else:
+            return None
+    return out
+
+
+EVENT_KEYS = (("event_timestamps", ("timestamp", "ts", "time")),
+              ("event_lats", ("latitude", "lat")),
+              ("event_lons", ("longitude", "lon", "lng")))
+
+
+def _pick(events: Any, keys: tuple[str, ...]) -> list[Any]:
+    """One field of each event object (the first of ``keys`` it has)."""
+    if not isinstance(events, (list, tuple, np.ndarray)):
+        return []
+    return [next((ev[k] for k in keys if k in ev), None) for ev in events if isinstance(ev, dict)]
+
+
 def normalise_records(frame: pd.DataFrame) -> pd.DataFrame:
     """Bring JSON-style ``events`` into the flat list columns; add missing columns."""
     frame = frame.copy()
     frame.columns = [str(c) for c in frame.columns]
     if "events" in frame.columns:
-        def pick(events: Any, *keys: str) -> list[Any]:
-            if not isinstance(events, (list, tuple, np.ndarray)):
-                return []
-            out = []
-            for ev in events:
-                if isinstance(ev, dict):
-                    out.append(next((ev[k] for k in keys if k in ev), None))
-            return out
-
         ev = frame["events"]
-        for column, keys in (("event_timestamps", ("timestamp", "ts", "time")),
-                             ("event_lats", ("latitude", "lat")),
-                             ("event_lons", ("longitude", "lon", "lng"))):
+        for column, keys in EVENT_KEYS:
             if column not in frame.columns:
-                frame[column] = ev.map(lambda e, k=keys: pick(e, *k))
+                frame[column] = ev.map(lambda e, k=keys: _pick(e, k))
         frame = frame.drop(columns=["events"])
     for column in ("phone_brand", "device_model"):
         if column not in frame.columns:
@@ -377,7 +420,7 @@ def _one_hot(keys: pd.Series, index: pd.Index) -> sp.csr_matrix:
     )
 
 
-def _time_features(lists: _Lists, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _time_features(lists: _ListColumns, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows, values = lists["event_timestamps"]
     counts: np.ndarray = np.bincount(rows, minlength=n).astype(np.float64)
     hours: np.ndarray = np.zeros((n, 24))
@@ -392,7 +435,7 @@ def _time_features(lists: _Lists, n: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return counts, hours / denom[:, None], weekend / denom
 
 
-def _geo_features(lists: _Lists, n: int) -> np.ndarray:
+def _geo_features(lists: _ListColumns, n: int) -> np.ndarray:
     r_lat, lat = lists["event_lats"]
     r_lon, lon = lists["event_lons"]
     out = np.full((n, 6), np.nan)
@@ -412,8 +455,14 @@ def _geo_features(lists: _Lists, n: int) -> np.ndarray:
     mlon = np.bincount(r, weights=lo, minlength=n) / safe
     vlat = np.bincount(r, weights=la * la, minlength=n) / safe - mlat**2
     vlon = np.bincount(r, weights=lo * lo, minlength=n) / safe - mlon**2
-    places = pd.DataFrame({"r": r, "a": np.round(la, 2), "o": np.round(lo, 2)}).drop_duplicates()
-    n_places = np.bincount(places["r"].to_numpy(dtype=np.int64), minlength=n)
+    a, o = np.round(la, 2), np.round(lo, 2)
+    if r.size <= _SMALL:  # a set of a few tuples beats building a DataFrame
+        distinct = set(zip(r.tolist(), a.tolist(), o.tolist(), strict=True))
+        n_places = np.bincount(np.fromiter((p[0] for p in distinct), dtype=np.int64, count=len(distinct)),
+                               minlength=n)
+    else:
+        places = pd.DataFrame({"r": r, "a": a, "o": o}).drop_duplicates()
+        n_places = np.bincount(places["r"].to_numpy(dtype=np.int64), minlength=n)
     out[:, 0] = cnt / np.maximum(total, 1.0)
     out[has, 1] = mlat[has]
     out[has, 2] = mlon[has]
@@ -431,6 +480,8 @@ def _floats(values: Values) -> np.ndarray:
         if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
             return np.asarray(values.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
         values = _objects(values)
+    if values.size <= _SMALL and {type(v) for v in values.tolist()} <= {int, float}:
+        return np.array(values.tolist(), dtype=np.float64)  # what to_numeric gives plain numbers
     return np.asarray(pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64))
 
 
@@ -483,7 +534,7 @@ class DevicePipeline:
             self._index[name] = _Vocabulary(getattr(self, name))
         return self._index[name]
 
-    def _dense(self, lists: _Lists, n: int) -> np.ndarray:
+    def _dense(self, lists: _ListColumns, n: int) -> np.ndarray:
         counts, hours, weekend = _time_features(lists, n)
         geo = _geo_features(lists, n)
         r_inst, _ = lists["installed_apps"]
@@ -519,6 +570,51 @@ class DevicePipeline:
             _bag(r_cat, cat, self._idx("categories"), n),
         ]
         return sp.hstack(blocks, format="csr", dtype=np.float32)
+
+    def transform_records(self, records: list[dict[str, Any]]) -> sp.csr_matrix | None:
+        """``transform`` of a few JSON records without building a DataFrame (the same matrix, entry
+        for entry), or None for records it leaves to ``transform`` (scalar fields not text)."""
+        brands, models = _text_field(records, "phone_brand"), _text_field(records, "device_model")
+        if brands is None or models is None:
+            return None
+        n = len(records)
+        lists = _RecordLists(records)
+        mean = np.asarray(self.dense_mean)
+        dense = self._dense(lists, n)
+        dense = (np.where(np.isnan(dense), mean, dense) - mean) / np.asarray(self.dense_std)
+        dense = dense.astype(np.float32)
+        lookup = self._lookups()
+        n_brands, n_models, n_apps = len(self.brands) + 1, len(self.models) + 1, len(self.apps)
+        starts = np.cumsum([0, len(DENSE_NAMES), n_brands, n_models, n_apps, n_apps])
+        bags = [(*lists["installed_apps"], "apps", starts[3]), (*lists["active_apps"], "apps", starts[4]),
+                (*lists["app_categories"], "categories", starts[5])]
+        indices: list[int] = []
+        data: list[float] = []
+        indptr = [0]
+        for i in range(n):
+            row = dense[i]
+            kept = np.flatnonzero(row)  # csr_matrix(dense) stores no zeros
+            indices += kept.tolist()
+            data += row[kept].tolist()
+            brand, model = brands[i], brands[i] + "|" + models[i]
+            indices += [int(starts[1]) + lookup["brands"].get(brand, n_brands - 1),
+                        int(starts[2]) + lookup["models"].get(model, n_models - 1)]
+            data += [1.0, 1.0]
+            for rows, values, vocab, start in bags:  # binary bags, as _bag makes them
+                codes = {lookup[vocab].get(str(v), -1) for v in values[rows == i].tolist()}
+                codes.discard(-1)
+                indices += [int(start) + c for c in sorted(codes)]
+                data += [1.0] * len(codes)
+            indptr.append(len(indices))
+        return sp.csr_matrix((np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int32),
+                              np.asarray(indptr, dtype=np.int32)), shape=(n, self.n_features))
+
+    def _lookups(self) -> dict[str, dict[str, int]]:
+        """Each vocabulary as a dict: for a few values, faster than pandas' indexer."""
+        if not hasattr(self, "_lookup"):
+            self._lookup = {name: {v: i for i, v in enumerate(getattr(self, name))}
+                            for name in ("brands", "models", "apps", "categories")}
+        return self._lookup
 
     @property
     def feature_names(self) -> list[str]:

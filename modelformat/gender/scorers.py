@@ -37,9 +37,14 @@ class XGBoostScorer:
 
     def predict_proba(self, x: Matrix) -> np.ndarray:
         forest = self.forest
-        if forest is not None and isinstance(x, np.ndarray) and x.ndim == 2 \
-                and x.shape[0] <= self.SMALL_BATCH and x.shape[1] == forest.n_features:
-            return forest.predict(x).astype(np.float64)
+        if forest is not None and x.ndim == 2 and x.shape[0] <= self.SMALL_BATCH \
+                and x.shape[1] == forest.n_features:
+            if sp.issparse(x):  # XGBoost reads an entry a sparse row does not store as missing
+                dense = np.full(x.shape, np.nan, dtype=np.float32)
+                csr = sp.csr_matrix(x)
+                dense[np.repeat(np.arange(x.shape[0]), np.diff(csr.indptr)), csr.indices] = csr.data
+                x = dense
+            return forest.predict(np.asarray(x)).astype(np.float64)
         return np.asarray(self.booster.inplace_predict(x, validate_features=False), dtype=np.float64)
 
     def save(self, folder: Path) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -156,3 +157,60 @@ def test_arrow_timestamp_path_agrees_with_pandas() -> None:
     assert ok.tolist() == stamps.notna().tolist()
     assert hour[ok].tolist() == stamps.dt.hour[ok].astype(int).tolist()
     assert weekday[ok].tolist() == stamps.dt.day_of_week[ok].astype(int).tolist()
+
+
+def _odd_records(rng: np.random.Generator, base: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The synthetic records bent the ways clients send them: events as objects, '|'-joined
+    strings, missing and null fields, numbers as text, unknown values, bad coordinates."""
+    out = []
+    for i, record in enumerate(base):
+        r = dict(record)
+        kind = i % 8
+        if kind == 1:
+            r["events"] = [{"timestamp": t, "latitude": a, "longitude": o} for t, a, o in
+                           zip(r.pop("event_timestamps"), r.pop("event_lats"), r.pop("event_lons"), strict=True)]
+        elif kind == 2:
+            r["installed_apps"] = "|".join(map(str, r["installed_apps"]))  # type: ignore[arg-type]
+            r["app_categories"] = None
+        elif kind == 3:
+            r.pop("device_model")
+            r.pop("active_apps")
+            r["phone_brand"] = None
+        elif kind == 4:
+            r["event_lats"] = [str(v) for v in r["event_lats"]] + [0.0]  # type: ignore[attr-defined]
+            r["event_lons"] = [*list(r["event_lons"]), 0.0]  # type: ignore[call-overload]
+        elif kind == 5:
+            r["phone_brand"], r["device_model"] = "  Nobody's Phone ", "X-1"
+            r["installed_apps"] = [5001, "5002", int(rng.integers(1, 10**12)), "not-an-app"]  # ids as numbers
+        elif kind == 6:
+            r["event_timestamps"] = [1462100000, "1462100000.5", "2016-05-03T10:00:00Z", None, "garbage"]
+            r["event_lats"] = [999.0, 38.1, None, 38.2, 38.3]
+            r["event_lons"] = [114.4, 114.5, 114.6]  # not aligned with the lats: no geo features
+        elif kind == 7:
+            r = {"device_id": r["device_id"], "phone_brand": r["phone_brand"]}
+        out.append(r)
+    return out
+
+
+def test_a_few_json_records_featurise_as_sent_exactly_as_through_a_frame() -> None:
+    train = synth.generate(600, seed=3)
+    train["installed_apps"] = [[*apps, "5001", "5002"] for apps in train["installed_apps"]]  # numeric ids
+    pipeline = features.DevicePipeline().fit(train.drop(columns=["gender"]))
+    rng = np.random.default_rng(5)
+    checked = 0
+    for seed in range(12):
+        base = json.loads(synth.generate(16, seed=100 + seed).drop(columns=["gender"]).to_json(orient="records"))
+        records = _odd_records(rng, base) if seed % 2 else base
+        start = 0
+        for size in itertools.cycle((1, 2, 3)):  # every record, in batches of one to three
+            if start >= len(records):
+                break
+            batch, start = records[start:start + size], start + size
+            got = pipeline.transform_records(batch)
+            want = pipeline.transform(pd.DataFrame.from_records(batch))
+            assert got is not None and got.shape == want.shape
+            assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices), batch
+            assert np.array_equal(got.data, want.data), batch
+            checked += 1
+    assert checked >= 12 * 8
+    assert pipeline.transform_records([{"phone_brand": 7, "installed_apps": []}]) is None  # left to the frame
