@@ -39,10 +39,12 @@ def wait_ping(url: str, seconds: float) -> float:
             if status == 200:
                 return time.monotonic() - started
             last = f"{status} {body[:200].decode(errors='replace')}"
+            if status == 503 and b'"failed"' in body:
+                break  # the model will not load: no point in waiting longer
         except OSError as exc:
             last = str(exc)
         time.sleep(0.2)
-    raise CheckFailed(f"/ping not 200 within {seconds:g}s (last: {last})")
+    raise CheckFailed(f"/ping not 200 after {time.monotonic() - started:.0f}s (last: {last})")
 
 
 def release(url: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ class Release:
     """Everything a host needs to serve one release, sent to it explicitly by every deploy.
 
     ``model_dir`` and ``model_repository`` are paths on the host (mounted read-only at
-    /opt/ml/model and /opt/ml/models); ``environment`` goes into an env file of mode 0600 on the
+    /opt/ml/model and /opt/ml/models); ``{state_dir}`` in them stands for the host's state_dir; ``environment`` goes into an env file of mode 0600 on the
     host (MLAPP_DATABASE_URL holds a password), ``volumes`` are extra HOST:CONTAINER[:ro] mounts.
     """
 
@@ -32,6 +32,12 @@ class Release:
     volumes: tuple[str, ...] = ()
     workers: int | None = None
     pull: bool = True
+
+    def model_dir_on(self, host: Host) -> str:
+        return self.model_dir.replace("{state_dir}", host.state_dir)
+
+    def repository_on(self, host: Host) -> str | None:
+        return self.model_repository.replace("{state_dir}", host.state_dir) if self.model_repository else None
 
 
 @dataclass(frozen=True)
@@ -77,9 +83,9 @@ def run_command(release: Release, box: Container) -> str:
     """``podman run`` for the release in ``box``. Host networking: the container listens on its
     colour's port of the VM itself (and reaches the database the VM reaches); ``--restart always``
     brings it back after a crash, podman-restart.service after a reboot."""
-    mounts = ["-v", f"{release.model_dir}:/opt/ml/model:ro"]
+    mounts = ["-v", f"{release.model_dir_on(box.host)}:/opt/ml/model:ro"]
     if release.model_repository:
-        mounts += ["-v", f"{release.model_repository}:/opt/ml/models:ro"]
+        mounts += ["-v", f"{release.repository_on(box.host)}:/opt/ml/models:ro"]
     for volume in release.volumes:
         mounts += ["-v", volume]
     argv = ["podman", "run", "-d", "--name", box.name, "--network", "host", "--restart", "always",

@@ -200,7 +200,7 @@ http {{
 
     def close(self) -> None:
         names = [c.name for c in self.containers()]
-        subprocess.run(["podman", "rm", "-f", "-t", "5", *names], capture_output=True)
+        subprocess.run(["podman", "rm", "--force", "--ignore", "-t", "5", *names], capture_output=True)
         if self.ssh_config.exists():
             for h in self.hosts:  # the ControlMaster processes ssh left behind
                 subprocess.run(["ssh", "-F", str(self.ssh_config), "-O", "exit", h.name], capture_output=True)
@@ -216,6 +216,13 @@ class Sample:
     seconds: float
     status: int  # 0: no HTTP answer at all
     path: str
+
+
+def _dropped(sock: socket.socket) -> bool:
+    """An idle keep-alive connection the server closed: readable (EOF) before we sent anything."""
+    import select
+
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 @dataclass
@@ -245,6 +252,8 @@ class Load:
         while not self._stop.is_set():
             path, body = self.requests(n)
             n += self.threads
+            if conn.sock is not None and _dropped(conn.sock):
+                conn.close()  # as urllib3 does: nginx closed this idle connection (a reload)
             begin = time.monotonic()
             status = 0
             try:

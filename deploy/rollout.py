@@ -135,13 +135,13 @@ class Rollout:
         self.log(state.host.name, f"drained in {waited:.2f}s")
 
     def _records(self, host: Host) -> list[dict[str, Any]]:
-        text = self.podman.read_file(host, f"{self.release.model_dir}/warmup.json")
+        path = f"{self.release.model_dir_on(host)}/warmup.json"
         try:
-            records = json.loads(text)
-        except ValueError:
-            raise CheckFailed(f"{self.release.model_dir}/warmup.json is not JSON") from None
+            records = json.loads(self.podman.read_file(host, path))
+        except (ValueError, DeployError) as exc:
+            raise CheckFailed(f"{path}: no stored example to smoke-test with ({exc})") from None
         if not isinstance(records, list) or not records:
-            raise CheckFailed(f"{self.release.model_dir}/warmup.json holds no example records")
+            raise CheckFailed(f"{path} holds no example records")
         return list(records[: self.options.smoke_records])
 
     def _set(self, host: Host, port: int, weight: int) -> None:
@@ -161,7 +161,7 @@ class Rollout:
         try:
             ready = checks.wait_ping(new.url, opts.ready_seconds)
         except CheckFailed as exc:
-            raise CheckFailed(f"{new.name}: {exc}; its log ends:\n{self.podman.logs(new)}") from None
+            raise CheckFailed(f"{new.name}: {exc}; its log ends:\n{self.podman.logs(new, 8)}") from None
         served = checks.release(new.url)
         if served.get("release") != self.release.label:
             raise CheckFailed(f"{new.name} reports release {served.get('release')!r}, "
@@ -186,9 +186,9 @@ class Rollout:
 
     # --- back to the previous release ------------------------------------------------------------
     def _roll_back(self, states: list[HostState]) -> str:
-        touched = [s for s in states if s.new is not None]
+        touched = [s for s in reversed(states) if s.new is not None]  # newest first
         problems = []
-        for state in reversed(touched):
+        for state in touched:
             try:
                 self._restore(state)
                 self.log(state.host.name, f"rolled back to {state.previous or 'nothing'}")

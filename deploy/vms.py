@@ -35,7 +35,7 @@ def deploy_vms(*, release: Release, hosts: Sequence[Host], transport: Transport,
     podman = Podman(transport)
     if model_tar is not None:
         for host in hosts:  # before any host changes: a copy that fails leaves all as they were
-            podman.upload_model(host, model_tar, release.model_dir)
+            podman.upload_model(host, model_tar, release.model_dir_on(host))
     return Rollout(release, hosts, podman, nginx, options).run()
 
 
@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--release", help="label GET /release reports (default: the image tag)")
     what.add_argument("--model-tar", type=Path, help="model.tar.gz copied to and unpacked on every host")
     what.add_argument("--model-dir", help="model directory on every host (with --model-tar: where it is "
-                      "unpacked, default /var/lib/mlship/models/SHA256)")
+                      "unpacked, default {state_dir}/models/SHA256); {state_dir}: the host's")
     what.add_argument("--model-repository", help="MLapp model repository folder on every host")
     what.add_argument("--database-url", help="the portal's shared PostgreSQL (MLAPP_DATABASE_URL)")
     what.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.model_tar.is_file():
             raise DeployError(f"--model-tar {args.model_tar} does not exist; nothing was changed")
         tarball = args.model_tar.read_bytes()
-        model_dir = args.model_dir or f"/var/lib/mlship/models/{hashlib.sha256(tarball).hexdigest()[:16]}"
+        model_dir = args.model_dir or f"{{state_dir}}/models/{hashlib.sha256(tarball).hexdigest()[:16]}"
     elif args.model_dir:
         model_dir = args.model_dir
     else:
