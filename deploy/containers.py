@@ -20,8 +20,9 @@ class Release:
     """Everything a host needs to serve one release, sent to it explicitly by every deploy.
 
     ``model_dir`` and ``model_repository`` are paths on the host (mounted read-only at
-    /opt/ml/model and /opt/ml/models); ``{state_dir}`` in them stands for the host's state_dir; ``environment`` goes into an env file of mode 0600 on the
-    host (MLAPP_DATABASE_URL holds a password), ``volumes`` are extra HOST:CONTAINER[:ro] mounts.
+    /opt/ml/model and /opt/ml/models; ``{state_dir}`` in them stands for the host's state_dir);
+    ``environment`` goes into an env file of mode 0600 on the host (MLAPP_DATABASE_URL holds a
+    password); ``volumes`` are extra HOST:CONTAINER[:ro] mounts.
     """
 
     label: str
