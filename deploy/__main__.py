@@ -1,6 +1,7 @@
 """python -m deploy TARGET ...: deploy the gated image and model; prints the outcome as JSON.
 
     python -m deploy sagemaker --image-uri URI --model-tar model.tar.gz --bucket B --endpoint NAME --role ARN
+    python -m deploy sagemaker-champion --endpoint NAME --out DIR   (the model serving now, for the gate)
     python -m deploy vms --image URI --hosts h1:8080,h2:8080 --nginx-conf out/mlship.conf
 
 Exit 0: the new release serves. Exit 1: it does not; the message says why and what serves instead.
@@ -13,10 +14,10 @@ import json
 import sys
 from collections.abc import Sequence
 
-from deploy import sagemaker, vms
+from deploy import sagemaker, sagemaker_champion, vms
 from deploy.errors import DeployError
 
-TARGETS = {"sagemaker": sagemaker, "vms": vms}
+TARGETS = {"sagemaker": sagemaker, "sagemaker-champion": sagemaker_champion, "vms": vms}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
