@@ -2,6 +2,7 @@
 
     python -m deploy sagemaker --image-uri URI --model-tar model.tar.gz --bucket B --endpoint NAME --role ARN
     python -m deploy sagemaker-champion --endpoint NAME --out DIR   (the model serving now, for the gate)
+    python -m deploy sagemaker-train --image URI --data DIR [--local-root DIR]   (the Train stage as a job)
     python -m deploy vms --image URI --hosts h1:8080,h2:8080 --nginx-conf out/mlship.conf
 
 Exit 0: the new release serves. Exit 1: it does not; the message says why and what serves instead.
@@ -14,10 +15,11 @@ import json
 import sys
 from collections.abc import Sequence
 
-from deploy import sagemaker, sagemaker_champion, vms
+from deploy import sagemaker, sagemaker_champion, sagemaker_training, vms
 from deploy.errors import DeployError
 
-TARGETS = {"sagemaker": sagemaker, "sagemaker-champion": sagemaker_champion, "vms": vms}
+TARGETS = {"sagemaker": sagemaker, "sagemaker-champion": sagemaker_champion,
+           "sagemaker-train": sagemaker_training, "vms": vms}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
