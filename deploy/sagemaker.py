@@ -138,6 +138,10 @@ def deploy(aws: Aws, rel: Release, sleep: Any = time.sleep) -> dict[str, Any]:
     opts = rel.options
     before = rollout.current(aws.sm, rel.endpoint)  # refuses a busy or broken endpoint first
     previous = before["EndpointConfigName"] if before else None
+    if previous and rel.scaling is None and (scaled := alarms.scaled_variants(aws.autoscaling, rel.endpoint)):
+        raise DeployError(f"endpoint {rel.endpoint} autoscales variants {', '.join(scaled)}: an update must "
+                          "deregister them; pass --autoscale MIN:MAX so the deploy registers them again; "
+                          f"nothing was changed, {previous} serves")
     asynchronous = opts.async_output_s3_uri is not None
     examples = [] if asynchronous else warmup_examples(rel.model_tar)
     name = f"{rel.endpoint}-{_stamp()}"

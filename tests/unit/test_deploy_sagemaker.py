@@ -32,9 +32,9 @@ ARN = "arn:aws:sagemaker:us-east-1:123456789012:endpoint/gender"
 @pytest.fixture
 def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")  # moto has no IAM role to check
-    from sagemaker.core.utils.utils import SageMakerClient
-
-    SageMakerClient.reset()  # the SDK caches clients per session; each test has its own server
+    utils = pytest.importorskip("sagemaker.core.utils.utils", reason="the sagemaker SDK is not installed: "
+                                "pip install --no-deps -r requirements/sagemaker-sdk.lock")
+    utils.SageMakerClient.reset()  # the SDK caches clients per session; each test has its own server
     import urllib.request
 
     import boto3
@@ -211,16 +211,50 @@ def stamped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sagemaker, "_stamp", lambda: "20261201-090000")
 
 
+def _scale(aws_env: str, low: int, high: int) -> None:
+    import boto3
+
+    boto3.client("application-autoscaling").register_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId="endpoint/gender/variant/AllTraffic",
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount", MinCapacity=low, MaxCapacity=high)
+
+
+def _targets() -> list[tuple[str, int, int]]:
+    import boto3
+
+    found = boto3.client("application-autoscaling").describe_scalable_targets(ServiceNamespace="sagemaker")
+    return [(t["ResourceId"], t["MinCapacity"], t["MaxCapacity"]) for t in found["ScalableTargets"]]
+
+
 def test_guarded_update_sends_the_canary_deployment_config_and_ends_on_the_new_config(
         aws_env: str, model_tar: Path, stamped: None) -> None:
+    import boto3
+
+    _scale(aws_env, 1, 2)  # an autoscaled endpoint: deregistered for the update, registered again after
+    seen: list[list[tuple[str, int, int]]] = []
     sm, stub = _stubbed("sagemaker")
+    sm.meta.events.register("provide-client-params.sagemaker.UpdateEndpoint", lambda **_: seen.append(_targets()))
     _update_stubs(stub, model_tar, CANARY)
     stub.add_response("describe_endpoint", _described("Updating", OLD))
     stub.add_response("describe_endpoint", _described("InService", NEW))
     stub.add_response("list_endpoint_configs", {"EndpointConfigs": []}, {"NameContains": "gender"})
-    out = sagemaker.deploy(_aws(aws_env, sm=sm, runtime=_smoke_ok(model_tar)), _release(model_tar, options=CANARY))
+    rel = _release(model_tar, options=CANARY, scaling=sagemaker.alarms.Scaling(2, 5, 800.0))
+    out = sagemaker.deploy(_aws(aws_env, sm=sm, runtime=_smoke_ok(model_tar)), rel)
     stub.assert_no_pending_responses()
     assert out["action"] == "updated" and out["previous_config"] == OLD and out["endpoint_config"] == NEW
+    assert seen == [[]]  # no scalable target while UpdateEndpoint was sent
+    assert _targets() == [("endpoint/gender/variant/AllTraffic", 2, 5)]
+    alarms = boto3.client("cloudwatch").describe_alarms(AlarmNames=out["alarms"])["MetricAlarms"]
+    assert len(alarms) == 2
+
+
+def test_an_autoscaled_endpoint_is_not_updated_without_autoscale(aws_env: str, model_tar: Path) -> None:
+    _scale(aws_env, 1, 2)
+    sm, stub = _stubbed("sagemaker")
+    stub.add_response("describe_endpoint", _described("InService", OLD))
+    with pytest.raises(DeployError, match=f"autoscales variants AllTraffic.*--autoscale MIN:MAX.*nothing was changed, {OLD} serves"):
+        sagemaker.deploy(_aws(aws_env, sm=sm), _release(model_tar))
+    assert _targets() == [("endpoint/gender/variant/AllTraffic", 1, 2)]
 
 
 @pytest.mark.parametrize("traffic,key", [("LINEAR", "LinearStepSize"), ("ALL_AT_ONCE", None)])
