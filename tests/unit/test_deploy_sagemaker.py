@@ -420,3 +420,37 @@ def test_extraction_keeps_links_inside(tmp_path: Path) -> None:
         tar.addfile(_info("sub/alias.json", tarfile.SYMTYPE, "model.json"))
     extract(path, tmp_path / "out")
     assert (tmp_path / "out/sub/alias.json").read_text() == "{}"
+
+
+def test_a_new_endpoint_that_fails_its_smoke_test_is_reported_with_nothing_to_roll_back_to(
+        aws_env: str, model_tar: Path, stamped: None) -> None:
+    runtime, rstub = _stubbed("sagemaker-runtime")
+    rstub.add_response("invoke_endpoint", _answer(0))
+    with pytest.raises(DeployError, match=f"{NEW} on gender failed its smoke test .*0 predictions back.*no earlier config"):
+        sagemaker.deploy(_aws(aws_env, runtime=runtime), _release(model_tar))
+
+
+def test_model_trainer_submits_the_image_as_a_training_job(aws_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The Train stage as a real job, through ModelTrainer, against moto (which completes jobs at once
+    and runs nothing: the container tier runs the image under the SDK's local mode)."""
+    import boto3
+
+    argv = ["sagemaker-train", "--image", IMAGE, "--data", "s3://models/data", "--role", ROLE,
+            "--output", "s3://models/out", "--job-name", "wt11-job", "--hp", "num_round=5", "--hp", "algorithm=xgboost"]
+    assert deploy_main(argv) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["mode"] == "sagemaker" and out["model_tar"] == f"s3://models/out/{out['job']}/output/model.tar.gz"
+    job = boto3.client("sagemaker").describe_training_job(TrainingJobName=out["job"])
+    assert job["AlgorithmSpecification"]["TrainingImage"] == IMAGE and job["RoleArn"] == ROLE
+    assert job["HyperParameters"] == {"num_round": "5", "algorithm": "xgboost"}
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
+    assert channels == {"train": "s3://models/data/train/", "validation": "s3://models/data/validation/"}
+    assert job["OutputDataConfig"]["S3OutputPath"] == "s3://models/out"
+
+
+def test_local_training_needs_a_train_folder(tmp_path: Path) -> None:
+    pytest.importorskip("sagemaker.core.training.configs", reason="the sagemaker SDK is not installed")
+    from deploy.sagemaker_training import train
+
+    with pytest.raises(DeployError, match="has no train/ folder"):
+        train(image="mlship:x", data=str(tmp_path), hyperparameters={}, role=ROLE, local_root=tmp_path / "root")
