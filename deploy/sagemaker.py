@@ -8,7 +8,9 @@ a TypeError). `--endpoint-url` points every client at another implementation (th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,19 +148,21 @@ def deploy(aws: Aws, rel: Release, sleep: Any = time.sleep) -> dict[str, Any]:
     examples = [] if asynchronous else warmup_examples(rel.model_tar)
     name = f"{rel.endpoint}-{_stamp()}"
     key = f"{rel.endpoint}/{name}/model.tar.gz"
-    aws.s3.upload_file(str(rel.model_tar), rel.bucket, key)
     model_data = f"s3://{rel.bucket}/{key}"
-    variants = requests.production_variants(name, opts, _first_model(aws, previous) if previous and
-                                            opts.ab_weight is not None else None)
-    _create_model_and_config(aws, rel, name, model_data, variants)
-    alarm_names = alarms.create_alarms(aws.cloudwatch, rel.endpoint, name,
-                                       [v["VariantName"] for v in variants], rel.limits)
+    with _refused(f"preparing release {name}", previous):
+        aws.s3.upload_file(str(rel.model_tar), rel.bucket, key)
+        variants = requests.production_variants(name, opts, _first_model(aws, previous) if previous and
+                                                opts.ab_weight is not None else None)
+        _create_model_and_config(aws, rel, name, model_data, variants)
+        alarm_names = alarms.create_alarms(aws.cloudwatch, rel.endpoint, name,
+                                           [v["VariantName"] for v in variants], rel.limits)
     guarded = opts.serverless_memory_mb is None  # blue/green guardrails do not apply to serverless
     deployment = requests.deployment_config(opts.guardrails, alarm_names) if guarded else None
     unscaled: list[str] = []
     if previous is None:
-        Endpoint.create(endpoint_name=rel.endpoint, endpoint_config_name=name, session=aws.session,
-                        region=aws.region)
+        with _refused(f"CreateEndpoint {rel.endpoint} -> {name}", previous):
+            Endpoint.create(endpoint_name=rel.endpoint, endpoint_config_name=name, session=aws.session,
+                            region=aws.region)
         action = "created"
     else:
         unscaled = alarms.deregister(aws.autoscaling, rel.endpoint)
@@ -197,6 +201,18 @@ def deploy(aws: Aws, rel: Release, sleep: Any = time.sleep) -> dict[str, Any]:
             "variants": {v["VariantName"]: v["ModelName"] for v in variants},
             "deployment_config": deployment if action == "updated" else None, "alarms": alarm_names,
             "smoke_test": smoke, "autoscaling": policies, "removed_releases": removed}
+
+
+@contextlib.contextmanager
+def _refused(what: str, serving: str | None) -> Iterator[None]:
+    """An AWS error (or the SDK's validation of a request) as a DeployError saying what serves."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (ClientError, BotoCoreError, Boto3Error, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise DeployError(f"{what} failed ({exc}); {serving or 'nothing'} serves") from exc
 
 
 def _rescale(aws: Aws, rel: Release, variants: list[str]) -> list[str]:

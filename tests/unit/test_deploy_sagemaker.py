@@ -454,3 +454,8 @@ def test_local_training_needs_a_train_folder(tmp_path: Path) -> None:
 
     with pytest.raises(DeployError, match="has no train/ folder"):
         train(image="mlship:x", data=str(tmp_path), hyperparameters={}, role=ROLE, local_root=tmp_path / "root")
+
+
+def test_a_refused_create_is_a_named_failure(aws_env: str, model_tar: Path) -> None:
+    with pytest.raises(DeployError, match="preparing release gender-.* failed .*NoSuchBucket.*; nothing serves"):
+        sagemaker.deploy(_aws(aws_env), sagemaker.Release(IMAGE, model_tar, "no-such-bucket", "gender", ROLE))
