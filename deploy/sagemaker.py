@@ -211,7 +211,8 @@ def _refused(what: str, serving: str | None) -> Iterator[None]:
 
     try:
         yield
-    except (ClientError, BotoCoreError, Boto3Error, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+    # pydantic's ValidationError (the SDK checking a request) is a ValueError
+    except (ClientError, BotoCoreError, Boto3Error, ValueError) as exc:
         raise DeployError(f"{what} failed ({exc}); {serving or 'nothing'} serves") from exc
 
 
