@@ -1,6 +1,8 @@
 """python -m deploy TARGET ...: deploy the gated image and model; prints the outcome as JSON.
 
     python -m deploy sagemaker --image-uri URI --model-tar model.tar.gz --bucket B --endpoint NAME --role ARN
+    python -m deploy sagemaker-champion --endpoint NAME --out DIR   (the model serving now, for the gate)
+    python -m deploy sagemaker-train --image URI --data DIR [--local-root DIR]   (the Train stage as a job)
     python -m deploy vms --image URI --inventory vms.json --model-tar model.tar.gz \
         --nginx-conf /etc/nginx/conf.d/mlship.conf
     python -m deploy vms-champion --urls http://10.0.0.1:8081 --out build/champion
@@ -15,10 +17,11 @@ import json
 import sys
 from collections.abc import Sequence
 
-from deploy import champion, sagemaker, vms
+from deploy import champion, sagemaker, sagemaker_champion, sagemaker_training, vms
 from deploy.errors import DeployError
 
-TARGETS = {"sagemaker": sagemaker, "vms": vms, "vms-champion": champion}
+TARGETS = {"sagemaker": sagemaker, "sagemaker-champion": sagemaker_champion,
+           "sagemaker-train": sagemaker_training, "vms": vms, "vms-champion": champion}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,62 +1,225 @@
-"""Deploy to a SageMaker endpoint: upload model.tar.gz, create model and endpoint config, create or
-update the endpoint, wait for InService. `--endpoint-url` points boto3 at another implementation (the
-tests use moto's server)."""
+"""Deploy to a SageMaker endpoint: guarded blue/green update, alarms, smoke test, rollback, pruning.
+
+Model, endpoint config and a new endpoint go through the sagemaker SDK's resources
+(`sagemaker.core.resources`); the guarded update goes through boto3's UpdateEndpoint with a
+DeploymentConfig, which the SDK 3.27 cannot send (`ModelBuilder.deploy(update_endpoint=True)` raises
+a TypeError). `--endpoint-url` points every client at another implementation (the tests use moto)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy import sagemaker_alarms as alarms
+from deploy import sagemaker_requests as requests
+from deploy import sagemaker_rollout as rollout
 from deploy.errors import DeployError
+from deploy.sagemaker_cleanup import prune
+from deploy.sagemaker_tarball import warmup_examples
 
 
 def _stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
 
 
-def deploy_sagemaker(*, image_uri: str, model_tar: Path, bucket: str, endpoint: str, role: str,
-                     instance_type: str = "ml.m5.large", instance_count: int = 1,
-                     endpoint_url: str | None = None, region: str = "us-east-1",
-                     environment: dict[str, str] | None = None, wait_seconds: float = 1800) -> dict[str, Any]:
-    import boto3
+def _drop_empty(parsed: Any, **_: Any) -> None:
+    """botocore after-call hook: some implementations (moto) return `{}` for absent structures,
+    which the SDK's pydantic shapes reject; AWS itself omits them."""
+    if isinstance(parsed, dict):
+        for key in [k for k, v in parsed.items() if v == {}]:
+            del parsed[key]
+        for value in parsed.values():
+            _drop_empty(value)
+    elif isinstance(parsed, list):
+        for value in parsed:
+            _drop_empty(value)
 
-    s3 = boto3.client("s3", region_name=region, endpoint_url=endpoint_url)
-    sm = boto3.client("sagemaker", region_name=region, endpoint_url=endpoint_url)
-    name = f"{endpoint}-{_stamp()}"
-    key = f"{endpoint}/{name}/model.tar.gz"
-    s3.upload_file(str(model_tar), bucket, key)
-    model_data = f"s3://{bucket}/{key}"
-    sm.create_model(ModelName=name, ExecutionRoleArn=role, PrimaryContainer={
-        "Image": image_uri, "ModelDataUrl": model_data, "Environment": environment or {}})
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": instance_count,
-        "InstanceType": instance_type, "InitialVariantWeight": 1.0}])
-    try:
-        sm.describe_endpoint(EndpointName=endpoint)
-        action = "updated"
-        sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=name)
-    except sm.exceptions.ClientError as exc:
-        if "Could not find" not in str(exc) and "ValidationException" not in str(exc):
-            raise
+
+@dataclass
+class Aws:
+    """The clients a deploy talks through; tests build it from moto-backed or stubbed clients."""
+
+    session: Any  # boto3.Session: the SDK's resources make their own clients from it
+    region: str
+    sm: Any
+    runtime: Any
+    s3: Any
+    cloudwatch: Any
+    autoscaling: Any
+
+    @classmethod
+    def connect(cls, region: str, endpoint_url: str | None = None) -> Aws:
+        import boto3
+        from botocore.config import Config
+
+        session = boto3.Session(region_name=region)
+        if endpoint_url:
+            session._session.set_config_variable("endpoint_url", endpoint_url)
+        session.events.register("after-call.sagemaker", _drop_empty)
+        config = Config(retries={"max_attempts": 3, "mode": "standard"})
+
+        def client(name: str) -> Any:
+            return session.client(name, config=config)
+
+        return cls(session, region, client("sagemaker"), client("sagemaker-runtime"), client("s3"),
+                   client("cloudwatch"), client("application-autoscaling"))
+
+
+@dataclass(frozen=True)
+class Release:
+    image_uri: str
+    model_tar: Path
+    bucket: str
+    endpoint: str
+    role: str
+    options: requests.Options = field(default_factory=requests.Options)
+    limits: alarms.AlarmLimits = field(default_factory=alarms.AlarmLimits)
+    scaling: alarms.Scaling | None = None
+    keep: int = 3
+    wait_seconds: float = 3600
+    poll_seconds: float = 15
+
+
+USER_MAPS = ("Environment",)  # maps whose keys are the user's (variable names), not API fields
+
+
+def _snake(value: Any) -> Any:
+    """An API request dictionary as the SDK's shapes spell their fields (snake_case)."""
+    from sagemaker.core.utils.utils import pascal_to_snake
+
+    if isinstance(value, dict):
+        return {pascal_to_snake(k): v if k in USER_MAPS else _snake(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_snake(v) for v in value]
+    return value
+
+
+def _create_model_and_config(aws: Aws, rel: Release, name: str, model_data: str,
+                             variants: list[dict[str, Any]]) -> None:
+    """Through the SDK's resources, which validate the request against the API's shapes first."""
+    from sagemaker.core import shapes
+    from sagemaker.core.resources import EndpointConfig, Model
+
+    container = {"Image": rel.image_uri, "ModelDataUrl": model_data, "Environment": {"MLSHIP_RELEASE": name}}
+    Model.create(model_name=name,
+                 primary_container=shapes.ContainerDefinition.model_validate(_snake(container)),
+                 execution_role_arn=rel.role, session=aws.session, region=aws.region)
+    capture, asynchronous = requests.data_capture(rel.options), requests.async_inference(rel.options)
+    if rel.options.serverless_memory_mb is not None:
+        # The SDK 3.27 serialises memory_size_in_mb as "MemorySizeInMb", which the API refuses
+        # (it wants MemorySizeInMB), so a serverless config goes through boto3 as it is.
+        request: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": variants}
+        request.update({k: v for k, v in (("DataCaptureConfig", capture),
+                                          ("AsyncInferenceConfig", asynchronous)) if v})
+        aws.sm.create_endpoint_config(**request)
+        return
+    extra: dict[str, Any] = {}
+    if capture:
+        extra["data_capture_config"] = shapes.DataCaptureConfig.model_validate(_snake(capture))
+    if asynchronous:
+        extra["async_inference_config"] = shapes.AsyncInferenceConfig.model_validate(_snake(asynchronous))
+    EndpointConfig.create(endpoint_config_name=name, session=aws.session, region=aws.region,
+                          production_variants=[shapes.ProductionVariant.model_validate(_snake(v))
+                                               for v in variants], **extra)
+
+
+def _first_model(aws: Aws, config: str) -> str:
+    variants = aws.sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    return str(variants[0]["ModelName"])
+
+
+def deploy(aws: Aws, rel: Release, sleep: Any = time.sleep) -> dict[str, Any]:
+    """Create or update the endpoint to a new release; raises DeployError unless the new one serves."""
+    from sagemaker.core.resources import Endpoint
+
+    opts = rel.options
+    before = rollout.current(aws.sm, rel.endpoint)  # refuses a busy or broken endpoint first
+    previous = before["EndpointConfigName"] if before else None
+    if previous and rel.scaling is None and (scaled := alarms.scaled_variants(aws.autoscaling, rel.endpoint)):
+        raise DeployError(f"endpoint {rel.endpoint} autoscales variants {', '.join(scaled)}: an update must "
+                          "deregister them; pass --autoscale MIN:MAX so the deploy registers them again; "
+                          f"nothing was changed, {previous} serves")
+    asynchronous = opts.async_output_s3_uri is not None
+    examples = [] if asynchronous else warmup_examples(rel.model_tar)
+    name = f"{rel.endpoint}-{_stamp()}"
+    key = f"{rel.endpoint}/{name}/model.tar.gz"
+    model_data = f"s3://{rel.bucket}/{key}"
+    with _refused(f"preparing release {name}", previous):
+        aws.s3.upload_file(str(rel.model_tar), rel.bucket, key)
+        variants = requests.production_variants(name, opts, _first_model(aws, previous) if previous and
+                                                opts.ab_weight is not None else None)
+        _create_model_and_config(aws, rel, name, model_data, variants)
+        alarm_names = alarms.create_alarms(aws.cloudwatch, rel.endpoint, name,
+                                           [v["VariantName"] for v in variants], rel.limits)
+    guarded = opts.serverless_memory_mb is None  # blue/green guardrails do not apply to serverless
+    deployment = requests.deployment_config(opts.guardrails, alarm_names) if guarded else None
+    unscaled: list[str] = []
+    if previous is None:
+        with _refused(f"CreateEndpoint {rel.endpoint} -> {name}", previous):
+            Endpoint.create(endpoint_name=rel.endpoint, endpoint_config_name=name, session=aws.session,
+                            region=aws.region)
         action = "created"
-        sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=name)
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        status = sm.describe_endpoint(EndpointName=endpoint)
-        if status["EndpointStatus"] in ("InService", "Failed"):
-            break
-        if time.monotonic() > deadline:
-            raise DeployError(f"endpoint {endpoint} still {status['EndpointStatus']} after {wait_seconds}s")
-        print(f"deploy: endpoint {endpoint} {status['EndpointStatus']} ...", flush=True)
-        time.sleep(15)
-    if status["EndpointStatus"] == "Failed":
-        raise DeployError(f"endpoint {endpoint} failed: {status.get('FailureReason', 'no reason given')}")
-    return {"target": "sagemaker", "endpoint": endpoint, "action": action, "model": name,
-            "endpoint_config": status["EndpointConfigName"], "model_data": model_data, "image": image_uri,
-            "status": status["EndpointStatus"]}
+    else:
+        unscaled = alarms.deregister(aws.autoscaling, rel.endpoint)
+        update: dict[str, Any] = {"EndpointName": rel.endpoint, "EndpointConfigName": name}
+        if deployment:
+            update["DeploymentConfig"] = deployment
+        try:
+            aws.sm.update_endpoint(**update)
+        except aws.sm.exceptions.ClientError as exc:
+            _rescale(aws, rel, unscaled)
+            raise DeployError(f"UpdateEndpoint {rel.endpoint} -> {name} was refused ({exc}); "
+                              f"{previous} serves") from exc
+        action = "updated"
+    try:
+        desc = rollout.wait(aws.sm, rel.endpoint, name, rel.wait_seconds, rel.poll_seconds, sleep)
+    except DeployError:
+        _rescale(aws, rel, unscaled)  # the old config serves on: give it its scaling back
+        raise
+    smoke = "skipped: asynchronous endpoints answer through InvokeEndpointAsync" if asynchronous else "passed"
+    if not asynchronous:
+        why = rollout.smoke(aws.runtime, rel.endpoint, examples)
+        if why is not None:
+            if previous is None:
+                raise DeployError(f"{name} on {rel.endpoint} failed its smoke test ({why}); there is no "
+                                  "earlier config to roll back to, so the failing release serves")
+            err = rollout.roll_back(aws.sm, rel.endpoint, previous, name, why, rel.wait_seconds,
+                                    rel.poll_seconds, sleep)
+            _rescale(aws, rel, unscaled)
+            raise err
+    policies = _rescale(aws, rel, [v["VariantName"] for v in variants])
+    in_use = {name, *(v["ModelName"] for v in variants)}
+    removed = prune(aws.sm, aws.cloudwatch, rel.endpoint, rel.keep, in_use)
+    return {"target": "sagemaker", "endpoint": rel.endpoint, "action": action, "model": name,
+            "endpoint_config": desc["EndpointConfigName"], "previous_config": previous,
+            "model_data": model_data, "image": rel.image_uri, "status": desc["EndpointStatus"],
+            "variants": {v["VariantName"]: v["ModelName"] for v in variants},
+            "deployment_config": deployment if action == "updated" else None, "alarms": alarm_names,
+            "smoke_test": smoke, "autoscaling": policies, "removed_releases": removed}
 
+
+@contextlib.contextmanager
+def _refused(what: str, serving: str | None) -> Iterator[None]:
+    """An AWS error (or the SDK's validation of a request) as a DeployError saying what serves."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    # pydantic's ValidationError (the SDK checking a request) is a ValueError
+    except (ClientError, BotoCoreError, Boto3Error, ValueError) as exc:
+        raise DeployError(f"{what} failed ({exc}); {serving or 'nothing'} serves") from exc
+
+
+def _rescale(aws: Aws, rel: Release, variants: list[str]) -> list[str]:
+    if rel.scaling is None or rel.options.serverless_memory_mb is not None:
+        return []
+    return [alarms.register(aws.autoscaling, rel.endpoint, v, rel.scaling) for v in variants]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,12 +232,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instance-count", type=int, default=1)
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--endpoint-url", help="another AWS implementation (moto server in tests)")
+    g = parser.add_argument_group("guarded update (BlueGreenUpdatePolicy)")
+    g.add_argument("--traffic", choices=requests.TRAFFIC_TYPES, default="CANARY")
+    g.add_argument("--step-percent", type=int, default=10, help="canary size or linear step (%% of capacity)")
+    g.add_argument("--bake-seconds", type=int, default=300, help="wait after each traffic shift")
+    g.add_argument("--termination-wait-seconds", type=int, default=120)
+    g.add_argument("--max-5xx", type=int, default=1, help="5xx errors per minute that roll back")
+    g.add_argument("--max-latency-ms", type=int, default=500, help="mean model latency that rolls back")
+    o = parser.add_argument_group("options")
+    o.add_argument("--capture-s3-uri", help="DataCaptureConfig destination (s3://bucket/prefix)")
+    o.add_argument("--capture-percent", type=int, default=100)
+    o.add_argument("--autoscale", metavar="MIN:MAX", help="scalable target with a target-tracking policy")
+    o.add_argument("--invocations-per-instance", type=float, default=1000.0)
+    o.add_argument("--serverless-memory-mb", type=int, help="ServerlessConfig instead of instances")
+    o.add_argument("--serverless-max-concurrency", type=int, default=5)
+    o.add_argument("--async-output-s3-uri", help="AsyncInferenceConfig output path")
+    o.add_argument("--ab-weight", type=float,
+                   help="the new model's traffic share; the model serving now keeps the rest")
+    o.add_argument("--keep-releases", type=int, default=3, help="releases kept; older ones are removed")
+    o.add_argument("--wait-seconds", type=float, default=3600, help="longest wait for the endpoint to settle")
+    o.add_argument("--poll-seconds", type=float, default=15, help="between DescribeEndpoint calls")
+
+
+def release_from(args: argparse.Namespace) -> Release:
+    if not args.model_tar.is_file():
+        raise DeployError(f"--model-tar {args.model_tar} does not exist")
+    if args.ab_weight is not None and not 0 < args.ab_weight < 1:
+        raise DeployError("--ab-weight must be between 0 and 1")
+    scaling = None
+    if args.autoscale:
+        low, _, high = args.autoscale.partition(":")
+        scaling = alarms.Scaling(int(low), int(high), args.invocations_per_instance)
+    guard = requests.Guardrails(args.traffic, args.step_percent, args.bake_seconds,
+                                args.termination_wait_seconds, min(28800, max(600, int(args.wait_seconds))))
+    opts = requests.Options(args.instance_type, args.instance_count, args.capture_s3_uri,
+                            args.capture_percent, args.serverless_memory_mb, args.serverless_max_concurrency,
+                            args.async_output_s3_uri, args.ab_weight, guard)
+    return Release(args.image_uri, args.model_tar, args.bucket, args.endpoint, args.role, opts,
+                   alarms.AlarmLimits(args.max_5xx, args.max_latency_ms), scaling, args.keep_releases,
+                   args.wait_seconds, args.poll_seconds)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    if not args.model_tar.is_file():
-        raise DeployError(f"--model-tar {args.model_tar} does not exist")
-    return deploy_sagemaker(image_uri=args.image_uri, model_tar=args.model_tar, bucket=args.bucket,
-                            endpoint=args.endpoint, role=args.role, instance_type=args.instance_type,
-                            instance_count=args.instance_count, endpoint_url=args.endpoint_url,
-                            region=args.region)
+    return deploy(Aws.connect(args.region, args.endpoint_url), release_from(args))
