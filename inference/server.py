@@ -32,6 +32,9 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "graceful_timeout": 25,
         "keepalive": 5,
         "preload_app": False,
+        # gunicorn 27's control socket (~/.gunicorn/gunicorn.ctl) would be shared by every server of
+        # the same user and lets any local process of that user reconfigure this one: not wanted.
+        "control_socket_disable": True,
         "accesslog": None,
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
