@@ -20,7 +20,7 @@ from deploy import sagemaker_requests as requests
 from deploy import sagemaker_rollout as rollout
 from deploy.errors import DeployError
 from deploy.sagemaker_cleanup import prune
-from deploy.sagemaker_tarball import warmup_examples
+from deploy.tarball import warmup_examples
 
 
 def _stamp() -> str:

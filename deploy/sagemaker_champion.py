@@ -13,7 +13,7 @@ from typing import Any
 
 from deploy.errors import DeployError
 from deploy.sagemaker import Aws
-from deploy.sagemaker_tarball import MANIFEST, extract
+from deploy.tarball import MANIFEST, extract
 
 
 def champion(aws: Aws, endpoint: str, out: Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from deploy.errors import DeployError
 from deploy.hosts import Host, Transport, load_inventory, parse_hosts, transport_for
 from deploy.nginx import Nginx, nginx_conf
 from deploy.rollout import Options, Rollout
+from deploy.tarball import check as tarball_check
 
 __all__ = ["add_arguments", "deploy_vms", "nginx_conf", "run"]
 
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.model_tar is not None:
         if not args.model_tar.is_file():
             raise DeployError(f"--model-tar {args.model_tar} does not exist; nothing was changed")
+        tarball_check(args.model_tar)  # the hosts' tar must not be handed a member that escapes
         tarball = args.model_tar.read_bytes()
         model_dir = args.model_dir or f"{{state_dir}}/models/{hashlib.sha256(tarball).hexdigest()[:16]}"
     elif args.model_dir:

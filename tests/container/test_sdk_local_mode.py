@@ -197,6 +197,6 @@ def test_local_session_hosts_the_model_and_invokes_it_with_json_and_csv(local_en
 def test_the_deploy_smoke_test_passes_against_the_local_endpoint(local_endpoint: Any, trained: Path) -> None:
     """The deploy's own smoke check (warm-up examples from model.tar.gz) through the SDK's runtime."""
     from deploy.sagemaker_rollout import smoke
-    from deploy.sagemaker_tarball import warmup_examples
+    from deploy.tarball import warmup_examples
 
     assert smoke(local_endpoint.sagemaker_runtime_client, "wt11-gender", warmup_examples(trained)) is None

@@ -20,7 +20,7 @@ from deploy import sagemaker
 from deploy.__main__ import main as deploy_main
 from deploy.errors import DeployError
 from deploy.sagemaker_requests import Guardrails, Options
-from deploy.sagemaker_tarball import extract, warmup_examples
+from deploy.tarball import extract, warmup_examples
 
 pytestmark = pytest.mark.e2e
 ROLE = "arn:aws:iam::123456789012:role/sm"

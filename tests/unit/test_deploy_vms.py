@@ -138,3 +138,23 @@ def test_champion_from_the_vms_is_what_the_gate_compares_with(release_server: st
     assert gate._metrics(tmp_path / "champ") == {"roc_auc": 0.71, "logloss": 0.6}
     with pytest.raises(DeployError, match="no host answered"):
         champion.fetch_champion([f"http://127.0.0.1:{free_port()}"], tmp_path / "none")
+
+
+def test_a_model_tarball_whose_member_escapes_is_refused_before_any_host_is_touched(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+    import tarfile
+
+    from deploy.__main__ import main
+
+    evil = tmp_path / "model.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        payload = b"{}"
+        member = tarfile.TarInfo("../../etc/cron.d/model.json")
+        member.size = len(payload)
+        tar.addfile(member, io.BytesIO(payload))
+    code = main(["vms", "--image", "reg/mlship:abc", "--hosts", "vm1=127.0.0.1", "--model-tar", str(evil),
+                 "--nginx-conf", str(tmp_path / "site.conf"), "--transport", "local"])
+    assert code == 1
+    assert "points outside the model directory" in capsys.readouterr().err
+    assert not (tmp_path / "site.conf").exists()

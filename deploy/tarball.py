@@ -44,6 +44,13 @@ def _escapes(path: PurePosixPath) -> bool:
     return False
 
 
+def check(tar_path: Path) -> None:
+    """Refuse a tarball with a member that could write outside the folder it is unpacked in."""
+    with tarfile.open(tar_path, "r:*") as tar:
+        for member in tar.getmembers():
+            _check(member)
+
+
 def extract(tar_path: Path, target: Path) -> Path:
     """Unpack into target after checking every member; nothing is written if one is refused."""
     with tarfile.open(tar_path, "r:*") as tar:
