@@ -215,6 +215,11 @@ class Settings:
         "MLAPP_JOB_CHUNK_ROWS", 20000, "Rows per batch-job chunk (memory bound and commit unit).",
         _positive_int,
     )
+    job_max_rows_per_second: float = env(
+        "MLAPP_JOB_MAX_ROWS_PER_SECOND", 0.0,
+        "Cap on the rows per second a batch job processes in a serve process, so that online requests "
+        "on the same host keep their latency (0: no cap).", _seconds,
+    )
     lease_seconds: float = env(
         "MLAPP_LEASE_SECONDS", 30.0,
         "A running job whose worker stops renewing this lease is picked up by another.", _seconds,

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -87,6 +88,7 @@ class JobRunner:
             _, predictor = self.dataplane.registry.predictor(row["model_name"], row["model_version"])
             part = done // chunk_rows
             frames = self._frames(spec, chunk_rows, part)
+            started, resumed_at = time.monotonic(), done
             for frame in frames:
                 if self._stop.is_set():
                     return  # the lease will expire and another worker resumes
@@ -105,6 +107,7 @@ class JobRunner:
                     return
                 done += len(frame)
                 part += 1
+                self._pace(started, done - resumed_at)
             self.store.finish(claim, "succeed", rows_total=done)
             log.info("prediction job succeeded: %d rows", done)
         except (BadInput, NotFound) as exc:
@@ -116,6 +119,12 @@ class JobRunner:
             close = getattr(frames, "close", None)
             if close is not None:
                 close()
+
+    def _pace(self, started: float, rows: int) -> None:
+        """Hold the job to MLAPP_JOB_MAX_ROWS_PER_SECOND (the heartbeat keeps the lease meanwhile)."""
+        cap = self.config.max_rows_per_second
+        if cap > 0:
+            self._stop.wait(max(0.0, started + rows / cap - time.monotonic()))
 
     def _frames(self, spec: dict[str, Any], chunk_rows: int, skip: int) -> Any:
         if "records" in spec:

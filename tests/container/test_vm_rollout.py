@@ -87,7 +87,10 @@ def _release(image: str, lab: Lab, label: str, model_dir: str, pg_url: str, **en
                    model_repository=str(lab.dir / "models" / "repository"),
                    environment={"MLAPP_DATABASE_URL": pg_url, "MLAPP_DATA_DIR": str(data / "mlapp"),
                                 "MLAPP_ALLOWED_ROOTS": str(data), "MLAPP_LEASE_SECONDS": "3",
-                                "MLAPP_JOB_CHUNK_ROWS": "100", "SAGEMAKER_MODEL_SERVER_WORKERS": "2", **env},
+                                "MLAPP_JOB_CHUNK_ROWS": "100", "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+                                # ~90 s for the job below, however fast the machine: it must outlast
+                                # the rollout to show its lease handed over between hosts
+                                "MLAPP_JOB_MAX_ROWS_PER_SECOND": "100", **env},
                    volumes=(f"{data}:{data}",), pull=False)
 
 
@@ -134,7 +137,7 @@ def test_rollout_under_load_has_no_failed_request_and_hands_the_batch_job_over(
     first = _deploy(lab, _release(image, lab, "r1", str(models / "v1"), pg_url))
     assert [h["previous"] for h in first["hosts"]] == [None, None, None]
 
-    rows = 12_000
+    rows = 9_000
     source = lab.dir / "data" / "rows.jsonl"
     frame = factories.devices(rows, seed=7).drop(columns=["gender"])
     frame.to_json(source, orient="records", lines=True)

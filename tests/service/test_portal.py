@@ -449,3 +449,19 @@ def test_online_records_skip_the_wal_flush_unless_durable(pg_url: str, durable: 
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == ("on" if durable else "off")
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"  # jobs always wait
+
+
+def test_a_capped_job_keeps_to_its_rows_per_second(gender_model: MLPaths, model_repository: Path,
+                                                  database_url: str, tmp_path: Path) -> None:
+    import time
+
+    app = make_app(gender_model, model_repository, database_url, tmp_path, MLAPP_JOB_MAX_ROWS_PER_SECOND="100")
+    created = app.test_client().post("/api/providers/prediction/create",
+                                     json={"model": "gender", "input": records(100)}).get_json()
+    began = time.monotonic()
+    drain(app)
+    took = time.monotonic() - began
+    done = app.test_client().get(f"/api/providers/prediction/check?prediction_id={created['prediction_id']}"
+                                 ).get_json()
+    assert done["status"] == "SUCCEEDED" and done["rows_done"] == 100
+    assert took >= 0.95, took  # 100 rows at 100 rows/s: the cap paced the chunks (a lower bound only)
