@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ["serve_gender", "gender_talkingdata", "propensity_quality", "propensity_serving", "portal"]
+SUITES = ["serve_gender", "gender_talkingdata", "propensity_quality", "propensity_serving", "portal",
+          "rollout"]
 
 
 def main(argv: list[str]) -> int:

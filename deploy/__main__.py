@@ -1,7 +1,9 @@
 """python -m deploy TARGET ...: deploy the gated image and model; prints the outcome as JSON.
 
     python -m deploy sagemaker --image-uri URI --model-tar model.tar.gz --bucket B --endpoint NAME --role ARN
-    python -m deploy vms --image URI --hosts h1:8080,h2:8080 --nginx-conf out/mlship.conf
+    python -m deploy vms --image URI --inventory vms.json --model-tar model.tar.gz \
+        --nginx-conf /etc/nginx/conf.d/mlship.conf
+    python -m deploy vms-champion --urls http://10.0.0.1:8081 --out build/champion
 
 Exit 0: the new release serves. Exit 1: it does not; the message says why and what serves instead.
 """
@@ -13,10 +15,10 @@ import json
 import sys
 from collections.abc import Sequence
 
-from deploy import sagemaker, vms
+from deploy import champion, sagemaker, vms
 from deploy.errors import DeployError
 
-TARGETS = {"sagemaker": sagemaker, "vms": vms}
+TARGETS = {"sagemaker": sagemaker, "vms": vms, "vms-champion": champion}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

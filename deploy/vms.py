@@ -1,89 +1,141 @@
-"""Deploy to VMs behind nginx: write the upstream that balances over the hosts, then restart one host
-at a time with the `--run` command and wait for its /ping before touching the next; all hosts share
-the portal store given by `--database-url` (PostgreSQL)."""
+"""Deploy to VMs behind nginx: each host runs the image with podman, the new release beside the old
+one, and nginx is switched host by host with no failed request; any failure rolls every host back.
+
+    python -m deploy vms --image REG/mlship:TAG --inventory vms.json --ssh-config ~/.ssh/mlship \
+        --model-tar model.tar.gz --database-url postgresql://... \
+        --nginx-host lb1 --nginx-conf /etc/nginx/conf.d/mlship.conf [--canary-weight 1 --canary-seconds 120]
+
+See deploy/rollout.py for the steps; README "Deploying to VMs" for the inventory and credentials.
+"""
 
 from __future__ import annotations
 
 import argparse
-import shlex
-import subprocess
-import time
-import urllib.request
+import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deploy.checks import Watch
+from deploy.containers import Podman, Release
 from deploy.errors import DeployError
+from deploy.hosts import Host, Transport, load_inventory, parse_hosts, transport_for
+from deploy.nginx import Nginx, nginx_conf
+from deploy.rollout import Options, Rollout
+
+__all__ = ["add_arguments", "deploy_vms", "nginx_conf", "run"]
 
 
-def nginx_conf(hosts: Sequence[str], listen: int = 80) -> str:
-    """The load balancer in front of the VMs: /ping-failing or dead hosts are skipped."""
-    servers = "\n".join(f"    server {h} max_fails=2 fail_timeout=10s;" for h in hosts)
-    return f"""# Written by `python -m deploy vms`: MLapp / SageMaker-style serve on several VMs.
-upstream mlship {{
-{servers}
-    keepalive 32;
-}}
-server {{
-    listen {listen};
-    client_max_body_size 100m;
-    location / {{
-        proxy_pass http://mlship;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header X-Request-Id $request_id;
-        proxy_next_upstream error timeout http_502 http_503;
-        proxy_read_timeout 120s;
-    }}
-}}
-"""
+def deploy_vms(*, release: Release, hosts: Sequence[Host], transport: Transport, nginx: Nginx,
+               options: Options | None = None, model_tar: bytes | None = None) -> dict[str, Any]:
+    """Roll ``release`` out over ``hosts``; raises DeployError with every host on the previous
+    release when it cannot. ``model_tar`` (a model.tar.gz) is unpacked on every host first, into
+    the release's ``model_dir``."""
+    podman = Podman(transport)
+    if model_tar is not None:
+        for host in hosts:  # before any host changes: a copy that fails leaves all as they were
+            podman.upload_model(host, model_tar, release.model_dir_on(host))
+    return Rollout(release, hosts, podman, nginx, options).run()
 
 
-def _ping(host: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://{host}/ping", timeout=3) as resp:
-                if resp.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.5)
-    return False
+def _env_pairs(items: Sequence[str], files: Sequence[Path]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    lines = [line for f in files for line in f.read_text().splitlines()]
+    for item in [*lines, *items]:
+        if not item.strip() or item.lstrip().startswith("#"):
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise DeployError(f"environment entry {key!r} is not KEY=VALUE; nothing was changed")
+        env[key.strip()] = value
+    return env
 
 
-def deploy_vms(*, image: str, hosts: Sequence[str], nginx_path: Path, run: str,
-               database_url: str | None = None, ready_seconds: float = 120) -> dict[str, Any]:
-    nginx_path.parent.mkdir(parents=True, exist_ok=True)
-    nginx_path.write_text(nginx_conf(hosts))
-    done = []
-    for host in hosts:  # one at a time: the others keep serving behind nginx
-        command = run.format(host=host.split(":")[0], hostport=host, image=shlex.quote(image),
-                             database_url=shlex.quote(database_url or ""))
-        print(f"deploy: {host}: {command}", flush=True)
-        result = subprocess.run(command, shell=True, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise DeployError(f"{host}: restart command failed ({result.returncode}): "
-                               f"{result.stderr[-500:]}")
-        if not _ping(host, ready_seconds):
-            raise DeployError(f"{host}: /ping not 200 within {ready_seconds:g}s after the restart; "
-                               "stopping the rollout so the remaining hosts keep the old version")
-        done.append(host)
-    return {"target": "vms", "image": image, "hosts": done, "nginx_conf": str(nginx_path)}
-
+def _ports(text: str) -> tuple[int, int]:
+    blue, _, green = text.partition(",")
+    return int(blue), int(green)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image", required=True)
-    parser.add_argument("--hosts", required=True, help="comma-separated host:port list")
-    parser.add_argument("--nginx-conf", type=Path, required=True)
-    parser.add_argument("--run",
-                        default="ssh {host} 'podman pull {image} && systemctl --user restart mlship'",
-                        help="restart command per host; {host}, {hostport}, {image}, {database_url}")
-    parser.add_argument("--database-url", help="shared PostgreSQL of the portal")
+    what = parser.add_argument_group("the release")
+    what.add_argument("--image", required=True, help="image reference the hosts pull and run")
+    what.add_argument("--release", help="label GET /release reports (default: the image tag)")
+    what.add_argument("--model-tar", type=Path, help="model.tar.gz copied to and unpacked on every host")
+    what.add_argument("--model-dir", help="model directory on every host (with --model-tar: where it is "
+                      "unpacked, default {state_dir}/models/SHA256); {state_dir}: the host's")
+    what.add_argument("--model-repository", help="MLapp model repository folder on every host")
+    what.add_argument("--database-url", help="the portal's shared PostgreSQL (MLAPP_DATABASE_URL)")
+    what.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                      help="container environment; repeatable")
+    what.add_argument("--env-file", type=Path, action="append", default=[],
+                      help="KEY=VALUE lines (e.g. a Jenkins secret file); repeatable")
+    what.add_argument("--volume", action="append", default=[], metavar="HOST:CONTAINER[:ro]")
+    what.add_argument("--workers", type=int, help="gunicorn workers per container")
+    what.add_argument("--no-pull", action="store_true", help="the image is already on the hosts")
+    where = parser.add_argument_group("the hosts")
+    where.add_argument("--hosts", help="NAME[=ADDRESS][:PORT],... (ssh alias = HTTP address by default)")
+    where.add_argument("--inventory", type=Path, help="JSON: [{name, address, ports, prefix, state_dir}]")
+    where.add_argument("--ports", type=_ports, default=(8081, 8082), help="blue,green host ports for --hosts")
+    where.add_argument("--transport", choices=["ssh", "local"], default="ssh")
+    where.add_argument("--ssh-config", type=Path, help="ssh -F file: host aliases, keys, known hosts")
+    lb = parser.add_argument_group("the load balancer")
+    lb.add_argument("--nginx-conf", required=True, help="site file on the nginx host, included by nginx.conf")
+    lb.add_argument("--nginx-host", default="local", help="ssh alias of the nginx host, or 'local'")
+    lb.add_argument("--nginx-pid", default="/run/nginx.pid")
+    lb.add_argument("--nginx-test", default="nginx -t -q")
+    lb.add_argument("--nginx-reload", default="nginx -s reload")
+    lb.add_argument("--listen", default="80", help="nginx listen directive of the site")
+    how = parser.add_argument_group("the rollout")
+    how.add_argument("--ready-seconds", type=float, default=120)
+    how.add_argument("--watch-seconds", type=float, default=10, help="error-rate watch after each switch")
+    how.add_argument("--max-error-rate", type=float, default=0.01)
+    how.add_argument("--canary-weight", type=int, help="first host's nginx weight (others: 10)")
+    how.add_argument("--canary-seconds", type=float, default=60)
+    how.add_argument("--no-portal-smoke", action="store_true", help="no portal (MLAPP_ENABLED=false)")
+    how.add_argument("--portal-key-env", help="environment variable holding a portal API key for the smoke")
+
+
+def _hosts(args: argparse.Namespace) -> list[Host]:
+    if bool(args.hosts) == bool(args.inventory):
+        raise DeployError("give --hosts or --inventory (one of them); nothing was changed")
+    if args.inventory:
+        return load_inventory(args.inventory)
+    return parse_hosts(args.hosts, args.ports)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
-    return deploy_vms(image=args.image, hosts=hosts, nginx_path=args.nginx_conf, run=args.run,
-                      database_url=args.database_url)
+    hosts = _hosts(args)
+    label = args.release or args.image.rpartition(":")[2] or args.image
+    env = _env_pairs(args.env, args.env_file)
+    if args.database_url:
+        env["MLAPP_DATABASE_URL"] = args.database_url
+    tarball = None
+    if args.model_tar is not None:
+        if not args.model_tar.is_file():
+            raise DeployError(f"--model-tar {args.model_tar} does not exist; nothing was changed")
+        tarball = args.model_tar.read_bytes()
+        model_dir = args.model_dir or f"{{state_dir}}/models/{hashlib.sha256(tarball).hexdigest()[:16]}"
+    elif args.model_dir:
+        model_dir = args.model_dir
+    else:
+        raise DeployError("give --model-tar or --model-dir; nothing was changed")
+    headers = {}
+    if args.portal_key_env:
+        key = os.environ.get(args.portal_key_env)
+        if not key:
+            raise DeployError(f"${args.portal_key_env} is empty; nothing was changed")
+        headers["X-Api-Key"] = key
+    release = Release(label=label, image=args.image, model_dir=model_dir,
+                      model_repository=args.model_repository, environment=env, volumes=tuple(args.volume),
+                      workers=args.workers, pull=not args.no_pull)
+    transport = transport_for(args.transport, args.ssh_config)
+    nginx_transport = transport_for("local" if args.nginx_host == "local" else "ssh", args.ssh_config)
+    nginx = Nginx(nginx_transport, args.nginx_host, args.nginx_conf, pid_file=args.nginx_pid,
+                  test_command=args.nginx_test, reload_command=args.nginx_reload, listen=args.listen)
+    options = Options(ready_seconds=args.ready_seconds,
+                      watch=Watch(args.watch_seconds, args.max_error_rate),
+                      canary_weight=args.canary_weight, canary_seconds=args.canary_seconds,
+                      portal_smoke=not args.no_portal_smoke, portal_headers=headers)
+    return deploy_vms(release=release, hosts=hosts, transport=transport, nginx=nginx, options=options,
+                      model_tar=tarball)

@@ -1,23 +1,19 @@
 """The Jenkins pipeline without Jenkins: the Jenkinsfile's plan, the gate, and both deploy targets
-(SageMaker against moto's server, VMs against local HTTP servers and a real `nginx -t`)."""
+(SageMaker against moto's server; the VM target is tested in test_deploy_vms.py)."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from deploy import sagemaker, vms
+from deploy import sagemaker
 from deploy.__main__ import main as deploy_main
-from deploy.errors import DeployError
 from jenkins import gate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,48 +169,3 @@ def test_sagemaker_deploy_creates_then_updates_the_endpoint(moto_server: str, tm
     s3 = boto3.client("s3", endpoint_url=moto_server)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="models")["Contents"]]
     assert len(keys) == 2 and all(k.endswith("/model.tar.gz") for k in keys)
-
-
-# --- VMs ----------------------------------------------------------------------------------------
-class _Ping(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200 if self.path == "/ping" else 404)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def test_vm_rollout_goes_host_by_host_and_stops_at_an_unhealthy_one(tmp_path: Path) -> None:
-    from tests.e2e.helpers import free_port
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ping)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    healthy = f"127.0.0.1:{server.server_address[1]}"
-    dead = f"127.0.0.1:{free_port()}"
-    log = tmp_path / "restarts.log"
-    run = f"echo {{hostport}} {{image}} >> {log}"
-    try:
-        out = vms.deploy_vms(image="reg/mlship:abc", hosts=[healthy], nginx_path=tmp_path / "n.conf", run=run)
-        assert out["hosts"] == [healthy]
-        with pytest.raises(DeployError, match="not 200 within"):
-            vms.deploy_vms(image="reg/mlship:abc", hosts=[dead, healthy], nginx_path=tmp_path / "n.conf",
-                              run=run, ready_seconds=1)
-    finally:
-        server.shutdown()
-        server.server_close()
-    # the second rollout touched the dead host and stopped before the healthy one
-    assert log.read_text().splitlines() == [f"{healthy} reg/mlship:abc", f"{dead} reg/mlship:abc"]
-
-
-@pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
-                    reason="nginx is not installed (`./run setup` installs it)")
-def test_vm_nginx_config_is_valid_nginx(tmp_path: Path) -> None:
-    site = vms.nginx_conf(["10.0.0.1:8080", "10.0.0.2:8080"], listen=18080)
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log; events {{}}\n"
-                    f"http {{ access_log off; client_body_temp_path {tmp_path}; proxy_temp_path {tmp_path};\n"
-                    f"fastcgi_temp_path {tmp_path}; uwsgi_temp_path {tmp_path}; scgi_temp_path {tmp_path};\n"
-                    f"{site} }}\n")
-    check = subprocess.run(["/usr/sbin/nginx", "-t", "-c", str(conf)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr

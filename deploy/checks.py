@@ -1,0 +1,137 @@
+"""What the deploy asks a container directly (not through nginx) before and after it takes traffic:
+/ping, GET /release, a smoke prediction through /invocations and the portal, its 5xx rate."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+JSON = "application/json"
+
+
+class CheckFailed(Exception):
+    """A container did not pass a check; the rollout turns it into a rollback."""
+
+
+def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
+         timeout: float = 10) -> tuple[int, bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": JSON, "Accept": JSON, **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def wait_ping(url: str, seconds: float) -> float:
+    """Seconds until /ping answered 200 (the model loaded and its warm-up example predicted)."""
+    started = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - started < seconds:
+        try:
+            status, body = http("GET", f"{url}/ping", timeout=3)
+            if status == 200:
+                return time.monotonic() - started
+            last = f"{status} {body[:200].decode(errors='replace')}"
+            if status == 503 and b'"failed"' in body:
+                break  # the model will not load: no point in waiting longer
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise CheckFailed(f"/ping not 200 after {time.monotonic() - started:.0f}s (last: {last})")
+
+
+def release(url: str) -> dict[str, Any]:
+    """GET /release: {"release", "model", "version", "manifest"}."""
+    try:
+        status, body = http("GET", f"{url}/release", timeout=5)
+    except OSError as exc:
+        raise CheckFailed(f"GET /release: {exc}") from None
+    if status != 200:
+        raise CheckFailed(f"GET /release answered {status}: {body[:200].decode(errors='replace')}")
+    return dict(json.loads(body))
+
+
+def _predictions(status: int, body: bytes, records: list[dict[str, Any]], what: str) -> list[Any]:
+    if status != 200:
+        raise CheckFailed(f"{what} answered {status}: {body[:300].decode(errors='replace')}")
+    try:
+        predictions = json.loads(body)["predictions"]
+    except (ValueError, KeyError, TypeError):
+        raise CheckFailed(f"{what} answered 200 without a JSON 'predictions' list: "
+                          f"{body[:200].decode(errors='replace')}") from None
+    if not isinstance(predictions, list) or len(predictions) != len(records):
+        got = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
+        raise CheckFailed(f"{what}: {len(records)} example records gave {got} predictions")
+    return predictions
+
+
+def smoke(url: str, records: list[dict[str, Any]], served: dict[str, Any], portal: bool = True,
+          portal_headers: dict[str, str] | None = None) -> None:
+    """The model's stored example through /invocations and, when the portal is on, through
+    POST /api/providers/prediction/invoke against the same model version."""
+    try:
+        status, body = http("POST", f"{url}/invocations", records, timeout=30)
+        _predictions(status, body, records, "POST /invocations")
+        if portal:
+            ref = {"model": served["model"], "version": served["version"], "input": records}
+            status, body = http("POST", f"{url}/api/providers/prediction/invoke", ref, portal_headers,
+                                timeout=30)
+            _predictions(status, body, records, "POST /api/providers/prediction/invoke")
+    except OSError as exc:
+        raise CheckFailed(f"smoke request: {exc}") from None
+
+
+def server_errors(url: str) -> tuple[float, float]:
+    """(all requests, 5xx answers) the container counted since it started (GET /metrics)."""
+    try:
+        status, body = http("GET", f"{url}/metrics", headers={"Accept": "text/plain"}, timeout=5)
+    except OSError as exc:
+        raise CheckFailed(f"GET /metrics: {exc}") from None
+    if status != 200:
+        raise CheckFailed(f"GET /metrics answered {status}")
+    total = errors = 0.0
+    for line in body.decode().splitlines():
+        if not line.startswith("mlship_http_requests_total{") or any(
+                f'route="{own}"' in line for own in ("/metrics", "/ping", "/release")):
+            continue  # the deploy's own probes
+        labels, _, value = line.rpartition(" ")
+        total += float(value)
+        if 'status="5' in labels:
+            errors += float(value)
+    return total, errors
+
+
+@dataclass(frozen=True)
+class Watch:
+    """How a container that just took traffic is judged: /ping and its 5xx share over ``seconds``."""
+
+    seconds: float = 10.0
+    max_error_rate: float = 0.01
+    interval: float = 0.5
+
+    def run(self, url: str) -> dict[str, float]:
+        total0, errors0 = server_errors(url)
+        deadline = time.monotonic() + self.seconds
+        total, errors = total0, errors0
+        while True:
+            try:
+                status, _ = http("GET", f"{url}/ping", timeout=3)
+            except OSError as exc:
+                raise CheckFailed(f"/ping failed while taking traffic: {exc}") from None
+            if status != 200:
+                raise CheckFailed(f"/ping answered {status} while taking traffic")
+            total, errors = server_errors(url)
+            requests, failed = total - total0, errors - errors0
+            if requests and failed / requests > self.max_error_rate:
+                raise CheckFailed(f"{failed:g} of {requests:g} requests answered 5xx while taking traffic "
+                                  f"(allowed {self.max_error_rate:.1%})")
+            if time.monotonic() >= deadline:
+                return {"requests": requests, "errors": failed}
+            time.sleep(self.interval)

@@ -1,0 +1,217 @@
+"""The VM rollout with real parts: three "VMs" (containers of the built image, reached through a real
+sshd on loopback), a real nginx in front that the deploy configures and reloads, the shared
+PostgreSQL, and >= 50 requests/s through nginx for the whole rollout.
+
+1. A new release (new label, new model version) reaches every host with 0 failed requests, and a
+   portal batch job running across the rollout finishes with every row exactly once.
+2. A release that fails on the last host (its model's warm-up fails, so /ping never turns 200)
+   rolls back the two hosts already moved: every host serves the previous release, 0 failures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from container.paths import MLPaths
+from deploy import checks
+from deploy.checks import Watch
+from deploy.containers import Release
+from deploy.errors import DeployError
+from deploy.lab import Lab, Load, summary
+from deploy.rollout import Options
+from deploy.vms import deploy_vms
+from inference.portal.records import input_hash
+from tests import factories
+
+pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.postgres]
+PREFIX = os.environ.get("MLSHIP_LAB_PREFIX", "mlship-lab")  # containers and temp dirs are named so
+OPTIONS = Options(ready_seconds=60, watch=Watch(seconds=2, max_error_rate=0.0, interval=0.25))
+
+
+def _podman_works() -> bool:
+    return shutil.which("podman") is not None and subprocess.run(
+        ["podman", "info"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    if not _podman_works():
+        pytest.skip("podman is not installed or cannot run here; the VM tests need it")
+    if not Path("/usr/sbin/sshd").exists():
+        pytest.skip("openssh-server is not installed (`./run setup` installs it)")
+    tag = os.environ.get("MLSHIP_IMAGE")
+    if tag:
+        return tag
+    from jenkins.image import build
+
+    return str(build("mlship:test")["image"])
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    """Models go where the containers' uid 1000 can read them (pytest's folders are 0700)."""
+    shutil.copytree(src, dst)
+    for root, dirs, files in os.walk(dst):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o755)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o644)
+    return dst
+
+
+@pytest.fixture
+def lab(image: str, gender_model: MLPaths, model_repository: Path) -> Iterator[Lab]:
+    with Lab(3, prefix=PREFIX) as lab:
+        models = lab.dir / "models"
+        _copy(gender_model.model_dir, models / "v1")
+        _copy(model_repository / "gender" / "v2", models / "v2")
+        _copy(model_repository, models / "repository")
+        data = lab.dir / "data"
+        data.mkdir(mode=0o777)
+        data.chmod(0o777)
+        yield lab
+
+
+def _release(image: str, lab: Lab, label: str, model_dir: str, pg_url: str, **env: str) -> Release:
+    data = lab.dir / "data"
+    return Release(label=label, image=image, model_dir=model_dir,
+                   model_repository=str(lab.dir / "models" / "repository"),
+                   environment={"MLAPP_DATABASE_URL": pg_url, "MLAPP_DATA_DIR": str(data / "mlapp"),
+                                "MLAPP_ALLOWED_ROOTS": str(data), "MLAPP_LEASE_SECONDS": "3",
+                                "MLAPP_JOB_CHUNK_ROWS": "100", "SAGEMAKER_MODEL_SERVER_WORKERS": "2", **env},
+                   volumes=(f"{data}:{data}",), pull=False)
+
+
+def _deploy(lab: Lab, release: Release, options: Options = OPTIONS) -> dict[str, Any]:
+    return deploy_vms(release=release, hosts=lab.hosts, transport=lab.transport(), nginx=lab.nginx(),
+                      options=options)
+
+
+def _load(lab: Lab) -> Load:
+    """~60 requests/s: /invocations (retried by nginx if need be) and every 8th a portal invoke,
+    which nginx does not retry once sent, so it shows a host that drops a request."""
+    records = json.dumps(json.loads(factories.devices(2, seed=3).drop(columns=["gender"])
+                                    .to_json(orient="records"))).encode()
+    portal = json.dumps({"model": "gender", "version": "v1",
+                         "input": json.loads(records)}).encode()
+
+    def request(n: int) -> tuple[str, bytes]:
+        return ("/api/providers/prediction/invoke", portal) if n % 8 == 7 else ("/invocations", records)
+
+    return Load(lab.url, request, threads=8, rate=8.5)
+
+
+def _served(lab: Lab) -> dict[str, dict[str, Any]]:
+    """What each host's running container reports through GET /release."""
+    out = {}
+    for host in lab.hosts:
+        ps = subprocess.run(["podman", "ps", "--format", "{{.Names}}", "--filter", f"name=^{host.prefix}-"],
+                            capture_output=True, text=True, check=True).stdout.split()
+        assert len(ps) == 1, (host.name, ps)  # exactly one colour left running
+        port = host.ports[0] if ps[0].endswith("-blue") else host.ports[1]
+        out[host.name] = checks.release(host.url(port))
+    return out
+
+
+def _call(method: str, url: str, body: Any = None) -> dict[str, Any]:
+    status, raw = checks.http(method, url, body, timeout=30)
+    assert status in (200, 202), raw
+    return dict(json.loads(raw))
+
+
+def test_rollout_under_load_has_no_failed_request_and_hands_the_batch_job_over(
+        image: str, lab: Lab, pg_url: str) -> None:
+    models = lab.dir / "models"
+    first = _deploy(lab, _release(image, lab, "r1", str(models / "v1"), pg_url))
+    assert [h["previous"] for h in first["hosts"]] == [None, None, None]
+
+    rows = 12_000
+    source = lab.dir / "data" / "rows.jsonl"
+    frame = factories.devices(rows, seed=7).drop(columns=["gender"])
+    frame.to_json(source, orient="records", lines=True)
+    source.chmod(0o644)
+    pid = _call("POST", f"{lab.url}/api/providers/prediction/create",
+                {"model": "gender", "version": "v1", "input": {"location": str(source)}})["prediction_id"]
+    check = f"{lab.url}/api/providers/prediction/check?prediction_id={pid}&limit=1"
+    deadline = time.monotonic() + 30
+    while _call("GET", check)["rows_done"] == 0:
+        assert time.monotonic() < deadline, "the batch job never started"
+        time.sleep(0.1)
+
+    load = _load(lab).start()
+    try:
+        time.sleep(2)
+        began = load.now()
+        out = _deploy(lab, _release(image, lab, "r2", str(models / "v2"), pg_url))
+        ended = load.now()
+        job_during = _call("GET", check)
+        time.sleep(1)
+    finally:
+        load.stop()
+    during = summary(load.window(began, ended))
+    everything = summary(load.samples)
+    failed = [s for s in load.samples if s.status != 200]
+    assert everything["failed"] == 0, failed[:10]
+    assert during["rate"] >= 50, during
+    assert during["requests"] > 50 * (ended - began) * 0.9, during
+
+    assert [h["previous"] for h in out["hosts"]] == ["r1", "r1", "r1"]
+    served = _served(lab)
+    for host, release in served.items():
+        assert release["release"] == "r2", (host, release)
+        assert release["manifest"]["algorithm"] == "logreg", host  # v2's model, not v1's
+    log = "\n".join(f"{e['t']} {e['host']} {e['step']}" for e in out["events"])
+    assert log.count("drained in") == 3 and log.count("smoke test passed") == 3, log
+
+    assert job_during["status"] in {"QUEUED", "RUNNING"}, job_during  # the rollout ran under the job
+    deadline = time.monotonic() + 150
+    while (job := _call("GET", check))["status"] not in {"SUCCEEDED", "FAILED"}:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    assert job["status"] == "SUCCEEDED", job
+    assert job["attempts"] >= 2, job  # its host was replaced under it: another one took the lease over
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(sa.text("SELECT row_index, input_sha256 FROM prediction_rows "
+                                          "WHERE prediction_id = :p ORDER BY row_index"), {"p": pid}).all()
+    finally:
+        engine.dispose()
+    assert [r[0] for r in stored] == list(range(rows))  # none lost, none twice
+    assert [r[1] for r in stored] == [input_hash(r) for r in json.loads(frame.to_json(orient="records"))]
+
+
+def test_a_release_failing_on_the_last_host_rolls_every_host_back_with_no_failed_request(
+        image: str, lab: Lab, pg_url: str) -> None:
+    models = lab.dir / "models"
+    _deploy(lab, _release(image, lab, "r1", str(models / "v1"), pg_url))
+    for host in lab.hosts:  # each VM has its own disk: vm3's copy of the new model is broken
+        target = _copy(models / "v2", Path(host.state_dir) / "model-r2")
+        if host.name == "vm3":
+            (target / "warmup.json").write_text("[]")
+    load = _load(lab).start()
+    try:
+        time.sleep(1)
+        with pytest.raises(DeployError) as failure:
+            _deploy(lab, _release(image, lab, "r2", "{state_dir}/model-r2", pg_url))
+        time.sleep(1)
+    finally:
+        load.stop()
+    message = str(failure.value)
+    assert message.startswith("vm3: ") and "/ping" in message and "warmup.json" in message, message
+    assert "rolled back 3 host(s) (vm3, vm2, vm1); every host serves r1 as before" in message, message
+    everything = summary(load.samples)
+    assert everything["failed"] == 0, [s for s in load.samples if s.status != 200][:10]
+    assert everything["rate"] >= 50, everything
+    for host, release in _served(lab).items():
+        assert release["release"] == "r1", (host, release)
+        assert release["manifest"]["algorithm"] == "xgboost", host

@@ -1,0 +1,140 @@
+"""deploy vms without VMs: the generated nginx site (checked by a real `nginx -t`), installing it
+(a bad one is refused and the previous one stays), the release each host receives, the inventory,
+and reading the champion from a host's GET /release (a real local HTTP server)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy import champion, vms
+from deploy.__main__ import main as deploy_main
+from deploy.containers import Container, Release, env_file_text, run_command
+from deploy.errors import DeployError
+from deploy.hosts import Host, LocalShell, load_inventory, parse_hosts
+from deploy.nginx import Nginx, Server, site_conf
+from jenkins import gate
+
+NGINX = "/usr/sbin/nginx"
+needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None and not Path(NGINX).exists(),
+                                 reason="nginx is not installed (`./run setup` installs it)")
+
+
+def _main_conf(tmp_path: Path, site: Path) -> Path:
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log; events {{}}\n"
+                    f"http {{ access_log off; client_body_temp_path {tmp_path}; proxy_temp_path {tmp_path};\n"
+                    f"fastcgi_temp_path {tmp_path}; uwsgi_temp_path {tmp_path}; scgi_temp_path {tmp_path};\n"
+                    f"include {site}; }}\n")
+    return conf
+
+
+@needs_nginx
+def test_vm_nginx_config_is_valid_nginx(tmp_path: Path) -> None:
+    site = tmp_path / "site.conf"
+    site.write_text(vms.nginx_conf(["10.0.0.1:8080", "10.0.0.2:8080"], listen=18080))
+    check = subprocess.run([NGINX, "-t", "-c", str(_main_conf(tmp_path, site))], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_only_pure_routes_retry_a_post_nginx_already_sent() -> None:
+    site = site_conf([Server("vm1", "10.0.0.1", 8081), Server("vm2", "10.0.0.2", 8082, weight=1, down=True)])
+    pure, rest = site.split("location / {")
+    assert "invocations" in pure and "non_idempotent" in pure
+    assert "non_idempotent" not in rest  # portal create/invoke/cancel/retry: never sent twice
+    assert "server 10.0.0.1:8081 weight=10" in site and "server 10.0.0.2:8082 weight=1 max_fails=2 fail_timeout=5s down;" in site
+    assert "server 127.0.0.1:9 down;" in site_conf([])  # nginx needs one server line even before a deploy
+
+
+@needs_nginx
+def test_a_site_nginx_rejects_is_not_installed_and_the_previous_one_stays(tmp_path: Path) -> None:
+    site = tmp_path / "conf.d" / "mlship.conf"
+    site.parent.mkdir()
+    site.write_text(site_conf([Server("vm1", "10.0.0.1", 8081)]))
+    main = _main_conf(tmp_path, site)
+    lb = Nginx(LocalShell(), "local", str(site), test_command=f"{NGINX} -t -q -c {main}",
+               reload_command="false", listen="not-a-port:x")
+    before = site.read_text()
+    with pytest.raises(DeployError, match="nginx -t"):
+        lb.apply([Server("vm1", "10.0.0.1", 8082)])
+    assert site.read_text() == before and not (tmp_path / "conf.d" / "mlship.conf.new").exists()
+
+
+def test_the_release_reaches_the_host_explicitly() -> None:
+    host = Host("vm1", "10.0.0.1", (8081, 8082), prefix="mlship", state_dir="/srv/mlship")
+    release = Release(label="abc123", image="reg/mlship:abc123", model_dir="{state_dir}/models/abc",
+                      model_repository="/srv/repo", environment={"MLAPP_DATABASE_URL": "postgresql://u:pw@db/x"},
+                      workers=2)
+    green = Container(host, "blue").other()
+    assert (green.name, green.port, green.env_file) == ("mlship-green", 8082, "/srv/mlship/mlship-green.env")
+    env = env_file_text(release, green.port).splitlines()
+    assert "MLAPP_DATABASE_URL=postgresql://u:pw@db/x" in env and "MLSHIP_RELEASE=abc123" in env
+    assert "SAGEMAKER_BIND_TO_PORT=8082" in env and "SAGEMAKER_MODEL_SERVER_WORKERS=2" in env
+    command = run_command(release, green)
+    assert "--restart always" in command and "--stop-timeout 30" in command  # > gunicorn's 25 s
+    assert "-v /srv/mlship/models/abc:/opt/ml/model:ro" in command and "reg/mlship:abc123 serve" in command
+    assert "pw" not in command  # the secret travels in the 0600 env file, not on a command line
+    with pytest.raises(DeployError, match="env file"):
+        env_file_text(Release("r", "i", "/m", environment={"BAD": "two\nlines"}), 8081)
+
+
+def test_inventory_and_hosts(tmp_path: Path) -> None:
+    assert parse_hosts("vm1,vm2=10.0.0.2") == [Host("vm1", "vm1"), Host("vm2", "10.0.0.2")]
+    assert parse_hosts("10.0.0.1:8080")[0].ports == (8080, 8081)  # the old host:port form
+    inventory = tmp_path / "vms.json"
+    inventory.write_text(json.dumps({"hosts": [{"name": "a", "address": "10.0.0.9", "ports": [9001, 9002]}]}))
+    assert load_inventory(inventory) == [Host("a", "10.0.0.9", (9001, 9002))]
+    inventory.write_text(json.dumps([{"name": "a", "ports": [9001, 9001]}]))
+    with pytest.raises(DeployError, match="two different ports"):
+        load_inventory(inventory)
+
+
+def test_cli_refuses_before_touching_anything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert deploy_main(["vms", "--image", "reg/mlship:1", "--nginx-conf", str(tmp_path / "s.conf"),
+                        "--hosts", "vm1", "--model-tar", str(tmp_path / "missing.tar.gz")]) == 1
+    assert "does not exist; nothing was changed" in capsys.readouterr().err
+    assert deploy_main(["vms", "--image", "reg/mlship:1", "--nginx-conf", "x", "--model-dir", "/m"]) == 1
+    assert "give --hosts or --inventory" in capsys.readouterr().err
+
+
+@pytest.fixture
+def release_server() -> Iterator[str]:
+    """A host's GET /release as the serving image answers it."""
+    manifest = {"algorithm": "xgboost", "metrics": {"roc_auc": 0.71, "logloss": 0.6}}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"release": "abc", "model": "gender", "version": "v9",
+                               "manifest": manifest}).encode()
+            self.send_response(200 if self.path == "/release" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_champion_from_the_vms_is_what_the_gate_compares_with(release_server: str, tmp_path: Path) -> None:
+    from tests.e2e.helpers import free_port
+
+    out = champion.fetch_champion([release_server, f"http://127.0.0.1:{free_port()}"], tmp_path / "champ")
+    assert out["release"] == "abc" and out["metrics"]["roc_auc"] == 0.71 and len(out["unreachable"]) == 1
+    assert gate._metrics(tmp_path / "champ") == {"roc_auc": 0.71, "logloss": 0.6}
+    with pytest.raises(DeployError, match="no host answered"):
+        champion.fetch_champion([f"http://127.0.0.1:{free_port()}"], tmp_path / "none")
