@@ -80,7 +80,8 @@ def read_champion(where: Path | None) -> Champion:
         else:
             return Champion(None, str(where), f"{where} holds none of {MANIFEST}, {RELEASE}, {NO_CHAMPION}")
     elif not where.is_file():
-        return Champion(None, str(where), f"{where} does not exist (did the champion stage run?)")
+        return Champion(None, str(where), f"{where} does not exist: no champion was read (this build deploys nowhere: "
+                        "a branch other than main, or DEPLOY_TARGET none)")
     try:
         data = json.loads(where.read_text())
     except ValueError as exc:
@@ -159,8 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--champion", type=Path,
                         help="folder (or JSON file) the champion command filled from the deploy target")
     parser.add_argument("--max-drop", type=float, default=0.0)
-    parser.add_argument("--require-champion", action="store_true",
-                        help="fail when no champion is found (a target that should have one)")
+    parser.add_argument("--require-champion", nargs="?", const="true", default="false",
+                        choices=("true", "false"), help="fail when no champion is found")
     parser.add_argument("--report", type=Path, help="write the decision as JSON here")
     args = parser.parse_args(argv)
     if not (args.model_dir / MANIFEST).is_file():
@@ -175,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gate: {args.model_dir} holds a {manifest['family']} model, not {args.family}", file=sys.stderr)
         return 2
     decision = decide(metrics, dict(args.floors), read_champion(args.champion), args.max_drop,
-                      family, args.require_champion)
+                      family, args.require_champion == "true")
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(decision, indent=1))
