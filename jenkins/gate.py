@@ -80,8 +80,8 @@ def read_champion(where: Path | None) -> Champion:
         else:
             return Champion(None, str(where), f"{where} holds none of {MANIFEST}, {RELEASE}, {NO_CHAMPION}")
     elif not where.is_file():
-        return Champion(None, str(where), f"{where} does not exist: no champion was read (this build deploys nowhere: "
-                        "a branch other than main, or DEPLOY_TARGET none)")
+        why = "this build deploys nowhere: a branch other than main, or DEPLOY_TARGET none"
+        return Champion(None, str(where), f"{where} does not exist: no champion was read ({why})")
     try:
         data = json.loads(where.read_text())
     except ValueError as exc:
@@ -173,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = {k: float(v) for k, v in (manifest.get("metrics") or {}).items() if isinstance(v, int | float)}
     family = args.family or manifest.get("family")
     if args.family and manifest.get("family") and manifest["family"] != args.family:
-        print(f"gate: {args.model_dir} holds a {manifest['family']} model, not {args.family}", file=sys.stderr)
+        print(f"gate: {args.model_dir} holds a {manifest['family']} model, not {args.family}",
+              file=sys.stderr)
         return 2
     decision = decide(metrics, dict(args.floors), read_champion(args.champion), args.max_drop,
                       family, args.require_champion == "true")

@@ -50,8 +50,9 @@ def lint(path: Path, binary: Path) -> subprocess.CompletedProcess[str]:
     if Path(JAVA_HOME).is_dir():
         env.setdefault("JAVA_HOME", JAVA_HOME)
     # --noserver: no background CodeNarc server is left running after the check.
-    return subprocess.run([str(binary), "--noserver", "--failon", "error", "--loglevel", "warning", "--output", "txt", str(path)],
-                          capture_output=True, text=True, env=env, cwd=path.parent)
+    argv = [str(binary), "--noserver", "--failon", "error", "--loglevel", "warning", "--output", "txt",
+            str(path)]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=path.parent)
 
 
 def main(argv: list[str] | None = None) -> int:

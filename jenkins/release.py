@@ -195,8 +195,8 @@ def deploy(target: str, stage: str, family: str, image: str, model_tar: Path,
 # --- smoke -------------------------------------------------------------------------------------
 def _http(method: str, url: str, body: Any = None, timeout: float = 30) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -291,7 +291,8 @@ def rollback(target: str, stage: str, environ: Mapping[str, str]) -> dict[str, A
             done[family] = "no previous release on record: nothing to roll back to (the target's own " \
                            "deploy rolled back what it could)"
             continue
-        run = _run(deploy_argv(target, stage, family, previous["image"], Path(previous["model_tar"]), environ))
+        argv = deploy_argv(target, stage, family, previous["image"], Path(previous["model_tar"]), environ)
+        run = _run(argv)
         if run.returncode == 0:
             done[family] = f"rolled back to {previous['image']}"
             (work / f"{family}.touched").unlink()

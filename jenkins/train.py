@@ -34,7 +34,8 @@ FAMILIES = ("gender", "propensity")
 # and for propensity the network the README measures (NeuMF), kept small enough for a CI agent.
 DEFAULT_HYPERPARAMETERS: dict[str, dict[str, str]] = {
     "gender": {},
-    "propensity": {"algorithm": "neumf", "factors": "16", "epochs": "6", "batch_size": "512", "patience": "3"},
+    "propensity": {"algorithm": "neumf", "factors": "16", "epochs": "6", "batch_size": "512",
+                   "patience": "3"},
 }
 
 
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--on", choices=("local", "sagemaker"), default="local")
     parser.add_argument("--role", default="", help="SageMaker execution role (--on sagemaker)")
-    parser.add_argument("--output", default="", help="s3://bucket/prefix for the job's model (--on sagemaker)")
+    parser.add_argument("--output", default="", help="s3://bucket/prefix of the job's model (--on sagemaker)")
     parser.add_argument("--instance-type", default="ml.m5.xlarge")
     args = parser.parse_args(argv)
     hps = hyperparameters_for(args.family, args.hyperparameters, args.hp)
