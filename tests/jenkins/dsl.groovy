@@ -7,9 +7,11 @@
 //   groovy tests/jenkins/dsl.groovy JENKINSFILE BUILD.json PLAN.json
 //
 // BUILD.json: {"branch", "commit", "workspace", "params": {...}, "env": {...},
-//              "credentials": {id: {variable-kind: value}}, "run": false|true, "input": "proceed"|"abort"}
+//              "credentials": {id: {variable: value}}, "run": false|true, "execute": [stage names],
+//              "input": "proceed"|"abort"}
 // With "run": true each `sh` really runs (bash -eu, in the workspace, with the recorded environment)
 // and a failing one fails the build as on an agent: the next stages are skipped and `post` runs.
+// "execute" limits that to the named stages ("post" for post blocks); the others are recorded only.
 import groovy.json.JsonOutput
 import groovy.json.JsonSlurper
 
@@ -68,6 +70,8 @@ class Build {
         Map step = [sh: cmd]
         record(step)
         if (!config.run) { return }
+        String stageName = currentStage == null ? 'post' : currentStage.name
+        if (config.execute != null && !(stageName in config.execute)) { step.executed = false; return }
         ProcessBuilder pb = new ProcessBuilder('bash', '-eu', '-c', cmd)
         pb.directory(new File(config.workspace))
         pb.environment().clear()
