@@ -2,12 +2,19 @@
 metrics clear fixed floors and do not fall behind the model in production (the champion) by more
 than an allowed margin.
 
-    python -m jenkins.gate --model-dir out/model --min roc_auc=0.60 --min pr_auc=0.55 \
-        [--champion deployed/model --max-drop 0.01] [--report gate.json]
+    python -m jenkins.gate --family gender --model-dir build/train/gender/opt_ml/model \
+        --min roc_auc=0.60 [--champion build/champion/gender --max-drop 0.01 --require-champion] \
+        [--report build/gate/gender.json]
+
+The candidate's metrics come from its model.json (the manifest `train` writes). The champion is
+read from what the deploy target serves, as the champion commands leave it in the --champion
+folder: model.json (a model directory or the served manifest), release.json (the body of GET
+/release: {"release", "model", "version", "manifest"}), or, when the target has no champion,
+champion.json saying why ({"found": false, "reason": ...}). A gate without a champion says so on
+stdout and in its report, and fails with --require-champion; it never skips the comparison
+silently. Lower-is-better metrics (logloss) are compared the other way round.
 
 Exit 0 when it passes, 1 when it does not (each reason on its own line), 2 on a usage error.
-Metrics come from the model directory's model.json, the manifest `train` writes; lower-is-better
-metrics (logloss) are compared the other way round.
 """
 
 from __future__ import annotations
@@ -16,14 +23,78 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 LOWER_IS_BETTER = frozenset({"logloss", "loss", "rmse", "mae"})
+MANIFEST = "model.json"
+RELEASE = "release.json"
+NO_CHAMPION = "champion.json"
 
 
 def _better(metric: str, value: float, than: float) -> bool:
     return value <= than if metric in LOWER_IS_BETTER else value >= than
+
+
+@dataclass(frozen=True)
+class Champion:
+    """What the deploy target serves now, or why nothing could be found."""
+
+    metrics: dict[str, float] | None
+    source: str
+    reason: str = ""
+    family: str | None = None
+    release: str | None = None
+    version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def found(self) -> bool:
+        return self.metrics is not None
+
+    def describe(self) -> str:
+        if not self.found:
+            return f"no champion: {self.reason}"
+        label = " ".join(str(x) for x in (self.release, self.version) if x)
+        return f"champion {label or '(unlabelled)'} from {self.source}"
+
+
+def _manifest_champion(manifest: Mapping[str, Any], source: str, **kw: Any) -> Champion:
+    metrics = manifest.get("metrics")
+    if not isinstance(metrics, Mapping) or not metrics:
+        return Champion(None, source, f"{source} holds a manifest without metrics")
+    return Champion({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}, source,
+                    family=manifest.get("family"), version=kw.pop("version", manifest.get("version")), **kw)
+
+
+def read_champion(where: Path | None) -> Champion:
+    """The champion left by the champion commands in ``where`` (a folder or one JSON file)."""
+    if where is None:
+        return Champion(None, "", "none was given (no --champion: this build deploys nowhere)")
+    if where.is_dir():
+        for name in (MANIFEST, RELEASE, NO_CHAMPION):
+            if (where / name).is_file():
+                where = where / name
+                break
+        else:
+            return Champion(None, str(where), f"{where} holds none of {MANIFEST}, {RELEASE}, {NO_CHAMPION}")
+    elif not where.is_file():
+        why = "this build deploys nowhere: a branch other than main, or DEPLOY_TARGET none"
+        return Champion(None, str(where), f"{where} does not exist: no champion was read ({why})")
+    try:
+        data = json.loads(where.read_text())
+    except ValueError as exc:
+        return Champion(None, str(where), f"{where} is not JSON ({exc})")
+    if not isinstance(data, Mapping):
+        return Champion(None, str(where), f"{where} is not a JSON object")
+    if data.get("found") is False or where.name == NO_CHAMPION:
+        return Champion(None, str(where), str(data.get("reason") or "the target reports no champion"))
+    if "manifest" in data:  # the body of GET /release
+        manifest = data.get("manifest") or {}
+        return _manifest_champion(manifest, str(where), release=data.get("release"),
+                                  version=data.get("version") or manifest.get("version"))
+    return _manifest_champion(data, str(where), release=data.get("release"))
 
 
 def evaluate(metrics: Mapping[str, float], floors: Mapping[str, float],
@@ -47,6 +118,29 @@ def evaluate(metrics: Mapping[str, float], floors: Mapping[str, float],
     return reasons
 
 
+def decide(metrics: Mapping[str, float], floors: Mapping[str, float], champion: Champion,
+           max_drop: float, family: str | None = None, require_champion: bool = False) -> dict[str, Any]:
+    """The gate's decision as the report holds it: passed, reasons, notes and both sides' metrics."""
+    reasons = evaluate(metrics, floors, champion.metrics, max_drop)
+    notes = [champion.describe()]
+    if champion.found:
+        if family and champion.family and champion.family != family:
+            reasons.append(f"the champion at {champion.source} is a {champion.family} model, not {family}: "
+                           "is the champion read from the right endpoint?")
+        for metric in floors:
+            if champion.metrics is not None and metric not in champion.metrics:
+                notes.append(f"{metric}: the champion reports no such metric; not compared")
+    elif require_champion:
+        reasons.append(f"{champion.describe()}, and --require-champion is set")
+    else:
+        notes.append("compared with the floors only")
+    return {"passed": not reasons, "family": family, "reasons": reasons, "notes": notes,
+            "metrics": dict(metrics), "floors": dict(floors), "max_drop": max_drop,
+            "champion": {"found": champion.found, "source": champion.source, "reason": champion.reason,
+                         "release": champion.release, "version": champion.version,
+                         "family": champion.family, "metrics": champion.metrics}}
+
+
 def _floor(text: str) -> tuple[str, float]:
     name, sep, value = text.partition("=")
     try:
@@ -57,39 +151,46 @@ def _floor(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected METRIC=VALUE, got {text!r}") from None
 
 
-def _metrics(model_dir: Path) -> dict[str, Any]:
-    manifest = json.loads((model_dir / "model.json").read_text())
-    return dict(manifest.get("metrics") or {})
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jenkins.gate", description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--family", help="the candidate's family; a champion of another family fails")
     parser.add_argument("--min", dest="floors", type=_floor, action="append", default=[],
                         metavar="METRIC=VALUE", help="a floor (a ceiling for logloss); repeatable")
-    parser.add_argument("--champion", type=Path, help="model directory of the model in production")
+    parser.add_argument("--champion", type=Path,
+                        help="folder (or JSON file) the champion command filled from the deploy target")
     parser.add_argument("--max-drop", type=float, default=0.0)
+    parser.add_argument("--require-champion", nargs="?", const="true", default="false",
+                        choices=("true", "false"), help="fail when no champion is found")
     parser.add_argument("--report", type=Path, help="write the decision as JSON here")
     args = parser.parse_args(argv)
-    if not (args.model_dir / "model.json").is_file():
+    if not (args.model_dir / MANIFEST).is_file():
         print(f"gate: {args.model_dir} holds no model.json; did `train` succeed?", file=sys.stderr)
         return 2
-    metrics = _metrics(args.model_dir)
-    champion = None
-    if args.champion is not None and (args.champion / "model.json").is_file():
-        champion = _metrics(args.champion)
-    floors = dict(args.floors)
-    reasons = evaluate(metrics, floors, champion, args.max_drop)
-    decision = {"passed": not reasons, "reasons": reasons, "metrics": metrics, "floors": floors,
-                "champion": champion, "max_drop": args.max_drop}
+    if not args.floors:
+        parser.error("give at least one --min METRIC=VALUE: those metrics are also the ones compared")
+    manifest = json.loads((args.model_dir / MANIFEST).read_text())
+    metrics = {k: float(v) for k, v in (manifest.get("metrics") or {}).items() if isinstance(v, int | float)}
+    family = args.family or manifest.get("family")
+    if args.family and manifest.get("family") and manifest["family"] != args.family:
+        print(f"gate: {args.model_dir} holds a {manifest['family']} model, not {args.family}",
+              file=sys.stderr)
+        return 2
+    decision = decide(metrics, dict(args.floors), read_champion(args.champion), args.max_drop,
+                      family, args.require_champion == "true")
     if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(decision, indent=1))
-    for reason in reasons:
-        print(f"gate: FAIL {reason}")
-    if not reasons:
-        shown = ", ".join(f"{m}={metrics[m]:.4f}" for m in floors)
-        print(f"gate: PASS {shown}" + (" (not worse than the champion)" if champion else ""))
-    return 0 if not reasons else 1
+    prefix = f"gate{f' {family}' if family else ''}:"
+    for note in decision["notes"]:
+        print(f"{prefix} {note}")
+    for reason in decision["reasons"]:
+        print(f"{prefix} FAIL {reason}")
+    if decision["passed"]:
+        shown = ", ".join(f"{m}={metrics[m]:.4f}" for m in decision["floors"])
+        against = " (not worse than the champion)" if decision["champion"]["found"] else ""
+        print(f"{prefix} PASS {shown}{against}")
+    return 0 if decision["passed"] else 1
 
 
 if __name__ == "__main__":

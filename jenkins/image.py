@@ -1,6 +1,12 @@
 """Build the image with podman on a machine without a Docker engine or a registry.
 
     python -m jenkins.image build --tag mlship:dev     # prints one JSON summary line
+    python -m jenkins.image push --image mlship:abc --registry 123.dkr.ecr.eu-west-1.amazonaws.com/ml \
+        [--login env|ecr|none] [--tls-verify false]
+
+Push logs in first: `env` reads $REGISTRY_USER and $REGISTRY_PASSWORD (Jenkins' credentials binding)
+and hands the password to `podman login --password-stdin`, so it is never on a command line or in a
+log; `ecr` asks ECR for a token with the AWS credentials in the environment.
 
 Steps, each idempotent: podman's engine settings for this kind of kernel; a local
 ``debian:bookworm-slim`` base made with debootstrap when no registry can be reached (cached
@@ -116,18 +122,68 @@ def build(tag: str, base: str | None = None) -> dict[str, object]:
             "size_mb": round(int(size) / 1e6, 1), "seconds": round(time.monotonic() - started, 1)}
 
 
+def _registry_host(registry: str) -> str:
+    return registry.split("/", 1)[0]
+
+
+def login(registry: str, how: str, tls_verify: bool, environ: dict[str, str]) -> str:
+    """podman login to the registry's host; the password goes through stdin only."""
+    if how == "none":
+        return "none"
+    if how == "ecr":
+        import base64
+
+        import boto3
+
+        token = boto3.client("ecr").get_authorization_token()["authorizationData"][0]["authorizationToken"]
+        user, _, password = base64.b64decode(token).decode().partition(":")
+    else:
+        user, password = environ.get("REGISTRY_USER", ""), environ.get("REGISTRY_PASSWORD", "")
+        if not user or not password:
+            raise SystemExit("push: $REGISTRY_USER / $REGISTRY_PASSWORD are empty (bind the registry "
+                             "credentials with withCredentials, or use --login ecr|none)")
+    sh(["podman", "login", f"--tls-verify={str(tls_verify).lower()}", "--username", user,
+        "--password-stdin", _registry_host(registry)], input=password, stdout=subprocess.DEVNULL)
+    return how
+
+
+def push(image: str, registry: str, how: str, tls_verify: bool) -> dict[str, object]:
+    """Tag IMAGE as REGISTRY/IMAGE and push it; returns the pushed reference and its digest."""
+    started = time.monotonic()
+    login(registry, how, tls_verify, dict(os.environ))
+    ref = f"{registry.rstrip('/')}/{image.rpartition('/')[2]}"
+    sh(["podman", "tag", image, ref])
+    with tempfile.TemporaryDirectory(prefix="push-") as tmp:
+        digest_file = Path(tmp) / "digest"
+        sh(["podman", "push", "--quiet", f"--tls-verify={str(tls_verify).lower()}",
+            "--digestfile", str(digest_file), ref])
+        digest = digest_file.read_text().strip()
+    return {"image": ref, "digest": digest, "login": how, "seconds": round(time.monotonic() - started, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the image with podman.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build")
     b.add_argument("--tag", default="mlship:dev")
     b.add_argument("--base", default=None, help="use this base image instead of the local debian")
+    p = sub.add_parser("push")
+    p.add_argument("--image", required=True, help="the local image, e.g. mlship:COMMIT")
+    p.add_argument("--registry", required=True, help="registry host[/namespace] to push to")
+    p.add_argument("--login", choices=("env", "ecr", "none"), default="env")
+    p.add_argument("--tls-verify", choices=("true", "false"), default="true")
     args = parser.parse_args(argv)
     if not podman_available():
         print(json.dumps({"ok": False, "error": "podman is not installed or not working"}))
         return 1
+    if args.cmd == "push" and not args.registry.strip("/"):
+        print(json.dumps({"ok": False, "error": "--registry is empty: set the REGISTRY parameter"}))
+        return 1
     try:
-        summary = build(args.tag, args.base)
+        if args.cmd == "push":
+            summary = push(args.image, args.registry, args.login, args.tls_verify == "true")
+        else:
+            summary = build(args.tag, args.base)
     except subprocess.CalledProcessError as exc:
         print(json.dumps({"ok": False, "error": f"{exc.cmd[0]} failed with exit code {exc.returncode}"}))
         return 1
