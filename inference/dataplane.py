@@ -66,7 +66,7 @@ class DataPlane:
         outputs = model.predict(inputs)
         ms = (time.perf_counter() - started) * 1000
         name, version = known_as or (model.name, model.version)
-        metrics.ROWS.labels(door, name, version).inc(inputs.n_rows)
+        metrics.rows_predicted(door, name, version, inputs.n_rows)
         return outputs, ms
 
     def invoke(self, call: Invocation, model: Predictor | None = None) -> Answer:

@@ -57,6 +57,18 @@ def request_done(route: str, method: str, status: int, version: str, seconds: fl
     histogram.observe(seconds)  # type: ignore[attr-defined]
 
 
+_rows: dict[tuple[str, str, str], object] = {}
+
+
+def rows_predicted(door: str, model: str, version: str, rows: int) -> None:
+    """Count predicted rows (the labelled child kept, as in request_done)."""
+    key = (door, model, version)
+    child = _rows.get(key)
+    if child is None:
+        child = _rows[key] = ROWS.labels(door, model, version)
+    child.inc(rows)  # type: ignore[attr-defined]
+
+
 def exposition(collectors: Iterable[Collector] = ()) -> bytes:
     """The text a Prometheus scrape receives; ``collectors`` add samples read at scrape time."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -30,57 +30,54 @@ LINKS = {"binary:logistic": "sigmoid", "reg:logistic": "sigmoid", "reg:squareder
 
 @dataclass(frozen=True)
 class Forest:
-    """Trees of ``depth`` levels in heap order (children of local node j: 2j+1 left, 2j+2 right),
-    concatenated: tree t's inner nodes are t*inner ... t*inner + inner - 1 of the flat arrays."""
+    """Trees of ``depth`` levels, laid out level by level: level l holds node k of tree t (k-th of
+    its 2**l nodes there) at ``level_start(l) + t * 2**l + k``, so a node's children on the next
+    level are at positions 2i and 2i + 1 of that level, for every tree alike."""
 
     feature: np.ndarray  # (trees * inner,) int64: feature index per padded inner node
     threshold: np.ndarray  # (trees * inner,) float32
     default_right: np.ndarray  # (trees * inner,) bool: where a missing value goes
-    leaf: np.ndarray  # (trees * 2**depth,) float32
+    leaf: np.ndarray  # (trees * 2**depth,) float32: tree t's leaves at t * 2**depth ...
     depth: int
     base_margin: np.float32
     link: str
     n_features: int
     n_trees: int
 
-    @property
-    def inner(self) -> int:
-        return (1 << self.depth) - 1
+    def level(self, level: int) -> slice:
+        start = self.n_trees * ((1 << level) - 1)
+        return slice(start, start + (self.n_trees << level))
 
     def margin(self, x: np.ndarray) -> np.ndarray:
         """Raw scores of a float32 matrix (rows, features), as XGBoost sums them."""
-        trees, inner = self.n_trees, self.inner
-        tree_start = np.arange(trees, dtype=np.int64) * inner
-        # node: t * inner + j for local node j of tree t; its child is 2j + 1 + right, that is
-        # 2 * node + (1 - t * inner) + right.
-        step = 1 - tree_start
+        missing = bool(np.isnan(x).any())
+        node = np.arange(self.n_trees, dtype=np.int64)  # each tree's root: level 0, position t
         if x.shape[0] == 1:
             # One row: every split of every tree decided at once (three large operations), then
-            # the trees walked down through those decisions, one gather per level.
+            # the trees walked down through those decisions, one gather per level, in place.
             values = x[0].take(self.feature)
             right = values >= self.threshold
-            if np.isnan(values).any():
+            if missing:
                 right = np.where(np.isnan(values), self.default_right, right)
-            node = tree_start
-            for _ in range(self.depth):
-                node = 2 * node + step + right.take(node)
+            for level in range(self.depth):
+                went = right[self.level(level)].take(node)
+                node <<= 1
+                node += went
             node = node[None, :]
         else:
             # Several rows: level by level, deciding only the nodes the rows are at.
             flat = x.ravel()
             row_start = (np.arange(x.shape[0], dtype=np.int64) * x.shape[1])[:, None]
-            node = np.broadcast_to(tree_start, (x.shape[0], trees))
-            for _ in range(self.depth):
-                values = flat.take(self.feature.take(node) + row_start)
-                right = values >= self.threshold.take(node)
-                if np.isnan(values).any():
-                    right = np.where(np.isnan(values), self.default_right.take(node), right)
-                node = 2 * node + step + right
-        # Past the last level j = inner + leaf number, and tree t's leaves start at t << depth,
-        # which is t * inner + t: so the leaf's index is node - inner + t.
-        leaves = self.leaf.take(node + (np.arange(trees, dtype=np.int64) - inner))
-        terms = np.concatenate([np.full((node.shape[0], 1), self.base_margin, dtype=np.float32), leaves],
-                               axis=1)
+            node = np.broadcast_to(node, (x.shape[0], self.n_trees))
+            for level in range(self.depth):
+                at = self.level(level)
+                values = flat.take(self.feature[at].take(node) + row_start)
+                right = values >= self.threshold[at].take(node)
+                if missing:
+                    right = np.where(np.isnan(values), self.default_right[at].take(node), right)
+                node = 2 * node + right
+        terms = self.leaf.take(node)  # a new array: adding into it is safe
+        terms[:, 0] += self.base_margin
         # Sequential float32 accumulation from the base margin, in XGBoost's order: cumsum
         # adds one term at a time, where sum() would pair them up and round differently.
         return np.cumsum(terms, axis=1, dtype=np.float32)[:, -1]
@@ -156,9 +153,12 @@ def compile_model(model: dict[str, Any]) -> Forest | None:
     if depth > MAX_DEPTH:
         return None
     padded = [_pad(t, depth) for t in trees]
-    return Forest(feature=np.concatenate([p[0] for p in padded]),
-                  threshold=np.concatenate([p[1] for p in padded]),
-                  default_right=np.concatenate([p[2] for p in padded]),
+
+    def by_level(part: int) -> np.ndarray:  # heap order per tree -> level by level over all trees
+        heap = np.stack([p[part] for p in padded])  # (trees, inner)
+        return np.concatenate([heap[:, (1 << lv) - 1:(2 << lv) - 1].ravel() for lv in range(depth)])
+
+    return Forest(feature=by_level(0), threshold=by_level(1), default_right=by_level(2),
                   leaf=np.concatenate([p[3] for p in padded]),
                   depth=depth, base_margin=_base_margin(params["base_score"], link), link=link,
                   n_features=int(params["num_feature"]), n_trees=len(trees))
@@ -169,7 +169,7 @@ def probe_rows(forest: Forest, rows: int = 256, seed: int = 0) -> np.ndarray:
     nudged one float32 step either way, or missing."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(rows, forest.n_features)).astype(np.float32)
-    real = np.isfinite(forest.threshold)
+    real = np.isfinite(forest.threshold)  # padded splits have an infinite threshold
     for f in np.unique(forest.feature[real]):
         cuts = forest.threshold[real & (forest.feature == f)]
         picked = rng.choice(cuts, size=rows)
