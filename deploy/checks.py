@@ -10,6 +10,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from deploy.tarball import example_requests
+
 JSON = "application/json"
 
 
@@ -77,13 +79,14 @@ def smoke(url: str, records: list[dict[str, Any]], served: dict[str, Any], porta
     """The model's stored example through /invocations and, when the portal is on, through
     POST /api/providers/prediction/invoke against the same model version."""
     try:
-        status, body = http("POST", f"{url}/invocations", records, timeout=30)
-        _predictions(status, body, records, "POST /invocations")
-        if portal:
-            ref = {"model": served["model"], "version": served["version"], "input": records}
-            status, body = http("POST", f"{url}/api/providers/prediction/invoke", ref, portal_headers,
-                                timeout=30)
-            _predictions(status, body, records, "POST /api/providers/prediction/invoke")
+        for batch in example_requests(records):
+            status, body = http("POST", f"{url}/invocations", batch, timeout=30)
+            _predictions(status, body, batch, "POST /invocations")
+            if portal:
+                ref = {"model": served["model"], "version": served["version"], "input": batch}
+                status, body = http("POST", f"{url}/api/providers/prediction/invoke", ref, portal_headers,
+                                    timeout=30)
+                _predictions(status, body, batch, "POST /api/providers/prediction/invoke")
     except OSError as exc:
         raise CheckFailed(f"smoke request: {exc}") from None
 

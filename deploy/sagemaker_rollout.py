@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deploy.errors import DeployError
+from deploy.tarball import example_requests
 
 BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 IN_PROGRESS = ("Creating", "Updating", "SystemUpdating")
@@ -68,6 +69,14 @@ def wait(sm: Any, endpoint: str, new_config: str, timeout: float, poll: float,
 
 def smoke(runtime: Any, endpoint: str, examples: list[dict[str, Any]]) -> str | None:
     """None if every example got a prediction back; otherwise what was wrong."""
+    for batch in example_requests(examples):
+        why = _smoke_one(runtime, endpoint, batch)
+        if why is not None:
+            return why
+    return None
+
+
+def _smoke_one(runtime: Any, endpoint: str, examples: list[dict[str, Any]]) -> str | None:
     try:
         out = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="application/json",
                                       Accept="application/json", Body=json.dumps({"instances": examples}))

@@ -81,3 +81,13 @@ def warmup_examples(tar_path: Path) -> list[dict[str, Any]]:
     if not isinstance(examples, list) or not examples:
         raise DeployError(f"{tar_path} holds no {WARMUP} examples to smoke-test the endpoint with")
     return examples
+
+
+def example_requests(examples: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The warm-up examples as the requests a smoke test sends: records with the same fields
+    together, each kind in a request of its own (a propensity model stores pair records and
+    top-K records, which one request may not mix)."""
+    kinds: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for record in examples:
+        kinds.setdefault(frozenset(record), []).append(record)
+    return list(kinds.values())

@@ -135,7 +135,7 @@ def test_champion_from_the_vms_is_what_the_gate_compares_with(release_server: st
 
     out = champion.fetch_champion([release_server, f"http://127.0.0.1:{free_port()}"], tmp_path / "champ")
     assert out["release"] == "abc" and out["metrics"]["roc_auc"] == 0.71 and len(out["unreachable"]) == 1
-    assert gate._metrics(tmp_path / "champ") == {"roc_auc": 0.71, "logloss": 0.6}
+    assert gate.read_champion(tmp_path / "champ").metrics == {"roc_auc": 0.71, "logloss": 0.6}
     with pytest.raises(DeployError, match="no host answered"):
         champion.fetch_champion([f"http://127.0.0.1:{free_port()}"], tmp_path / "none")
 
@@ -158,3 +158,12 @@ def test_a_model_tarball_whose_member_escapes_is_refused_before_any_host_is_touc
     assert code == 1
     assert "points outside the model directory" in capsys.readouterr().err
     assert not (tmp_path / "site.conf").exists()
+
+
+def test_smoke_requests_keep_each_kind_of_warm_up_record_apart() -> None:
+    from deploy.tarball import example_requests
+
+    pair, top, other_pair = {"user": "u1", "item": "i1"}, {"user": "u1", "k": 5}, {"user": "u2", "item": "i9"}
+    assert example_requests([pair, top, other_pair]) == [[pair, other_pair], [top]]
+    device = {"device_id": 1, "phone_brand": "x"}
+    assert example_requests([device, device]) == [[device, device]]
