@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,27 +16,19 @@ from container.paths import MLPaths
 from inference import predictors
 from inference.codecs import decode_csv
 from tests import factories
+from tests.container.podman import image_under_test, podman_works
 from tests.e2e.helpers import free_port, http, start_nginx, stop, wait_ready
 from training.gender import synth
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 
-def _podman_works() -> bool:
-    return shutil.which("podman") is not None and subprocess.run(
-        ["podman", "info"], capture_output=True).returncode == 0
-
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    if not _podman_works():
+    if not podman_works():
         pytest.skip("podman is not installed or cannot run here; the image tests need it")
-    tag = os.environ.get("MLSHIP_IMAGE")
-    if tag:
-        return tag
-    from jenkins.image import build
-
-    return str(build("mlship:test")["image"])
+    return image_under_test()
 
 
 def _writable(path: Path) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.container.podman import image_under_test
 from tests.e2e.helpers import free_port
 from training.gender import synth
 
@@ -50,12 +51,7 @@ def image() -> str:
     reason = _missing()
     if reason:
         pytest.skip(reason)
-    tag = os.environ.get("MLSHIP_IMAGE")
-    if tag:
-        return tag
-    from jenkins.image import build
-
-    return str(build("mlship:test")["image"])
+    return image_under_test()
 
 
 @pytest.fixture(scope="module")

@@ -32,29 +32,21 @@ from deploy.rollout import Options
 from deploy.vms import deploy_vms
 from inference.portal.records import input_hash
 from tests import factories
+from tests.container.podman import image_under_test, podman_works
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.postgres]
 PREFIX = os.environ.get("MLSHIP_LAB_PREFIX", "mlship-lab")  # containers and temp dirs are named so
 OPTIONS = Options(ready_seconds=60, watch=Watch(seconds=2, max_error_rate=0.0, interval=0.25))
 
 
-def _podman_works() -> bool:
-    return shutil.which("podman") is not None and subprocess.run(
-        ["podman", "info"], capture_output=True).returncode == 0
-
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    if not _podman_works():
+    if not podman_works():
         pytest.skip("podman is not installed or cannot run here; the VM tests need it")
     if not Path("/usr/sbin/sshd").exists():
         pytest.skip("openssh-server is not installed (`./run setup` installs it)")
-    tag = os.environ.get("MLSHIP_IMAGE")
-    if tag:
-        return tag
-    from jenkins.image import build
-
-    return str(build("mlship:test")["image"])
+    return image_under_test()
 
 
 def _copy(src: Path, dst: Path) -> Path:
