@@ -5,7 +5,7 @@ ARG BASE_IMAGE=debian:bookworm-slim
 # ---- build stage: a venv with the locked dependencies and the project -------------
 FROM ${BASE_IMAGE} AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv \
+ && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 COPY requirements/runtime.lock /tmp/runtime.lock
@@ -17,7 +17,9 @@ RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp
  && find /opt/venv/lib -type d -name include -path "*site-packages/tensorflow/*" -prune -exec rm -rf {} +
 # libclang (62 MB) comes with tensorflow for its build tooling; nothing imports it at run time
 RUN rm -rf /opt/venv/lib/python3*/site-packages/clang /opt/venv/lib/python3*/site-packages/libclang*
-COPY pyproject.toml README.md /src/
+# setup.py builds modelformat/_forest.c (the forest walk for a few rows); the compiler stays in
+# this stage, the runtime stage gets the built module only.
+COPY pyproject.toml setup.py README.md /src/
 COPY container /src/container
 COPY modelformat /src/modelformat
 COPY training /src/training

@@ -10,6 +10,10 @@ microseconds. The arithmetic is XGBoost's: float32 feature values and thresholds
 goes left, a missing value follows the node's default side, leaf values summed tree by tree in
 float32 from the base margin, then the objective's link.
 
+For a few rows the walk itself is in C (``modelformat._forest``, built with the package; the
+same layout and arithmetic, with no array call per level); where that extension was not built,
+NumPy walks the trees, with the same results.
+
 Only what this reproduces exactly is compiled: numerical splits, one target, no multi-class, a
 depth where padding stays small. Anything else returns None from ``compile_booster`` and the
 caller keeps XGBoost for every batch.
@@ -19,10 +23,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+compiled: ModuleType | None
+try:
+    from modelformat import _forest as compiled
+except ImportError:  # built without a C compiler: the NumPy walk below
+    compiled = None
+
+# Batches up to this many rows are walked here, larger ones left to XGBoost (measured on one
+# 200-tree depth-6 model: the C walk takes 7 us for one row, 1.1 ms for 128 rows where XGBoost
+# takes 2.4 ms, and they are even at 256; the NumPy walk is 1.5x faster than XGBoost at 32 rows).
+SMALL_BATCH = 32 if compiled is None else 128
+NODE = np.dtype([("feature", "<u4"), ("threshold", "<f4")])  # _forest.c's Node
 MAX_DEPTH = 10  # 1,023 padded nodes per tree; deeper trees stay with XGBoost
 LINKS = {"binary:logistic": "sigmoid", "reg:logistic": "sigmoid", "reg:squarederror": "identity",
          "reg:linear": "identity", "binary:logitraw": "identity"}
@@ -43,6 +59,23 @@ class Forest:
     link: str
     n_features: int
     n_trees: int
+    nodes: np.ndarray  # the C walk's copy: NODE records tree by tree, each tree in heap order
+
+    @classmethod
+    def build(cls, feature: np.ndarray, threshold: np.ndarray, default_right: np.ndarray, leaf: np.ndarray,
+              depth: int, base_margin: np.float32, link: str, n_features: int, n_trees: int) -> Forest:
+        inner = (1 << depth) - 1
+        nodes = np.empty((n_trees, inner), dtype=NODE)
+        for level in range(depth):  # level-major (trees, 2**level) blocks -> heap positions per tree
+            at = slice(n_trees * ((1 << level) - 1), n_trees * ((2 << level) - 1))
+            heap = slice((1 << level) - 1, (2 << level) - 1)
+            nodes["feature"][:, heap] = (feature[at].astype(np.uint32)
+                                         | (default_right[at].astype(np.uint32) << np.uint32(31))
+                                         ).reshape(n_trees, 1 << level)
+            nodes["threshold"][:, heap] = threshold[at].reshape(n_trees, 1 << level)
+        return cls(feature=feature, threshold=threshold, default_right=default_right, leaf=leaf, depth=depth,
+                   base_margin=base_margin, link=link, n_features=n_features, n_trees=n_trees,
+                   nodes=nodes.ravel())
 
     def level(self, level: int) -> slice:
         start = self.n_trees * ((1 << level) - 1)
@@ -50,6 +83,18 @@ class Forest:
 
     def margin(self, x: np.ndarray) -> np.ndarray:
         """Raw scores of a float32 matrix (rows, features), as XGBoost sums them."""
+        if compiled is not None:
+            return self.margin_c(x)
+        return self.margin_numpy(x)
+
+    def margin_c(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty(x.shape[0], dtype=np.float32)
+        assert compiled is not None, "modelformat._forest was not built"
+        compiled.margin(np.ascontiguousarray(x, dtype=np.float32), self.nodes, self.leaf, self.depth,
+                        self.n_trees, self.n_features, float(self.base_margin), out)
+        return out
+
+    def margin_numpy(self, x: np.ndarray) -> np.ndarray:
         missing = bool(np.isnan(x).any())
         node = np.arange(self.n_trees, dtype=np.int64)  # each tree's root: level 0, position t
         if x.shape[0] == 1:
@@ -153,15 +198,18 @@ def compile_model(model: dict[str, Any]) -> Forest | None:
     if depth > MAX_DEPTH:
         return None
     padded = [_pad(t, depth) for t in trees]
+    n_features = int(params["num_feature"])
+    if n_features >= 1 << 31 or any(p[0].max(initial=0) >= n_features for p in padded):  # C reads x[feature]
+        return None
 
     def by_level(part: int) -> np.ndarray:  # heap order per tree -> level by level over all trees
         heap = np.stack([p[part] for p in padded])  # (trees, inner)
         return np.concatenate([heap[:, (1 << lv) - 1:(2 << lv) - 1].ravel() for lv in range(depth)])
 
-    return Forest(feature=by_level(0), threshold=by_level(1), default_right=by_level(2),
-                  leaf=np.concatenate([p[3] for p in padded]),
-                  depth=depth, base_margin=_base_margin(params["base_score"], link), link=link,
-                  n_features=int(params["num_feature"]), n_trees=len(trees))
+    return Forest.build(feature=by_level(0), threshold=by_level(1), default_right=by_level(2),
+                        leaf=np.concatenate([p[3] for p in padded]),
+                        depth=depth, base_margin=_base_margin(params["base_score"], link), link=link,
+                        n_features=n_features, n_trees=len(trees))
 
 
 def probe_rows(forest: Forest, rows: int = 256, seed: int = 0) -> np.ndarray:

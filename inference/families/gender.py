@@ -26,6 +26,7 @@ from modelformat.gender.scorers import legacy_scorer
 
 SCALAR_FIELDS = ("phone_brand", "device_model")
 FEW_RECORDS = 8  # up to this many JSON records are featurised as sent, without a DataFrame
+FEW_ROWS = 8  # up to this many scores become labels and rounded probabilities in plain floats
 
 
 def describe(manifest: dict[str, Any]) -> OutputSpec:
@@ -103,11 +104,14 @@ class Predictor(ModelFiles):
     def predict(self, inputs: Inputs) -> Outputs:
         x = self.features(inputs)
         p = self.scorer.predict_proba(x) if x.shape[0] else np.empty(0)
-        positive = p >= self.threshold
         neg, pos = self.classes
-        labels = np.where(positive, 1, 0)
-        label_values = [pos if v else neg for v in labels.tolist()]
-        confidence = np.where(positive, p, 1.0 - p)
+        if len(p) <= FEW_ROWS and np.isfinite(p).all():
+            label_values, confidence, scores = few_scores(p.tolist(), self.threshold, neg, pos)
+        else:
+            positive = p >= self.threshold
+            label_values = [pos if v else neg for v in positive.tolist()]
+            confidence = np.round(np.where(positive, p, 1.0 - p), 6).tolist()
+            scores = np.round(p, 6).tolist()
         columns: dict[str, Any] = {}
         records = inputs.records
         if records is not None:
@@ -116,8 +120,8 @@ class Predictor(ModelFiles):
         elif inputs.table is not None and "device_id" in inputs.table.columns:
             columns["device_id"] = [plain(v) for v in inputs.table["device_id"].tolist()]
         columns["label"] = label_values
-        columns["probability"] = np.round(confidence, 6).tolist()
-        columns[f"probability_{pos}"] = np.round(p, 6).tolist()
+        columns["probability"] = confidence
+        columns[f"probability_{pos}"] = scores
         return Outputs(columns=columns, csv_columns=["label", "probability"])
 
     def warmup(self) -> None:
@@ -129,6 +133,21 @@ class Predictor(ModelFiles):
         probs = np.asarray(out.columns["probability"], dtype=float)
         if not np.all(np.isfinite(probs)):
             raise RuntimeError("warm-up prediction produced non-finite probabilities")
+
+
+def few_scores(p: list[float], threshold: float, neg: Any, pos: Any
+               ) -> tuple[list[Any], list[float], list[float]]:
+    """Labels, confidences and scores of a few finite probabilities in plain floats: for one row
+    the NumPy calls cost more than the model. ``round(v * 1e6) / 1e6`` is what ``np.round(v, 6)``
+    computes for a float64 (scale, round half to even, divide), so both paths give the same bits
+    (tests/unit/test_features.py checks it)."""
+    labels, confidence, scores = [], [], []
+    for v in p:
+        positive = v >= threshold
+        labels.append(pos if positive else neg)
+        confidence.append(round((v if positive else 1.0 - v) * 1e6) / 1e6)
+        scores.append(round(v * 1e6) / 1e6)
+    return labels, confidence, scores
 
 
 def _check_record_values(records: list[dict[str, Any]]) -> None:

@@ -1,5 +1,5 @@
-"""The NumPy forest scores exactly what XGBoost scores (to 1e-6), for every model shape it accepts,
-and refuses the shapes it does not reproduce."""
+"""The forest scores exactly what XGBoost scores (to 1e-6), walked in C or in NumPy, for every model
+shape it accepts, and refuses the shapes it does not reproduce."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from modelformat.forest import MAX_DEPTH, compile_booster, probe_rows
+from modelformat import forest as forest_module
+from modelformat.forest import MAX_DEPTH, Forest, compile_booster, probe_rows
 from modelformat.gender.scorers import XGBoostScorer
 
 
@@ -46,11 +47,34 @@ def test_forest_matches_xgboost_on_many_random_rows(case: str) -> None:
     random_rows[rng.random(random_rows.shape) < missing + 0.02] = np.nan
     for x in (random_rows, train_x, probe_rows(forest, 4000, seed=11)):
         expected = booster.inplace_predict(x).astype(np.float64)
-        for start in range(0, len(x), 17):  # several rows: level by level
+        for start in range(0, len(x), 17):  # several rows: level by level in NumPy
             got = forest.predict(x[start:start + 17])
             assert np.abs(got - expected[start:start + 17]).max() <= 1e-6, case
-        for row in range(0, len(x), 7):  # one row: all splits decided at once
+            numpy_walk = forest.margin_numpy(x[start:start + 17])
+            assert np.array_equal(forest.margin_c(x[start:start + 17]), numpy_walk), case
+        for row in range(0, len(x), 7):  # one row: all splits decided at once in NumPy
             assert abs(float(forest.predict(x[row:row + 1])[0]) - expected[row]) <= 1e-6, case
+            assert forest.margin_c(x[row:row + 1])[0] == forest.margin_numpy(x[row:row + 1])[0], case
+
+
+def test_the_package_is_built_with_its_c_walk() -> None:
+    """./run's install compiles modelformat/_forest.c (setup.py), and so does the image's build
+    stage; without it serving falls back to the NumPy walk, slower but the same."""
+    assert forest_module.compiled is not None
+    assert forest_module.SMALL_BATCH == 128
+
+
+def test_the_c_walk_refuses_arrays_that_do_not_match_the_forest() -> None:
+    booster, x = _booster("binary:logistic", 3, 5, 0.0, seed=4)
+    forest = compile_booster(booster)
+    assert forest is not None and forest_module.compiled is not None
+    out = np.empty(2, dtype=np.float32)
+    with pytest.raises(ValueError, match="do not match"):  # rows of the wrong width
+        forest_module.compiled.margin(np.zeros((2, 5), np.float32), forest.nodes, forest.leaf, forest.depth,
+                                      forest.n_trees, forest.n_features, 0.0, out)
+    short = Forest(**{**forest.__dict__, "leaf": forest.leaf[:-1]})
+    with pytest.raises(ValueError, match="do not match"):
+        short.margin_c(x[:2])
 
 
 class _Watched:
@@ -85,3 +109,20 @@ def test_models_the_forest_cannot_reproduce_keep_xgboost() -> None:
     assert compile_booster(multi) is None
     deep, _ = _booster("binary:logistic", MAX_DEPTH + 4, 3, 0.0, seed=2, min_child_weight=0)
     assert compile_booster(deep) is None
+
+
+def test_a_few_scores_round_to_the_same_bits_as_numpy() -> None:
+    """The gender predictor turns up to FEW_ROWS scores into labels and probabilities in plain
+    floats; a batch goes through NumPy. Both must give the same values, bit for bit."""
+    from inference.families.gender import few_scores
+
+    rng = np.random.default_rng(5)
+    halves = (np.arange(2000) + 0.5) / 1e6  # exactly halfway between two 6-decimal values
+    p = np.concatenate([rng.random(20000), halves, 1 - halves, [0.0, 1.0, 0.5, 0.3, 1e-300]])
+    p = np.concatenate([p, np.float32(rng.random(5000)).astype(np.float64)])  # the forest's float32 scores
+    for threshold in (0.5, 0.3):
+        positive = p >= threshold
+        labels, confidence, scores = few_scores(p.tolist(), threshold, "F", "M")
+        assert labels == ["M" if v else "F" for v in positive.tolist()]
+        assert confidence == np.round(np.where(positive, p, 1.0 - p), 6).tolist()
+        assert scores == np.round(p, 6).tolist()
