@@ -5,7 +5,13 @@ c=8 from run to run, more than the changes one wants to judge. Here both servers
 (same models, same payloads) and each point is measured A, B, A, B... so drift hits both alike;
 the table gives each side's median and B/A.
 
-    python -m bench.ab --base 245b3d7 [--head .] [--seconds 10] [--reps 5]
+    python -m bench.ab --base 245b3d7 [--head .] [--seconds 10] [--reps 5] [--batch-rows 300000]
+
+``--batch-rows N`` adds the portal's batch job: N raw device records (Parquet, then JSON Lines)
+through create -> check to files on a fresh `serve` of each side, in the order A B B A ..., with
+both workers' model loaded by one portal call before the clock starts (a first job on a fresh
+server also pays the model load, once). It reports rows/s and the server's CPU microseconds per
+row: on a machine shared with other work the CPU figure moves far less than the clock.
 
 ``--base`` is a git revision (checked out into a worktree in the temporary folder) or a folder;
 ``--head`` defaults to this checkout. Models are trained once with the head's `train`.
@@ -17,10 +23,11 @@ import json
 import statistics
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BIN, ROOT, free_port, parser, save, start, stop, wait_ready, wrk
+from bench.harness import BIN, ROOT, free_port, parser, save, start, stop, tree_cpu, wait_ready, wrk
 from bench.serve_gender import payloads, record_payloads, train_devices, train_numeric
 from training.gender import synth
 
@@ -57,10 +64,78 @@ def _serve(code: Path, base: Path, work: Path, name: str) -> tuple[Any, int]:
     return proc, port
 
 
+def batch(sides: dict[str, Path], base: Path, work: Path, rows: int, reps: int) -> dict[str, Any]:
+    """The portal batch job on each side, alternating A B B A; medians of rows/s and CPU us/row."""
+    import shutil
+
+    from bench.portal import _dataset
+
+    repo = work / "ab-batch-models"
+    if not (repo / "gender" / "v1" / "model.json").exists():
+        shutil.copytree(base / "model", repo / "gender" / "v1", dirs_exist_ok=True)
+    data = _dataset(work, rows)
+    record = json.loads(data["jsonl"].open().readline())
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for rep in range(reps):
+        order = list(sides.items()) if rep % 2 == 0 else list(sides.items())[::-1]
+        for side, code in order:
+            for fmt, path in data.items():
+                got = _batch_job(code, base, repo, work / f"ab-batch-{side}-{fmt}", path, record)
+                runs.setdefault((side, fmt), []).append(got)
+                print(f"  batch {fmt:<7} {side}: {got[0]:,.0f} rows/s, {got[1]:.1f} us CPU/row", flush=True)
+    out: dict[str, Any] = {}
+    for fmt in data:
+        med = {side: {"rows_per_s": statistics.median(r[0] for r in runs[(side, fmt)]),
+                      "cpu_us_per_row": statistics.median(r[1] for r in runs[(side, fmt)])} for side in sides}
+        out[fmt] = {**med, "ratio": med["head"]["rows_per_s"] / med["base"]["rows_per_s"],
+                    "cpu_ratio": med["head"]["cpu_us_per_row"] / med["base"]["cpu_us_per_row"]}
+        sides_text = " | ".join(f"{side} {m['rows_per_s']:,.0f} rows/s {m['cpu_us_per_row']:.1f} us/row"
+                                for side, m in med.items())
+        print(f"batch {fmt:<7} {sides_text} | head/base {out[fmt]['ratio']:.3f}, "
+              f"CPU {out[fmt]['cpu_ratio']:.3f}", flush=True)
+    return out
+
+
+def _batch_job(code: Path, base: Path, repo: Path, folder: Path, path: Path,
+               record: dict[str, Any]) -> tuple[float, float]:
+    """One job on a fresh `serve` of ``code``: rows/s from create to SUCCEEDED, server CPU us/row."""
+    import shutil
+
+    from bench.portal import _call
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    port = free_port()
+    proc = start([str(BIN / "serve")], {
+        "PYTHONPATH": str(code), "SM_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "2", "SM_LOG_LEVEL": "WARNING",
+        "MLAPP_DATABASE_URL": f"sqlite:///{folder / 'store.db'}", "MLAPP_MODEL_REPOSITORY": str(repo),
+        "MLAPP_DATA_DIR": str(folder / "data"), "MLAPP_ALLOWED_ROOTS": f"{path.parent}:{folder}"},
+        folder / "serve.log")
+    api = "/api/providers/prediction"
+    try:
+        wait_ready(port)
+        for _ in range(4):  # reaches both workers: each loads the model version once
+            _call(port, f"{api}/invoke", {"model": "gender", "input": [record]})
+        cpu, started = tree_cpu(proc.pid), time.monotonic()
+        pid = _call(port, f"{api}/create", {"model": "gender", "input": {"location": str(path)},
+                                            "output_location": str(folder / "results")})["prediction_id"]
+        while (state := _call(port, f"{api}/check?prediction_id={pid}&limit=1"))["status"] not in (
+                "SUCCEEDED", "FAILED", "CANCELLED"):
+            time.sleep(0.2)
+        seconds, cpu = time.monotonic() - started, tree_cpu(proc.pid) - cpu
+        assert state["status"] == "SUCCEEDED", state
+        return state["rows_done"] / seconds, cpu / state["rows_done"] * 1e6
+    finally:
+        stop(proc)
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parser(__doc__, reps=5)
     options.add_argument("--base", required=True)
     options.add_argument("--head", default=str(ROOT))
+    options.add_argument("--batch-rows", type=int, default=0)
+    options.add_argument("--only-batch", action="store_true", help="skip the online points")
     args = options.parse_args(argv)
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -70,7 +145,20 @@ def main(argv: list[str] | None = None) -> int:
     bodies["portal1"] = work / "ab-portal.json"
     bodies["portal1"].write_text(json.dumps({"model": "gender", "input": record}))
     sides = {"base": checkout(args.base), "head": Path(args.head).resolve()}
+    results: dict[str, Any] = {"base": str(sides["base"]), "head": str(sides["head"]),
+                               "seconds": args.seconds, "reps": args.reps}
+    if not args.only_batch:
+        results["points"] = online(sides, models, bodies, work, args.seconds, args.reps)
+    if args.batch_rows:
+        results["batch"] = batch(sides, models["devices"], work, args.batch_rows, args.reps)
+    print(f"results: {save('ab', results)}")
+    return 0
+
+
+def online(sides: dict[str, Path], models: dict[str, Path], bodies: dict[str, Path], work: Path,
+           seconds: int, reps: int) -> dict[str, Any]:
     procs, ports = [], {}
+    points: dict[str, Any] = {}
     try:
         for side, code in sides.items():
             for model, base in models.items():
@@ -79,28 +167,25 @@ def main(argv: list[str] | None = None) -> int:
                 ports[(side, model)] = port
         for port in ports.values():
             wait_ready(port)
-        results: dict[str, Any] = {"base": str(sides["base"]), "head": str(sides["head"]),
-                                   "seconds": args.seconds, "reps": args.reps, "points": {}}
         print(f"{'point':<34} {'base req/s':>11} {'head req/s':>11} {'head/base':>9}"
               f" {'base p99':>9} {'head p99':>9}")
         for model, payload, ctype, conns, path in POINTS:
             runs: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
-            for _ in range(args.reps):
+            for _ in range(reps):
                 for side in ("base", "head"):
-                    runs[side].append(wrk(ports[(side, model)], bodies[payload], ctype, conns, args.seconds,
+                    runs[side].append(wrk(ports[(side, model)], bodies[payload], ctype, conns, seconds,
                                           path=path))
             med = {s: {k: statistics.median(r[k] for r in v) for k in ("rps", "p99")}
                    for s, v in runs.items()}
             ratio = med["head"]["rps"] / med["base"]["rps"]
             name = f"{payload} c={conns} {path.rsplit('/', 1)[-1]}"
-            results["points"][name] = {**med, "ratio": ratio}
+            points[name] = {**med, "ratio": ratio}
             print(f"{name:<34} {med['base']['rps']:>11.1f} {med['head']['rps']:>11.1f} {ratio:>9.3f}"
                   f" {med['base']['p99']:>8.2f}ms {med['head']['p99']:>8.2f}ms", flush=True)
-        print(f"results: {save('ab', results)}")
     finally:
         for proc in procs:
             stop(proc)
-    return 0
+    return points
 
 
 if __name__ == "__main__":
