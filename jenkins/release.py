@@ -250,6 +250,7 @@ def _smoke_vms(stage: str, family: str, tag: str, version: str, requests: list[l
 def _smoke_sagemaker(stage: str, family: str, image: str, requests: list[list[dict[str, Any]]],
                      environ: Mapping[str, str]) -> str:
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     kw = {"region_name": environ.get("AWS_REGION") or "us-east-1"}
     if environ.get("AWS_ENDPOINT_URL"):
@@ -272,7 +273,7 @@ def _smoke_sagemaker(stage: str, family: str, image: str, requests: list[list[di
             body = json.loads(answer["Body"].read())
         except ValueError as exc:
             raise ReleaseError(f"endpoint {name} answered no JSON ({exc})") from None
-        except sm.exceptions.ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # the container's error (ModelError) or no answer
             raise ReleaseError(f"InvokeEndpoint {name} failed: {exc}") from None
         _check_predictions(200, body, len(batch), f"InvokeEndpoint {name}")
     return name

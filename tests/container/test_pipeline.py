@@ -13,6 +13,9 @@ Per target, three builds share the target's state as consecutive builds of main 
 trains, gates and deploys both families to staging and production; the second trains a deliberately
 weak gender model and stops at the gate against the champion the first one left in production;
 the third (a new commit, the first build's models) fails a smoke test in staging and rolls back.
+Only the first deploy build to run trains both families with the image, and only the first
+gate-stopping build trains the weak model; the other builds start from those models (their Train
+stages are recorded, not executed), which saves four identical trainings.
 
 Not executed here (recorded only): Checkout, Lint, Unit and service tests, Build image and Container
 tests, because `./run test` runs those very commands itself (and running the suite from inside the
@@ -55,6 +58,7 @@ EXECUTED = ["Train gender", "Train propensity", "Champion", "Gate gender", "Gate
             "Deploy to staging", "Smoke test staging", "Approve production", "Deploy to production",
             "Smoke test production", "post"]
 NOT_TRAINED = [s for s in EXECUTED if not s.startswith("Train")]
+WEAK = "num_round=1 max_depth=1"  # a deliberately weak gender model: one stump
 FAST = {"TRAIN_ROWS": "3000", "HP_GENDER": "num_round=30 max_depth=4",
         "HP_PROPENSITY": "algorithm=gmf epochs=3 factors=8 batch_size=256 patience=0",
         "GATE_GENDER_MIN_ROC_AUC": "0.55", "GATE_PROPENSITY_MIN_NDCG": "0.0", "GATE_PROPENSITY_MIN_HR": "0.0"}
@@ -157,60 +161,6 @@ def _tags(registry: str) -> list[str]:
         return []
 
 
-@pytest.fixture(scope="module")
-def good_run(image: str, registry: str, tmp_path_factory: pytest.TempPathFactory
-             ) -> tuple[dict[str, Any], Path, Path]:
-    tmp = tmp_path_factory.mktemp("wt-pipeline-none")
-    plan, ws = run_pipeline(tmp, {"DEPLOY_TARGET": "none", "REGISTRY": registry, "REGISTRY_TLS_VERIFY": False, **FAST})
-    return plan, ws, tmp
-
-
-def test_main_without_a_deploy_target_trains_gates_and_pushes_both_families(
-        good_run: tuple[dict[str, Any], Path, Path], registry: str) -> None:
-    plan, ws, tmp = good_run
-    log = (tmp / "build.log").read_text()
-    assert plan["result"] == "SUCCESS", f"{plan['error']}\n{log[-4000:]}"
-    status = _status(plan)
-    for stage in ("Train gender", "Train propensity", "Gate gender", "Gate propensity", "Push"):
-        assert status[stage] == "success", stage
-    assert status["Champion"] == "skipped (when)" and status["Deploy to staging"] == "skipped (when)"
-    for family, metric in (("gender", "roc_auc"), ("propensity", "ndcg@10")):
-        manifest = json.loads((ws / f"build/train/{family}/opt_ml/model/model.json").read_text())
-        assert manifest["family"] == family and metric in manifest["metrics"]
-        assert (ws / f"build/train/{family}/model.tar.gz").stat().st_size > 0
-        report = json.loads((ws / f"build/gate/{family}.json").read_text())
-        assert report["passed"] is True and report["champion"]["found"] is False
-        assert report["notes"][0].startswith("no champion:")  # said, not skipped silently
-    assert "gate gender: no champion:" in log and "gate propensity: PASS" in log
-    assert TAG in _tags(registry)  # pushed to the real registry, under the commit's tag
-    assert "s3cret-pw" not in log  # the password went to podman login through stdin only
-    pulled = _podman("pull", "--tls-verify=false", f"{registry}/mlship:{TAG}", check=False)
-    assert pulled.returncode == 0, pulled.stderr
-
-
-def test_a_worse_model_stops_the_pipeline_at_the_gate_before_push(
-        good_run: tuple[dict[str, Any], Path, Path], registry: str, tmp_path: Path) -> None:
-    _, ws, _ = good_run
-    auc = json.loads((ws / "build/train/gender/opt_ml/model/model.json").read_text())["metrics"]["roc_auc"]
-    before = _tags(registry)
-    # the same data, a deliberately weak model (one stump), against a floor just under the good model
-    worse, wws = run_pipeline(tmp_path, {"DEPLOY_TARGET": "none", "REGISTRY": f"{registry}/worse",
-                                         "REGISTRY_TLS_VERIFY": False, **FAST,
-                                         "HP_GENDER": "num_round=1 max_depth=1",
-                                         "GATE_GENDER_MIN_ROC_AUC": f"{auc - 0.01:.4f}"},
-                              execute=[s for s in EXECUTED if s != "Train propensity"])
-    status = _status(worse)
-    assert worse["result"] == "FAILURE" and status["Gate gender"] == "failure"
-    assert status["Push"] == "skipped (earlier failure)"
-    report = json.loads((wws / "build/gate/gender.json").read_text())
-    assert report["passed"] is False and report["reasons"][0].startswith("roc_auc = ")
-    assert f"misses the floor {auc - 0.01:.4f}" in report["reasons"][0]
-    assert "gate gender: FAIL roc_auc" in (tmp_path / "build.log").read_text()
-    assert _tags(registry) == before and not _tags(f"{registry}/worse")
-
-
-
-
 # --- the deploy plans: main + vms, main + sagemaker ------------------------------------------------
 ROLE = "arn:aws:iam::123456789012:role/mlship"
 
@@ -299,6 +249,7 @@ class Build:
     plan: dict[str, Any]
     ws: Path
     log: str
+    trained: bool = True  # its Train stages ran (False: it started from an earlier build's models)
     status: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -312,9 +263,23 @@ def _build(target: Target, tmp: Path, registry: str, commit: str = COMMIT, **kw:
 
 
 @pytest.fixture(scope="module")
-def released(target: Target, registry: str, tmp_path_factory: pytest.TempPathFactory) -> Build:
+def training() -> dict[str, Path]:
+    """Workspaces whose models later builds start from: "ws", the first deploy build's (both
+    families), "weak", the first gate-stopping build's (the weak gender model). Training them again
+    would repeat the same commands on the same data with the same image."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def released(target: Target, registry: str, training: dict[str, Path],
+             tmp_path_factory: pytest.TempPathFactory) -> Build:
     """The first build of main on this target: nothing serves yet."""
-    return _build(target, tmp_path_factory.mktemp(f"wt-{target.name}-first"), registry)
+    trained = training.get("ws")
+    build = _build(target, tmp_path_factory.mktemp(f"wt-{target.name}-first"), registry,
+                   execute=NOT_TRAINED if trained else EXECUTED, trained=trained)
+    build.trained = trained is None
+    training.setdefault("ws", build.ws)
+    return build
 
 
 def _model_dir(ws: Path, family: str) -> Path:
@@ -327,6 +292,9 @@ def test_one_build_trains_gates_and_deploys_both_families_to_staging_and_product
     assert build.plan["result"] == "SUCCESS", f"{build.plan['error']}\n{build.log[-6000:]}"
     for stage in EXECUTED[:-1]:
         assert build.status[stage] == "success", (stage, build.status)
+    train = [step for s in build.plan["stages"] if s["name"].startswith("Train ") for step in s["steps"]]
+    # the first target's build trains with the image; the second starts from those models
+    assert [step.get("exit") for step in train] == ([0, 0] if build.trained else [None, None])
     smoke = [step for s in build.plan["stages"] if s["name"].startswith("Smoke test") for step in s["steps"]]
     assert [step.get("exit") for step in smoke] == [0, 0, 0, 0]  # both families, both stages
     for family in FAMILIES:
@@ -350,13 +318,23 @@ def test_one_build_trains_gates_and_deploys_both_families_to_staging_and_product
     assert "--database-url ****" in build.log if target.name == "vms" else "AWS_SECRET" not in build.log
 
 
+def _weak_training(trained: Path | None) -> dict[str, Any]:
+    """How a build gets its weak gender model: it trains it (propensity is not needed: the gate
+    stops at gender first), or starts from the model an earlier build trained with the same
+    hyperparameters on the same data."""
+    if trained is None:
+        return {"execute": [s for s in EXECUTED if s != "Train propensity"]}
+    return {"execute": NOT_TRAINED, "trained": trained}
+
+
 def test_a_better_champion_stops_the_build_at_the_gate_before_push(
-        target: Target, released: Build, registry: str, tmp_path: Path) -> None:
+        target: Target, released: Build, registry: str, training: dict[str, Path], tmp_path: Path) -> None:
     champion = json.loads((_model_dir(released.ws, "gender") / "model.json").read_text())["metrics"]["roc_auc"]
-    # the same data and a deliberately weak model (one stump); the floor alone would let it pass
+    # the same data and a deliberately weak model; the floor alone would let it pass
+    weak = training.get("weak")
     gated = _build(target, tmp_path, f"{registry}/{target.name}-gated", GATED,
-                   params={"HP_GENDER": "num_round=1 max_depth=1", "GATE_GENDER_MIN_ROC_AUC": "0.0"},
-                   execute=[s for s in EXECUTED if s != "Train propensity"])
+                   params={"HP_GENDER": WEAK, "GATE_GENDER_MIN_ROC_AUC": "0.0"}, **_weak_training(weak))
+    training.setdefault("weak", gated.ws)
     assert gated.plan["result"] == "FAILURE" and gated.status["Champion"] == "success", gated.log[-4000:]
     assert gated.status["Gate gender"] == "failure"
     for stage in ("Gate propensity", "Push", "Deploy to staging", "Deploy to production"):
@@ -406,3 +384,60 @@ def test_a_failing_smoke_test_rolls_back_and_the_previous_release_keeps_serving(
     if target.moto is not None:
         assert any(e == "mlship-staging-propensity" and i == new for e, i, _ in target.moto.invocations)
         assert target.moto.image_of("mlship-staging-propensity") == old
+
+
+# --- main + none ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def good_run(image: str, registry: str, training: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+             ) -> tuple[dict[str, Any], Path, Path]:
+    """main with DEPLOY_TARGET none; it trains unless a deploy plan's build already trained (then it
+    starts from those models: the Train stages' commands are the same)."""
+    tmp = tmp_path_factory.mktemp("wt-pipeline-none")
+    trained = training.get("ws")
+    plan, ws = run_pipeline(tmp, {"DEPLOY_TARGET": "none", "REGISTRY": registry, "REGISTRY_TLS_VERIFY": False, **FAST},
+                            execute=NOT_TRAINED if trained else EXECUTED, trained=trained)
+    return plan, ws, tmp
+
+
+def test_main_without_a_deploy_target_gates_and_pushes_both_families(
+        good_run: tuple[dict[str, Any], Path, Path], registry: str) -> None:
+    plan, ws, tmp = good_run
+    log = (tmp / "build.log").read_text()
+    assert plan["result"] == "SUCCESS", f"{plan['error']}\n{log[-4000:]}"
+    status = _status(plan)
+    for stage in ("Train gender", "Train propensity", "Gate gender", "Gate propensity", "Push"):
+        assert status[stage] == "success", stage
+    assert status["Champion"] == "skipped (when)" and status["Deploy to staging"] == "skipped (when)"
+    for family, metric in (("gender", "roc_auc"), ("propensity", "ndcg@10")):
+        manifest = json.loads((ws / f"build/train/{family}/opt_ml/model/model.json").read_text())
+        assert manifest["family"] == family and metric in manifest["metrics"]
+        assert (ws / f"build/train/{family}/model.tar.gz").stat().st_size > 0
+        report = json.loads((ws / f"build/gate/{family}.json").read_text())
+        assert report["passed"] is True and report["champion"]["found"] is False
+        assert report["notes"][0].startswith("no champion:")  # said, not skipped silently
+    assert "gate gender: no champion:" in log and "gate propensity: PASS" in log
+    assert TAG in _tags(registry)  # pushed to the real registry, under the commit's tag
+    assert "s3cret-pw" not in log  # the password went to podman login through stdin only
+    pulled = _podman("pull", "--tls-verify=false", f"{registry}/mlship:{TAG}", check=False)
+    assert pulled.returncode == 0, pulled.stderr
+
+
+def test_a_worse_model_stops_the_pipeline_at_the_gate_before_push(
+        good_run: tuple[dict[str, Any], Path, Path], registry: str, training: dict[str, Path],
+        tmp_path: Path) -> None:
+    _, ws, _ = good_run
+    auc = json.loads((ws / "build/train/gender/opt_ml/model/model.json").read_text())["metrics"]["roc_auc"]
+    before = _tags(registry)
+    # the same data, a deliberately weak model (one stump), against a floor just under the good model
+    worse, wws = run_pipeline(tmp_path, {"DEPLOY_TARGET": "none", "REGISTRY": f"{registry}/worse",
+                                         "REGISTRY_TLS_VERIFY": False, **FAST,
+                                         "HP_GENDER": WEAK, "GATE_GENDER_MIN_ROC_AUC": f"{auc - 0.01:.4f}"},
+                              **_weak_training(training.get("weak")))
+    status = _status(worse)
+    assert worse["result"] == "FAILURE" and status["Gate gender"] == "failure"
+    assert status["Push"] == "skipped (earlier failure)"
+    report = json.loads((wws / "build/gate/gender.json").read_text())
+    assert report["passed"] is False and report["reasons"][0].startswith("roc_auc = ")
+    assert f"misses the floor {auc - 0.01:.4f}" in report["reasons"][0]
+    assert "gate gender: FAIL roc_auc" in (tmp_path / "build.log").read_text()
+    assert _tags(registry) == before and not _tags(f"{registry}/worse")

@@ -8,9 +8,10 @@
   InvokeEndpoint: moto has no container behind an endpoint and answers from a queue of canned
   results (POST /moto-api/static/sagemaker/endpoint-results) handed out in call order across all
   endpoints and cached per request body for good, so a queue ties a test to the exact number and
-  order of invocations of every deploy, smoke test and rollback, across builds. Here the answer is
-  still canned, but shaped by the request: one prediction per instance sent, or the ModelError a
-  failing container gives for an (endpoint, image) the test marks as broken.
+  order of invocations of every deploy, smoke test and rollback, across builds (and moto 5.2.5 keys
+  them by an endpoint name it loses: None). Here the answer is still canned, but shaped by the
+  request: one prediction per instance sent, or the ModelError a failing container gives, for an
+  (endpoint, image) the test marks as broken.
 """
 
 from __future__ import annotations
