@@ -69,7 +69,7 @@ def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def image() -> str:
+def image() -> Iterator[str]:
     """The image of this checkout, tagged as the pipeline's Build image stage tags it."""
     if shutil.which("podman") is None or _podman("info", check=False).returncode != 0:
         pytest.fail("podman is not installed or cannot run here; `./run setup` installs it")
@@ -78,9 +78,12 @@ def image() -> str:
         from jenkins.image import build
 
         source = str(build("mlship:wt-pipeline")["image"])
-    for commit in (COMMIT, GATED, LATER):
-        _podman("tag", source, f"mlship:{commit[:12]}")
-    return f"mlship:{TAG}"
+    tags = [f"mlship:{commit[:12]}" for commit in (COMMIT, GATED, LATER)]
+    for tag in tags:
+        _podman("tag", source, tag)
+    yield f"mlship:{TAG}"
+    for tag in tags:
+        _podman("untag", source, tag, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +113,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield f"127.0.0.1:{port}"
     finally:
+        names = _podman("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
+        pushed = [n for n in names if n.startswith(f"127.0.0.1:{port}/")]  # what push tagged locally
+        for name in pushed:  # by name: `podman untag IMAGE` alone would drop every name of the image
+            _podman("untag", name, name, check=False)
         proc.terminate()
         proc.wait(10)
         log.close()
