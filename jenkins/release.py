@@ -19,9 +19,10 @@ credential bindings), so one tested place holds the naming conventions:
   ("local" or an ssh alias), "listen", optional "nginx_test", "nginx_reload", "nginx_pid"};
   ``$VM_SSH_CONFIG`` (a bound credentials file), ``$MLAPP_DATABASE_URL`` (bound secret).
 
-The ledger ``$RELEASE_STORE/<stage>/<family>/current.json`` (image, model.tar.gz copy) is written
-by a smoke test that passes; `deploy` saves the ledger's entry as the previous release first, and
-`rollback` redeploys that previous release for every family this build touched. Secrets are never
+The ledger ``$RELEASE_STORE/<stage>/<family>/current.json`` (image, model.tar.gz copy, model
+version) names the release a stage serves: a smoke test that passes writes it; `deploy` saves the
+ledger's entry as the previous release first, and `rollback` redeploys that previous release for
+every family this build touched and writes it back as the ledger's entry. Secrets are never
 printed: commands are shown with --database-url masked. Every subcommand prints one JSON line.
 """
 
@@ -40,6 +41,9 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from deploy.tarball import WARMUP, example_requests
+from modelformat.manifest import model_version
 
 TARGETS = ("vms", "sagemaker")
 STAGES = ("staging", "production")
@@ -132,6 +136,18 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def failure_message(stderr: str) -> str:
+    """What a failed deploy command said, whole: from its last `deploy: FAILED ` line to the end (a
+    DeployError names what serves and what to do, and may carry a container's log lines after it),
+    else the last line (an exception's). One line: the parts joined by " | "."""
+    lines = [line.rstrip() for line in stderr.strip().splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if line.startswith("deploy: FAILED ")]
+    if starts:
+        tail = lines[starts[-1]:]
+        return " | ".join([tail[0][len("deploy: FAILED "):], *(line.strip() for line in tail[1:])])
+    return lines[-1].strip() if lines else "no message"
+
+
 def _last_json(text: str) -> dict[str, Any]:
     for line in reversed(text.strip().splitlines()):
         try:
@@ -157,8 +173,7 @@ def champion(target: str, family: str, out: Path, environ: Mapping[str, str]) ->
     if done.returncode == 0:
         reason = str(result.get("reason") or "the target reports no champion")
     else:
-        tail = done.stderr.strip().splitlines()
-        reason = f"the champion command failed (exit {done.returncode}): {tail[-1] if tail else 'no message'}"
+        reason = f"the champion command failed (exit {done.returncode}): {failure_message(done.stderr)}"
     note = {"found": False, "family": family, "target": target, "reason": reason}
     (out / "champion.json").write_text(json.dumps(note, indent=1))
     return note
@@ -187,7 +202,8 @@ def deploy(target: str, stage: str, family: str, image: str, model_tar: Path,
     (work / f"{family}.touched").write_text(image)
     done = _run(deploy_argv(target, stage, family, image, model_tar, environ))
     if done.returncode != 0:
-        raise ReleaseError(f"deploy {target} of {family} to {stage} failed (exit {done.returncode})")
+        raise ReleaseError(f"deploy {target} of {family} to {stage} failed (exit {done.returncode}): "
+                           f"{failure_message(done.stderr)}")
     return {"stage": stage, "family": family, "image": image, "previous": previous,
             "deploy": _last_json(done.stdout)}
 
@@ -212,56 +228,79 @@ def _check_predictions(status: int, body: Any, sent: int, what: str) -> None:
         raise ReleaseError(f"{what}: {status} {str(body)[:200]} ({sent} examples sent)")
 
 
-def smoke(target: str, stage: str, family: str, image: str, model_dir: Path,
-          environ: Mapping[str, str], wait_seconds: float = 30) -> dict[str, Any]:
-    """What a client of the stage sees: the new release answers, with this model, and predicts its
-    stored warm-up examples. Passing records the release in the ledger (the next rollback's target)."""
-    manifest = json.loads((model_dir / "model.json").read_text())
-    examples = json.loads((model_dir / "warmup.json").read_text())[:5]
-    tag = image.rpartition(":")[2]
-    if target == "vms":
-        _, site = inventory(environ, stage, family)
-        url = str(site["url"]).rstrip("/")
-        deadline = time.monotonic() + wait_seconds
-        while True:  # nginx may still route to the old colour for a moment after the switch
-            status, served = _http("GET", f"{url}/release")
-            ok = status == 200 and isinstance(served, dict)
-            if ok and served.get("release") == tag and served.get("version") == manifest.get("version"):
-                break
-            if time.monotonic() > deadline:
-                raise ReleaseError(f"{url}/release answers {status} {str(served)[:300]}, not release {tag} "
-                                   f"version {manifest.get('version')}")
-            time.sleep(1)
-        _check_predictions(*_http("POST", f"{url}/invocations", examples), len(examples),
-                           f"POST {url}/invocations")
-        where = url
-    else:
-        import boto3
+def _smoke_vms(stage: str, family: str, tag: str, version: str, requests: list[list[dict[str, Any]]],
+               environ: Mapping[str, str], wait_seconds: float) -> str:
+    _, site = inventory(environ, stage, family)
+    url = str(site["url"]).rstrip("/")
+    deadline = time.monotonic() + wait_seconds
+    while True:  # nginx may still route to the old colour for a moment after the switch
+        status, served = _http("GET", f"{url}/release")
+        ok = status == 200 and isinstance(served, dict)
+        if ok and served.get("release") == tag and served.get("version") == version:
+            break
+        if time.monotonic() > deadline:
+            raise ReleaseError(f"{url}/release answers {status} {str(served)[:300]}, not release {tag} "
+                               f"model version {version}")
+        time.sleep(1)
+    for batch in requests:
+        _check_predictions(*_http("POST", f"{url}/invocations", batch), len(batch), f"POST {url}/invocations")
+    return url
 
-        kw = {"region_name": environ.get("AWS_REGION") or "us-east-1"}
-        if environ.get("AWS_ENDPOINT_URL"):
-            kw["endpoint_url"] = environ["AWS_ENDPOINT_URL"]
-        name = endpoint(environ, stage, family)
-        sm = boto3.client("sagemaker", **kw)
-        desc = sm.describe_endpoint(EndpointName=name)
-        if desc["EndpointStatus"] != "InService":
-            raise ReleaseError(f"endpoint {name} is {desc['EndpointStatus']}, not InService")
-        config = sm.describe_endpoint_config(EndpointConfigName=desc["EndpointConfigName"])
-        images = {(sm.describe_model(ModelName=v["ModelName"]).get("PrimaryContainer") or {}).get("Image")
-                  for v in config["ProductionVariants"]}
-        if image not in images:
-            raise ReleaseError(f"endpoint {name} serves {sorted(map(str, images))}, not {image}")
-        answer = boto3.client("sagemaker-runtime", **kw).invoke_endpoint(
-            EndpointName=name, ContentType="application/json", Accept="application/json",
-            Body=json.dumps({"instances": examples}))
+
+def _smoke_sagemaker(stage: str, family: str, image: str, requests: list[list[dict[str, Any]]],
+                     environ: Mapping[str, str]) -> str:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    kw = {"region_name": environ.get("AWS_REGION") or "us-east-1"}
+    if environ.get("AWS_ENDPOINT_URL"):
+        kw["endpoint_url"] = environ["AWS_ENDPOINT_URL"]
+    name = endpoint(environ, stage, family)
+    sm = boto3.client("sagemaker", **kw)
+    desc = sm.describe_endpoint(EndpointName=name)
+    if desc["EndpointStatus"] != "InService":
+        raise ReleaseError(f"endpoint {name} is {desc['EndpointStatus']}, not InService")
+    config = sm.describe_endpoint_config(EndpointConfigName=desc["EndpointConfigName"])
+    images = {(sm.describe_model(ModelName=v["ModelName"]).get("PrimaryContainer") or {}).get("Image")
+              for v in config["ProductionVariants"]}
+    if image not in images:
+        raise ReleaseError(f"endpoint {name} serves {sorted(map(str, images))}, not {image}")
+    runtime = boto3.client("sagemaker-runtime", **kw)
+    for batch in requests:
         try:
+            answer = runtime.invoke_endpoint(EndpointName=name, ContentType="application/json",
+                                             Accept="application/json", Body=json.dumps({"instances": batch}))
             body = json.loads(answer["Body"].read())
         except ValueError as exc:
             raise ReleaseError(f"endpoint {name} answered no JSON ({exc})") from None
-        _check_predictions(200, body, len(examples), f"InvokeEndpoint {name}")
-        where = name
+        except (ClientError, BotoCoreError) as exc:  # the container's error (ModelError) or no answer
+            raise ReleaseError(f"InvokeEndpoint {name} failed: {exc}") from None
+        _check_predictions(200, body, len(batch), f"InvokeEndpoint {name}")
+    return name
+
+
+def smoke(target: str, stage: str, family: str, image: str, model_dir: Path,
+          environ: Mapping[str, str], wait_seconds: float = 30) -> dict[str, Any]:
+    """What a client of the stage sees: the new release answers, with this model, and predicts its
+    stored warm-up examples (one request per kind of record, as the deploys' own smoke tests send
+    them). Passing records the release in the ledger (the next rollback's target)."""
+    version = model_version(model_dir)  # what serving reports as the version (the manifest's hash)
+    requests = example_requests(json.loads((model_dir / WARMUP).read_text()))
+    tag = image.rpartition(":")[2]
+    if target == "vms":
+        where = _smoke_vms(stage, family, tag, version, requests, environ, wait_seconds)
+    else:
+        where = _smoke_sagemaker(stage, family, image, requests, environ)
     _record(environ, stage, family, image, model_dir)
-    return {"stage": stage, "family": family, "smoke": "passed", "where": where, "release": tag}
+    return {"stage": stage, "family": family, "smoke": "passed", "where": where, "release": tag,
+            "version": version, "requests": len(requests)}
+
+
+def _write_ledger(ledger: Path, entry: dict[str, Any]) -> None:
+    ledger.mkdir(parents=True, exist_ok=True)
+    partial = ledger / "current.json.partial"
+    partial.write_text(json.dumps(entry, indent=1))
+    partial.replace(ledger / "current.json")
 
 
 def _record(environ: Mapping[str, str], stage: str, family: str, image: str, model_dir: Path) -> None:
@@ -270,11 +309,8 @@ def _record(environ: Mapping[str, str], stage: str, family: str, image: str, mod
     tar = model_dir.parent.parent / "model.tar.gz"  # WORKDIR/opt_ml/model -> WORKDIR/model.tar.gz
     kept = ledger / f"{image.rpartition(':')[2]}.tar.gz"
     shutil.copy(tar, kept)
-    entry = {"image": image, "model_tar": str(kept), "version": json.loads(
-        (model_dir / "model.json").read_text()).get("version"), "build": environ.get("BUILD_TAG")}
-    partial = ledger / "current.json.partial"
-    partial.write_text(json.dumps(entry, indent=1))
-    partial.replace(ledger / "current.json")
+    _write_ledger(ledger, {"image": image, "model_tar": str(kept), "version": model_version(model_dir),
+                           "build": environ.get("BUILD_TAG")})
 
 
 # --- rollback ----------------------------------------------------------------------------------
@@ -295,10 +331,16 @@ def rollback(target: str, stage: str, environ: Mapping[str, str]) -> dict[str, A
         run = _run(argv)
         if run.returncode == 0:
             done[family] = f"rolled back to {previous['image']}"
+            # the ledger names what serves now: a smoke test of this build may have recorded the
+            # release just rolled back, and the next build's rollback target must not be that one
+            _write_ledger(_ledger(environ, stage, family), {
+                **previous, "rolled_back_from": (work / f"{family}.touched").read_text(),
+                "rolled_back_by": environ.get("BUILD_TAG")})
             (work / f"{family}.touched").unlink()
         else:
             failed.append(family)
-            done[family] = f"rollback to {previous['image']} FAILED (exit {run.returncode})"
+            done[family] = (f"rollback to {previous['image']} FAILED (exit {run.returncode}): "
+                            f"{failure_message(run.stderr)}")
     if failed:
         raise ReleaseError(f"rollback of {stage}: {json.dumps(done)}")
     return {"stage": stage, "rollback": done or "nothing was deployed to this stage by this build"}
