@@ -73,14 +73,21 @@ def _child_exit(server: Any, worker: Any) -> None:
     metrics.worker_exited(worker.pid)
 
 
-def _metrics_dir(settings: Settings) -> None:
-    """Workers share Prometheus samples through files; this must be set before they import it."""
+def _metrics_dir(settings: Settings) -> bool:
+    """Workers share Prometheus samples through files; this must be set before they import it.
+    False (after saying why) when the folder cannot be used."""
     path = settings.metrics_dir or tempfile.mkdtemp(prefix="mlship-metrics-")
-    os.makedirs(path, exist_ok=True)
-    for stale in os.listdir(path):  # samples of an earlier run would be summed in otherwise
-        if stale.endswith(".db"):
-            os.unlink(os.path.join(path, stale))
+    try:
+        os.makedirs(path, exist_ok=True)
+        for stale in os.listdir(path):  # samples of an earlier run would be summed in otherwise
+            if stale.endswith(".db"):
+                os.unlink(os.path.join(path, stale))
+    except OSError as exc:
+        log.error("PROMETHEUS_MULTIPROC_DIR=%s cannot be used: %s; point it at a writable folder or unset it",
+                  path, exc.strerror or exc, extra={"exit_code": CONFIG_EXIT})
+        return False
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return True
 
 
 def plan_workers(settings: Settings, explicit: bool, limit: int | None,
@@ -133,6 +140,7 @@ def _sized(settings: Settings) -> Settings | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logs.json_stdio()  # gunicorn prints some errors around its logger; those lines are JSON too
     try:
         loaded = Settings.from_env()
     except SettingsError as exc:  # said as a JSON line too: every line `serve` writes is one
@@ -153,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(settings.model_threads))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _metrics_dir(settings)
+    if not _metrics_dir(settings):
+        return CONFIG_EXIT
 
     from gunicorn.app.base import BaseApplication
 

@@ -87,6 +87,27 @@ def test_image_layers_hold_no_secrets_keys_credentials_git_or_datasets(image: st
     assert layers.history_findings(history.splitlines()) == []
 
 
+def test_the_build_writes_a_cyclonedx_sbom_of_what_the_image_holds(image: str, tmp_path: Path) -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    from jenkins.image import ROOT, write_sbom
+
+    text = write_sbom(image, tmp_path).read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(text) is None
+    found = {(c["purl"].split("/")[0], c["name"].lower().replace("_", "-")): c["version"]
+             for c in json.loads(text)["components"]}
+    pins = [line.split("==") for line in (ROOT / "requirements" / "runtime.lock").read_text().splitlines()
+            if "==" in line and not line.startswith("#")]
+    assert len(pins) > 50
+    for name, version in pins:  # every locked runtime package, at its locked version
+        if name == "libclang":  # the Dockerfile deletes it (tensorflow's build tooling): not in the image
+            assert ("pkg:pypi", name) not in found
+            continue
+        assert found.get(("pkg:pypi", name.strip().lower().replace("_", "-"))) == version.strip(), name
+    assert ("pkg:deb", "python3") in found and ("pkg:deb", "libgomp1") in found
+
+
 def _process_tree(pid: int) -> list[int]:
     """``pid`` and its descendants, from the host's /proc (rootful podman: no user namespace)."""
     out, todo = [], [pid]
