@@ -13,7 +13,7 @@ import pytest
 
 from container.paths import MLPaths
 from tests import factories
-from tests.e2e.helpers import free_port, http, start_serve, stop, wait_ready
+from tests.e2e.helpers import free_port, http, start_serve, stop
 
 pytestmark = pytest.mark.e2e
 

@@ -15,8 +15,8 @@ def test_json_lines_pass_and_everything_else_is_wrapped() -> None:
     already = json.dumps({"ts": "t", "level": "INFO", "logger": "gunicorn.error", "msg": "Booting worker"})
     print(already, file=stream)
     # What gunicorn prints itself: Arbiter.spawn_worker after a boot failure, BaseApplication.run.
-    print("%s" % RuntimeError("store unreachable"), file=stream)
-    print("\nError: %s\n" % "No application module specified.", file=stream)
+    print("%s" % RuntimeError("store unreachable"), file=stream)  # noqa: UP031 - gunicorn's own words
+    print("\nError: %s\n" % "No application module specified.", file=stream)  # noqa: UP031
     try:
         raise ValueError("boom")
     except ValueError:
