@@ -4,6 +4,7 @@ clients see when a model fails to load, start-up fails, or a client is slow on p
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -13,7 +14,7 @@ import pytest
 
 from container.paths import MLPaths
 from tests import factories
-from tests.e2e.helpers import free_port, http, start_serve, stop, wait_ready
+from tests.e2e.helpers import BIN, free_port, http, start_serve, stop, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -139,3 +140,86 @@ def test_slow_clients_do_not_hold_the_workers_from_other_clients(gender_model: M
         assert max(latencies) < 1.0
     finally:
         stop(proc)
+
+
+def test_train_on_a_full_model_disk_fails_cleanly_and_leaves_no_half_model(tmp_path: Path) -> None:
+    """/opt/ml/model is a 16 KiB tmpfs (in a mount namespace of its own): too small for the model."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("mounting a tmpfs in a mount namespace needs root and unshare (CI runs as root)")
+    paths = factories.opt_ml(tmp_path / "opt_ml", {"num_round": 50, "max_depth": 4})
+    factories.write_devices(paths, rows=800)
+    paths.model_dir.mkdir(parents=True, exist_ok=True)
+    listing = tmp_path / "listing.txt"
+    script = (f'mount -t tmpfs -o size=16k tmpfs "{paths.model_dir}" && "{BIN / "train"}"; rc=$?; '
+              f'ls -A "{paths.model_dir}" > "{listing}"; exit $rc')
+    run = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                         env={**os.environ, "SM_BASE_DIR": str(paths.base)}, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 1, run.stderr[-3000:]
+    first = paths.failure.read_text().splitlines()[0]
+    assert first.startswith(f"ClientError: no space left on the device while writing {paths.model_dir}/")
+    assert "larger volume (VolumeSizeInGB)" in first
+    assert listing.read_text().split() == []  # no model.json, no staged files, no temporary manifest
+    assert not paths.success.exists()
+
+
+def _train(base: Path, log: Path, hps: dict[str, object], stop_after: float | None = None,
+           stop_at_checkpoint: Path | None = None) -> int:
+    """One `train` process on ``base``; SIGTERMed ``stop_after`` seconds in, or once the checkpoint
+    file ``stop_at_checkpoint`` exists, when given."""
+    import signal
+
+    factories.opt_ml(base, hps)
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(BIN / "train")], env={**os.environ, "SM_BASE_DIR": str(base)},
+                                stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + (stop_after if stop_after is not None else 600)
+    if stop_after is not None or stop_at_checkpoint is not None:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if stop_at_checkpoint is not None and stop_at_checkpoint.exists():
+                break
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    return proc.wait(600)
+
+
+@pytest.mark.slow
+def test_sigterm_at_random_points_then_restart_gives_the_uninterrupted_model(tmp_path: Path) -> None:
+    """SIGTERMs at seeded random points of one job (while it starts and reads data, then at two
+    random rounds of the fit), each followed by a restart on the same checkpoints, against the same
+    job run without interruption."""
+    import random
+
+    total = 120
+    hps = {"num_round": total, "max_depth": 4, "eta": 0.1, "checkpoint_frequency": 5, "log_every": 40}
+    reference = factories.opt_ml(tmp_path / "reference", hps)
+    factories.write_devices(reference, rows=1000, seed=3)
+    assert _train(reference.base, tmp_path / "reference.log", hps) == 0
+    expected = json.loads((reference.model_dir / "model.json").read_text())
+
+    job = factories.opt_ml(tmp_path / "job", hps)
+    factories.write_devices(job, rows=1000, seed=3)
+    rng = random.Random(16)
+    rounds = sorted(rng.sample(range(10, total - 10, 5), 2))
+    plans: list[dict[str, object]] = [{"stop_after": rng.uniform(0.5, 3.0)}]
+    plans += [{"stop_at_checkpoint": job.checkpoints_dir / f"ckpt-{r:08d}.ubj"} for r in rounds]
+    stops = []
+    for attempt, plan in enumerate(plans):
+        assert _train(job.base, tmp_path / f"attempt{attempt}.log", hps, **plan) == 0  # type: ignore[arg-type]
+        training = json.loads((job.model_dir / "model.json").read_text())["training"]
+        stops.append((training["resumed_from"], training["steps_done"], training["stopped_early"]))
+        for entry in job.model_dir.iterdir():  # SageMaker restarts a job with an empty model folder
+            entry.unlink()
+    assert _train(job.base, tmp_path / "final.log", hps) == 0
+    final = json.loads((job.model_dir / "model.json").read_text())
+    print(f"SIGTERM plan: {plans}; (resumed from, rounds done, stopped early) per run: {stops}")
+    assert [s[2] for s in stops[1:]] == [True, True]
+    assert stops[1][1] >= rounds[0] and stops[2][0] == stops[1][1] and stops[2][1] >= rounds[1]
+    assert final["training"]["resumed_from"] == stops[2][1]
+    assert final["training"]["steps_done"] == total and not final["training"]["stopped_early"]
+    # Resumed boosting continues the same trees: the model is the uninterrupted one, within tolerance.
+    for metric in ("roc_auc", "logloss", "accuracy"):
+        assert final["metrics"][metric] == pytest.approx(expected["metrics"][metric], abs=0.005), metric
