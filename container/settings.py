@@ -242,7 +242,7 @@ class Settings:
     model_memory_factor: float = env(
         "MLSHIP_MODEL_MEMORY_FACTOR", 8.0,
         "Bytes of worker memory per byte of model on disk, for the start-up check that the workers' "
-        "model copies fit the cgroup memory limit (measured: README 'Reliability'); 0 turns it off.",
+        "model copies fit the cgroup memory limit (measured: README, reliability figures); 0 turns it off.",
         _number(lambda v: 0 <= v <= 1000, "must be between 0 and 1000"),
     )
 

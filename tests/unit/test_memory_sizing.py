@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,14 @@ from container.settings import Settings
 from inference import server
 
 MiB = 1 << 20
+
+
+@pytest.fixture
+def isolated_stdio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """server.main() wraps stdout/stderr and sets the root logger up, for the process: undo it after."""
+    monkeypatch.setattr(sys, "stdout", sys.stdout)
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
 
 
 def test_memory_limit_is_read_from_cgroup_v2_and_v1(tmp_path: Path) -> None:
@@ -67,7 +77,8 @@ def test_a_factor_of_zero_turns_the_check_off() -> None:
 
 
 def test_serve_refuses_at_start_with_a_json_line_and_exit_code_3(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+        isolated_stdio: None) -> None:
     cgroup = tmp_path / "cgroup"
     cgroup.mkdir()
     (cgroup / "memory.max").write_text(f"{1024 * MiB}\n")
@@ -86,7 +97,7 @@ def test_serve_refuses_at_start_with_a_json_line_and_exit_code_3(
 
 
 def test_a_bad_variable_is_a_json_line_too(monkeypatch: pytest.MonkeyPatch,
-                                          capfd: pytest.CaptureFixture[str]) -> None:
+                                          capfd: pytest.CaptureFixture[str], isolated_stdio: None) -> None:
     monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "many")
     assert server.main([]) == 3
     (line,) = [json.loads(raw) for raw in capfd.readouterr().err.splitlines()]
