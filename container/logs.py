@@ -7,9 +7,12 @@ log without passing them around, and every line a request causes carries its id.
 from __future__ import annotations
 
 import contextvars
+import io
 import json
 import logging
+import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -56,3 +59,70 @@ def configure(level: str = "INFO", stream: Any = None) -> None:
     # Third-party chatter that would drown the job's own lines.
     for noisy in ("urllib3", "botocore", "matplotlib", "PIL", "h5py", "absl"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+class JsonLines(io.TextIOBase):
+    """A text stream that passes JSON lines through and wraps every other line into one.
+
+    `serve` puts one on stdout and stderr before anything else runs, so what libraries print
+    around the logging system (gunicorn's "Error: ..." and worker-boot messages, warnings, an
+    uncaught traceback) still reaches the log collector as JSON lines: one per printed line.
+    Writes at the file-descriptor level (a C library's own output) do not pass through here.
+    """
+
+    def __init__(self, target: Any, stream: str, level: str) -> None:
+        self._target = target
+        self._stream = stream
+        self._level = level
+        self._pending = ""
+        self._lock = threading.Lock()
+        # A fork while another thread holds the lock would leave the child's copy held for ever.
+        os.register_at_fork(after_in_child=self._reset_lock)
+
+    def _reset_lock(self) -> None:
+        self._lock = threading.Lock()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self._target, "encoding", "utf-8"))
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return int(self._target.fileno())
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending += text
+            while "\n" in self._pending:
+                line, self._pending = self._pending.split("\n", 1)
+                self._emit(line)
+        return len(text)
+
+    def _emit(self, line: str) -> None:
+        stripped = line.strip()
+        if not stripped:
+            return
+        if not (stripped.startswith("{") and stripped.endswith("}")):
+            now = time.time()
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+            record = {"ts": stamp, "level": self._level, "logger": self._stream, "msg": line.rstrip()}
+            line = json.dumps(record, ensure_ascii=False)
+        self._target.write(line + "\n")
+        self._target.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending.strip():
+                self._emit(self._pending)
+            self._pending = ""
+        self._target.flush()
+
+
+def json_stdio() -> None:
+    """Make every line this process (and its forks) prints on stdout and stderr a JSON line."""
+    if sys.__stdout__ is not None and not isinstance(sys.stdout, JsonLines):
+        sys.stdout = JsonLines(sys.__stdout__, "stdout", "INFO")
+    if sys.__stderr__ is not None and not isinstance(sys.stderr, JsonLines):
+        sys.stderr = JsonLines(sys.__stderr__, "stderr", "ERROR")

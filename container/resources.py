@@ -41,3 +41,43 @@ def available_cpus(root: Path = CGROUP) -> int:
     if limit is not None:
         count = min(count, max(1, math.ceil(limit)))
     return max(1, count)
+
+
+# --------------------------------------------------------------------------- memory
+# cgroup v1 writes "no limit" as the largest page-aligned signed 64-bit number, not "max".
+_V1_UNLIMITED = 1 << 60
+
+
+def cgroup_memory_limit(root: Path = CGROUP) -> int | None:
+    """Bytes the cgroup allows (v2 ``memory.max``, v1 ``memory.limit_in_bytes``); None when unlimited."""
+    try:
+        v2 = root / "memory.max"
+        if v2.exists():
+            raw = v2.read_text().strip()
+            return None if raw == "max" else int(raw)
+        v1 = root / "memory" / "memory.limit_in_bytes"
+        if v1.exists():
+            value = int(v1.read_text().strip())
+            return None if value >= _V1_UNLIMITED else value
+    except (OSError, ValueError):  # unreadable or odd: no limit we can tell
+        return None
+    return None
+
+
+def directory_bytes(path: Path) -> int:
+    """Bytes of the regular files under ``path`` (links not followed); 0 when it does not exist."""
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            if not os.path.islink(os.path.join(folder, name)):
+                total += info.st_size
+    return total
+
+
+def workers_that_fit(limit: int, per_worker: int, reserve: int) -> int:
+    """How many workers of ``per_worker`` bytes fit in ``limit`` once ``reserve`` is set aside."""
+    return max(0, (limit - reserve) // max(1, per_worker))

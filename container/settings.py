@@ -238,6 +238,14 @@ class Settings:
         shown_default="$MLAPP_DATA_DIR:$SM_BASE_DIR",
     )
 
+    # --- reliability: memory sizing (issue 16) ---------------------------------
+    model_memory_factor: float = env(
+        "MLSHIP_MODEL_MEMORY_FACTOR", 8.0,
+        "Bytes of worker memory per byte of model on disk, for the start-up check that the workers' "
+        "model copies fit the cgroup memory limit (measured: README, reliability figures); 0 turns it off.",
+        _number(lambda v: 0 <= v <= 1000, "must be between 0 and 1000"),
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         source = os.environ if environ is None else environ

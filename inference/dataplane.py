@@ -12,8 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from inference import codecs, metrics
 from inference.codecs import Inputs, Outputs
+from inference.errors import BadInput
 from inference.predictors import Predictor
 from inference.registry import ModelRegistry
 
@@ -63,7 +66,11 @@ class DataPlane:
         """Outputs and milliseconds of one prediction, counted per door and per model under the
         (name, version) the caller knows it by (``known_as``: a repository entry's)."""
         started = time.perf_counter()
-        outputs = model.predict(inputs)
+        with np.errstate(over="raise"):  # huge inputs overflow float32 features (the property run)
+            try:
+                outputs = model.predict(inputs)
+            except FloatingPointError:
+                raise BadInput(codecs.TOO_LARGE) from None
         ms = (time.perf_counter() - started) * 1000
         name, version = known_as or (model.name, model.version)
         metrics.rows_predicted(door, name, version, inputs.n_rows)

@@ -9,6 +9,7 @@ fork (TensorFlow is not fork-safe).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
@@ -17,9 +18,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from container import logs
+from container import logs, resources
 from container.privileges import drop_to
-from container.settings import Settings
+from container.settings import Settings, SettingsError
+
+log = logging.getLogger("inference.server")
+MiB = 1 << 20
+# Measured (README "Reliability and security in figures"): a worker serving a small XGBoost model
+# holds 223 MB resident (interpreter, Flask, NumPy, the model library); the gunicorn master 119 MB.
+WORKER_BASE_BYTES = 224 * MiB
+MASTER_BYTES = 128 * MiB
+# The exit code of a configuration the platform must change (as for a bad environment variable).
+CONFIG_EXIT = 3
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
@@ -63,32 +73,96 @@ def _child_exit(server: Any, worker: Any) -> None:
     metrics.worker_exited(worker.pid)
 
 
-def _metrics_dir(settings: Settings) -> None:
-    """Workers share Prometheus samples through files; this must be set before they import it."""
+def _metrics_dir(settings: Settings) -> bool:
+    """Workers share Prometheus samples through files; this must be set before they import it.
+    False (after saying why) when the folder cannot be used."""
     path = settings.metrics_dir or tempfile.mkdtemp(prefix="mlship-metrics-")
-    os.makedirs(path, exist_ok=True)
-    for stale in os.listdir(path):  # samples of an earlier run would be summed in otherwise
-        if stale.endswith(".db"):
-            os.unlink(os.path.join(path, stale))
+    try:
+        os.makedirs(path, exist_ok=True)
+        for stale in os.listdir(path):  # samples of an earlier run would be summed in otherwise
+            if stale.endswith(".db"):
+                os.unlink(os.path.join(path, stale))
+    except OSError as exc:
+        log.error("PROMETHEUS_MULTIPROC_DIR=%s cannot be used: %s; point it at a writable folder or unset it",
+                  path, exc.strerror or exc, extra={"exit_code": CONFIG_EXIT})
+        return False
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return True
+
+
+def plan_workers(settings: Settings, explicit: bool, limit: int | None,
+                 model_bytes: int) -> tuple[int, str | None]:
+    """The worker count to start, or an error saying why the model copies cannot fit ``limit``.
+
+    Each worker loads its own copy of the model (after fork), so memory grows with the count:
+    a worker is estimated at WORKER_BASE_BYTES plus MLSHIP_MODEL_MEMORY_FACTOR times the model's
+    bytes on disk, and the master at MASTER_BYTES. A count the image chose itself (from the CPUs)
+    is lowered to what fits; a count the user set is refused, naming the count that would fit.
+    """
+    wanted = settings.workers
+    if limit is None or settings.model_memory_factor <= 0:
+        return wanted, None
+    per_worker = WORKER_BASE_BYTES + int(settings.model_memory_factor * model_bytes)
+    fits = resources.workers_that_fit(limit, per_worker, MASTER_BYTES)
+    if wanted <= fits:
+        return wanted, None
+    if not explicit and fits >= 1:
+        return fits, None
+    need = (MASTER_BYTES + wanted * per_worker) / MiB
+    head = (f"SAGEMAKER_MODEL_SERVER_WORKERS={wanted}" if explicit else
+            f"{wanted} worker(s) (one per CPU)")
+    advice = (f"set SAGEMAKER_MODEL_SERVER_WORKERS={fits} or fewer, or raise the memory limit" if fits
+              else "raise the memory limit (or set MLSHIP_MODEL_MEMORY_FACTOR=0 to skip this check)")
+    return wanted, (
+        f"{head} cannot fit the container's memory limit of {limit / MiB:.0f} MiB: each worker holds "
+        f"its own model copy, about {per_worker / MiB:.0f} MiB ({WORKER_BASE_BYTES / MiB:.0f} MiB + "
+        f"{settings.model_memory_factor:g} x {model_bytes / MiB:.1f} MiB of model on disk), "
+        f"{need:.0f} MiB in all with the master; {advice}")
+
+
+def _sized(settings: Settings) -> Settings | None:
+    """``settings`` with a worker count that fits the cgroup memory limit, or None after logging why not."""
+    limit = resources.cgroup_memory_limit(resources.CGROUP)
+    explicit = bool(os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", "").strip())
+    model_bytes = resources.directory_bytes(settings.paths.model_dir)
+    workers, error = plan_workers(settings, explicit, limit, model_bytes)
+    if error:
+        log.error(error, extra={"check": "memory", "workers": settings.workers, "memory_limit": limit,
+                                "model_bytes": model_bytes, "exit_code": CONFIG_EXIT})
+        return None
+    if workers != settings.workers:
+        log.warning("starting %d worker(s) instead of one per CPU (%d): more model copies would not fit "
+                    "the memory limit of %.0f MiB", workers, settings.workers, (limit or 0) / MiB,
+                    extra={"check": "memory", "workers": workers, "memory_limit": limit,
+                           "model_bytes": model_bytes})
+        return dataclasses.replace(settings, workers=workers)
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    loaded = Settings.for_program("serve")
-    if loaded is None:
-        return 3
-    settings: Settings = loaded  # a plain name the nested Server class can close over
-    logs.configure(settings.log_level)
+    logs.json_stdio()  # gunicorn prints some errors around its logger; those lines are JSON too
+    try:
+        loaded = Settings.from_env()
+    except SettingsError as exc:  # said as a JSON line too: every line `serve` writes is one
+        logs.configure()
+        log.error("serve: %s", exc, extra={"exit_code": CONFIG_EXIT})
+        return CONFIG_EXIT
+    logs.configure(loaded.log_level)
+    sized = _sized(loaded)
+    if sized is None:
+        return CONFIG_EXIT
+    settings: Settings = sized  # a plain name the nested Server class can close over
     writable = [Path(settings.resolved_data_dir)]
     if settings.metrics_dir:
         writable.append(Path(settings.metrics_dir))
     if drop_to(settings.run_as, writable):
-        logging.getLogger("inference.server").info("started as root; serving as %s", settings.run_as)
+        log.info("started as root; serving as %s", settings.run_as)
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.model_threads))
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(settings.model_threads))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _metrics_dir(settings)
+    if not _metrics_dir(settings):
+        return CONFIG_EXIT
 
     from gunicorn.app.base import BaseApplication
 

@@ -11,7 +11,9 @@ log; `ecr` asks ECR for a token with the AWS credentials in the environment.
 Steps, each idempotent: podman's engine settings for this kind of kernel; a local
 ``debian:bookworm-slim`` base made with debootstrap when no registry can be reached (cached
 as a tarball; the host's extra CA certificates go into this local base only, never into the
-project's image); then ``podman build`` of the project's Dockerfile.
+project's image); then ``podman build`` of the project's Dockerfile, and a CycloneDX SBOM of what
+the built image holds (its Python distributions and Debian packages, read from inside it) in
+build/reports/sbom/<tag>.cdx.json, which the pipeline archives with its reports.
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_IMAGE = "docker.io/library/debian:bookworm-slim"
 CACHE = Path(os.environ.get("MLSHIP_CACHE", Path.home() / ".cache" / "mlship"))
 CONTAINERS_CONF = Path("/etc/containers/containers.conf")
+SBOM_DIR = ROOT / "build" / "reports" / "sbom"
 ENGINE_CONF = """\
 # Written by mlship's jenkins/image.py: defaults that work on kernels without the
 # capability podman's default ulimits need, and with a hybrid cgroup layout.
@@ -108,6 +114,55 @@ def ensure_base_image() -> str:
     return "debootstrap"
 
 
+# Run inside the image: what is installed, not what a lock file asked for.
+_INVENTORY = r"""
+import importlib.metadata as md, json, subprocess
+python = sorted({(d.metadata["Name"], d.version) for d in md.distributions() if d.metadata["Name"]})
+fmt = "${Package}\t${Version}\t${Architecture}\n"
+debian = subprocess.run(["dpkg-query", "-W", "-f=" + fmt], capture_output=True, text=True).stdout
+print(json.dumps({"python": python, "debian": [line.split("\t") for line in debian.splitlines()]}))
+"""
+
+
+def _purl(kind: str, name: str, version: str, qualifiers: str = "") -> str:
+    quote = urllib.parse.quote
+    return f"pkg:{kind}/{quote(name, safe='/')}@{quote(version, safe='')}{qualifiers}"
+
+
+def sbom(image: str, inventory: dict[str, Any], image_id: str) -> dict[str, Any]:
+    """A CycloneDX 1.5 document of ``inventory`` (the image's Python and Debian packages)."""
+    components = []
+    for name, version in inventory["python"]:
+        ref = _purl("pypi", name.lower().replace("_", "-"), version)
+        components.append({"type": "library", "bom-ref": ref, "name": name, "version": version, "purl": ref})
+    for name, version, arch in inventory["debian"]:
+        ref = _purl("deb", f"debian/{name}", version, f"?arch={arch}&distro=debian-12")
+        components.append({"type": "library", "bom-ref": ref, "name": name, "version": version, "purl": ref})
+    return {
+        "bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+        "serialNumber": f"urn:uuid:{uuid.uuid4()}",
+        "metadata": {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "tools": {"components": [{"type": "application", "name": "mlship jenkins.image"}]},
+            "component": {"type": "container", "bom-ref": image_id, "name": image, "version": image_id},
+        },
+        "components": components,
+    }
+
+
+def write_sbom(image: str, folder: Path = SBOM_DIR) -> Path:
+    """Write the SBOM of ``image`` to ``folder``/<tag>.cdx.json and return its path."""
+    image_id = sh(["podman", "image", "inspect", image, "--format", "{{.Id}}"],
+                  capture_output=True).stdout.strip()
+    found = sh(["podman", "run", "--rm", "--network=none", "--user", "65534:65534", image,
+                "python", "-c", _INVENTORY], capture_output=True).stdout
+    document = sbom(image, json.loads(found), image_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / (image.replace("/", "_").replace(":", "_") + ".cdx.json")
+    target.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    return target
+
+
 def build(tag: str, base: str | None = None) -> dict[str, object]:
     configure_engine()
     started = time.monotonic()
@@ -119,7 +174,8 @@ def build(tag: str, base: str | None = None) -> dict[str, object]:
     size = sh(["podman", "image", "inspect", tag, "--format", "{{.Size}}"],
               capture_output=True).stdout.strip()
     return {"image": tag, "base": base_source, "size_bytes": int(size),
-            "size_mb": round(int(size) / 1e6, 1), "seconds": round(time.monotonic() - started, 1)}
+            "size_mb": round(int(size) / 1e6, 1), "sbom": str(write_sbom(tag)),
+            "seconds": round(time.monotonic() - started, 1)}
 
 
 def _registry_host(registry: str) -> str:

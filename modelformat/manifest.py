@@ -38,6 +38,15 @@ def library_versions() -> dict[str, str]:
     return found
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``; an error (a full disk: ENOSPC) names the file it was writing."""
+    try:
+        with open(path, "wb") as out:
+            out.write(data)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
 def read(model_dir: Path) -> dict[str, Any]:
     path = model_dir / MANIFEST
     if not path.is_file():
@@ -63,8 +72,22 @@ class ModelWriter:
     def __exit__(self, *exc: object) -> None:
         if self.staging.exists():
             shutil.rmtree(self.staging, ignore_errors=True)
+        (self.model_dir / f".{MANIFEST}.tmp").unlink(missing_ok=True)
 
     def commit(self, manifest: dict[str, Any]) -> Path:
+        full = {
+            "format_version": FORMAT_VERSION,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "libraries": library_versions(),
+            **manifest,
+        }
+        # The manifest is written before anything moves: a full disk fails here, with the previous
+        # model (if any) untouched; what follows are renames, which need no space.
+        tmp = self.model_dir / f".{MANIFEST}.tmp"
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write(json.dumps(full, indent=2, default=str, ensure_ascii=False))
+            out.flush()
+            os.fsync(out.fileno())
         stale = self.model_dir / MANIFEST
         stale.unlink(missing_ok=True)
         for entry in sorted(self.staging.iterdir()):
@@ -72,14 +95,6 @@ class ModelWriter:
             if target.is_dir():
                 shutil.rmtree(target)
             os.replace(entry, target)
-        full = {
-            "format_version": FORMAT_VERSION,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "libraries": library_versions(),
-            **manifest,
-        }
-        tmp = self.model_dir / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(full, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, stale)
         return stale
 

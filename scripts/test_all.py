@@ -1,5 +1,5 @@
-"""The test command: lint (ruff), types (mypy), layers (import-linter), Dockerfile lint (hadolint),
-then pytest.
+"""The test command: lint (ruff), types (mypy), layers (import-linter), known vulnerabilities of
+the locked requirements (pip-audit, scripts/audit.py), Dockerfile lint (hadolint), then pytest.
 
     ./run test [pytest args]     e.g. ./run test -m "not container" -x
 """
@@ -29,6 +29,8 @@ def main(argv: list[str]) -> int:
         "mypy": step("mypy", [sys.executable, "-m", "mypy"]),
         # The layers and the no-cycle rule of pyproject.toml's [tool.importlinter].
         "import-linter": step("import-linter", [str(Path(sys.executable).parent / "lint-imports")]),
+        # 0 known vulnerabilities in requirements/*.lock, or each waived with its reason.
+        "pip-audit": step("pip-audit", [sys.executable, "-m", "scripts.audit"]),
     }
     if (ROOT / "Dockerfile").exists() and shutil.which("hadolint"):
         results["hadolint"] = step("hadolint", ["hadolint", "--failure-threshold", "error", "Dockerfile"])

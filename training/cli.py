@@ -9,6 +9,7 @@ the traceback follows, and the exit code is non-zero.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -124,20 +125,35 @@ def main(argv: list[str] | None = None) -> int:
         log.error(exc.headline)
         write_failure(paths, exc.headline, traceback.format_exc())
         return EXIT_CODES.get(exc.kind, 2)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return _algorithm_error(paths, exc)
+        where = exc.filename or "the job's volume"
+        headline = (f"ClientError: no space left on the device while writing {where}; give the job a "
+                    "larger volume (VolumeSizeInGB) or a smaller model (fewer rounds, a smaller "
+                    "max_apps); no model was written")
+        log.error(headline)
+        write_failure(paths, headline, traceback.format_exc())
+        return 1
     except MemoryError:
         headline = ("ClientError: training ran out of memory; use an instance with more memory, "
                     "fewer rows, or a smaller max_apps")
         log.error(headline)
         write_failure(paths, headline, traceback.format_exc())
         return 1
-    except Exception as exc:  # our bug: say so, keep the traceback for the report
-        err = AlgorithmError(f"{type(exc).__name__}: {exc}")
-        log.exception(err.headline)
-        write_failure(paths, err.headline, traceback.format_exc())
-        return 2
+    except Exception as exc:
+        return _algorithm_error(paths, exc)
     paths.output_dir.mkdir(parents=True, exist_ok=True)
     paths.success.touch()
     return 0
+
+
+def _algorithm_error(paths: MLPaths, exc: BaseException) -> int:
+    """Our bug: say so, keep the traceback for the report."""
+    err = AlgorithmError(f"{type(exc).__name__}: {exc}")
+    log.exception(err.headline)
+    write_failure(paths, err.headline, traceback.format_exc())
+    return 2
 
 
 def entry() -> None:

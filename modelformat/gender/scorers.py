@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from modelformat import forest as forest_module
 from modelformat.forest import Forest, compile_booster
+from modelformat.manifest import write_bytes
 
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
 
@@ -49,7 +50,9 @@ class XGBoostScorer:
         return np.asarray(self.booster.inplace_predict(x, validate_features=False), dtype=np.float64)
 
     def save(self, folder: Path) -> list[str]:
-        self.booster.save_model(str(folder / self.MODEL_FILE))
+        # Written by Python rather than XGBoost's own file stream, whose full-disk error is a bare
+        # "FileStream.Write incomplete": an OSError (ENOSPC) naming the file tells `train` what to say.
+        write_bytes(folder / self.MODEL_FILE, bytes(self.booster.save_raw("ubj")))
         return [self.MODEL_FILE]
 
     @classmethod

@@ -16,12 +16,13 @@ from container.paths import MLPaths
 from inference import predictors
 from inference.codecs import decode_csv
 from tests import factories
+from tests.container import layers
 from tests.container.podman import image_under_test, podman_works
 from tests.e2e.helpers import free_port, http, start_nginx, stop, wait_ready
 from training.gender import synth
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
-
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,68 @@ def test_image_metadata(image: str) -> None:
     assert config.get("User") in (None, "", "0", "root")  # started as root, as SageMaker runs it
     assert "MLSHIP_RUN_AS=mlship" in config["Env"]  # ... and `train`/`serve` drop to mlship themselves
     assert config["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+
+
+def test_image_layers_hold_no_secrets_keys_credentials_git_or_datasets(image: str, tmp_path: Path) -> None:
+    """Every file of every layer, as `podman save` ships them, and every build step's command."""
+    archive = tmp_path / "image.tar"
+    _podman("save", "--format", "docker-archive", "-o", str(archive), image)
+    datasets = layers.dataset_hashes(SHARED_DATA) if SHARED_DATA.is_dir() else {}
+    count, found = layers.scan(archive, datasets)
+    assert count > 10_000  # the layers were read, not an empty archive
+    assert found == []
+    history = _podman("image", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout
+    assert layers.history_findings(history.splitlines()) == []
+
+
+def test_the_build_writes_a_cyclonedx_sbom_of_what_the_image_holds(image: str, tmp_path: Path) -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    from jenkins.image import ROOT, write_sbom
+
+    text = write_sbom(image, tmp_path).read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(text) is None
+    found = {(c["purl"].split("/")[0], c["name"].lower().replace("_", "-")): c["version"]
+             for c in json.loads(text)["components"]}
+    pins = [line.split("==") for line in (ROOT / "requirements" / "runtime.lock").read_text().splitlines()
+            if "==" in line and not line.startswith("#")]
+    assert len(pins) > 50
+    for name, version in pins:  # every locked runtime package, at its locked version
+        if name == "libclang":  # the Dockerfile deletes it (tensorflow's build tooling): not in the image
+            assert ("pkg:pypi", name) not in found
+            continue
+        assert found.get(("pkg:pypi", name.strip().lower().replace("_", "-"))) == version.strip(), name
+    assert ("pkg:deb", "python3") in found and ("pkg:deb", "libgomp1") in found
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from the host's /proc (rootful podman: no user namespace)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").iterdir():
+            todo.extend(int(c) for c in (task / "children").read_text().split())
+    return out
+
+
+def _status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
+
+
+def test_serve_runs_every_process_as_the_unprivileged_user(served: tuple[str, int]) -> None:
+    """Started as root (as SageMaker starts it), the gunicorn master and its workers are mlship."""
+    name, _ = served
+    pid = int(_podman("inspect", "--format", "{{.State.Pid}}", name).stdout)
+    tree = _process_tree(pid)
+    assert len(tree) >= 3  # the master and the fixture's two workers
+    for process in tree:
+        status = _status(process)
+        assert status["Uid"].split() == ["1000"] * 4, (process, status["Uid"])
+        assert status["Gid"].split() == ["1000"] * 4, (process, status["Gid"])
+        assert int(status["CapEff"], 16) == 0 and status["Groups"] == ""
 
 
 def test_train_in_the_image_writes_model_and_artefacts(trained: MLPaths) -> None:

@@ -78,3 +78,13 @@ def test_a_csv_body_with_a_byte_order_mark_keeps_its_first_column_name(numeric_c
     body = "\ufefff0,f1,f2,f3,f4,f5\n1,2,3,4,5,6\n".encode()
     resp = numeric_client.post("/invocations", data=body, content_type="text/csv")
     assert resp.status_code == 200 and len(resp.get_json()["predictions"]) == 1
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    ("1e39,1,2,3,4,5\n", "text/csv"),                      # the property run's find: a float32 overflow
+    ("f0,f1,f2,f3,f4,f5\n1,2,3,4,5,-1e300\n", "text/csv"),  # through the header (pandas) path
+    ("[[1, 2, 3, 4, 5, 1e39]]", "application/json"),
+])
+def test_a_number_beyond_float32_is_a_400(numeric_client: FlaskClient, body: str, content_type: str) -> None:
+    message = _error(numeric_client.post("/invocations", data=body, content_type=content_type))
+    assert "beyond the range of 32-bit floats" in message
