@@ -47,7 +47,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--remote", help="Spark Connect URL (sc://...) instead of spark-submit's master")
     args = parser.parse_args(argv)
     if args.format is None:
-        args.format = input_format(args.input)
+        try:
+            args.format = input_format(args.input)
+        except ValueError as exc:
+            parser.error(str(exc))
     return args
 
 
@@ -57,8 +60,7 @@ def input_format(name: str) -> str:
                         (".ndjson", "jsonl"), (".json", "jsonl")):
         if stem.endswith(suffix):
             return fmt
-    raise SystemExit(f"inference.spark.job: cannot tell the format of {name!r}; give --format "
-                     f"{', '.join(FORMATS)}")
+    raise ValueError(f"cannot tell the format of {name!r}; give --format {', '.join(FORMATS)}")
 
 
 class Status:
@@ -91,19 +93,24 @@ class Progress:
             tracker = self.context.statusTracker()
             for job_id in tracker.getJobIdsForGroup(JOB_GROUP):
                 job = tracker.getJobInfo(job_id)
-                for stage_id in job.stageIds if job is not None else []:
-                    stage = tracker.getStageInfo(stage_id)
-                    if stage is not None:
-                        done += stage.numCompletedTasks
-                        total += stage.numTasks
+                # A job's last stage has one task per partition it produces; earlier stages may
+                # be skipped (a shuffle computed before) and would never complete.
+                stage = tracker.getStageInfo(max(job.stageIds)) if job is not None and job.stageIds else None
+                if stage is not None:
+                    done += stage.numCompletedTasks
+                    total += stage.numTasks
         return {"rows_done": rows, "partitions_done": done, "partitions_total": total}
+
+    def report(self) -> dict[str, int]:
+        snap = self.snapshot()
+        log.info("progress: rows=%d partitions=%d/%d", snap["rows_done"], snap["partitions_done"],
+                 snap["partitions_total"])
+        self.status.write(state="RUNNING", **snap)
+        return snap
 
     def _run(self) -> None:
         while not self._stop.wait(PROGRESS_SECONDS):
-            snap = self.snapshot()
-            log.info("progress: rows=%d partitions=%d/%d", snap["rows_done"], snap["partitions_done"],
-                     snap["partitions_total"])
-            self.status.write(state="RUNNING", **snap)
+            self.report()
 
     def __enter__(self) -> Progress:
         self._thread.start()
@@ -167,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         started = time.monotonic()
         with Progress(spark, status, counter) as progress:
             writer.parquet(args.output)
-            final = progress.snapshot()
+            final = progress.report()
         rows = spark.read.parquet(args.output).count()  # from the Parquet footers: exact, and cheap
         seconds = time.monotonic() - started
         log.info("done: rows=%d partitions=%d seconds=%.1f rows_per_second=%.0f", rows,
