@@ -75,6 +75,11 @@ class UnsupportedMediaType(ServiceError):
     code = "unsupported_media_type"
 
 
+class NotAvailable(ServiceError):
+    status = 501
+    code = "not_available"
+
+
 class ModelNotReady(ServiceError):
     status = 503
     code = "model_not_ready"

@@ -52,7 +52,9 @@ def spec() -> dict[str, Any]:
                         {"type": "object", "required": ["location"], "not": {"required": ["records"]},
                          "properties": {"location": location, "format": {
                              "type": "string", "enum": ["csv", "jsonl", "parquet"]}}}]},
-                    "output_location": location}},
+                    "output_location": location,
+                    "engine": {"type": "string", "enum": ["local", "spark"], "default": "local",
+                               "description": "spark: a job submitted to MLAPP_SPARK_MASTER (a location in, Parquet out)"}}},
                 "InvokeRequest": {"type": "object", "required": ["model", "input"], "properties": {
                     "model": model_ref, "input": records,
                     "compare_with": {"oneOf": [
@@ -64,6 +66,7 @@ def spec() -> dict[str, Any]:
                     "prediction_id": {"type": "string"},
                     "status": {"type": "string", "enum": STATUSES},
                     "kind": {"type": "string"}, "model": {"type": "object"},
+                    "engine": {"type": "string", "enum": ["local", "spark"]},
                     "rows_total": {"type": "integer", "nullable": True},
                     "rows_done": {"type": "integer", "nullable": True},
                     "error": {"type": "string", "nullable": True}}},
@@ -84,7 +87,7 @@ def spec() -> dict[str, Any]:
             "/api/providers/prediction/create": {"post": {
                 "summary": "Submit a batch prediction job (202, runs in the background)",
                 "requestBody": _body("CreateRequest"),
-                "responses": {**_ok("Prediction", 202), **_errors(400, 401, 403, 404, 415)}}},
+                "responses": {**_ok("Prediction", 202), **_errors(400, 401, 403, 404, 415, 501)}}},
             "/api/providers/prediction/invoke": {"post": {
                 "summary": "Online prediction, recorded; optional shadow comparison",
                 "requestBody": _body("InvokeRequest"),

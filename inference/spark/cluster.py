@@ -62,6 +62,11 @@ class LocalCluster:
         self.master_url = ""
         self._procs: list[subprocess.Popen[bytes]] = []
 
+    @property
+    def worker_pids(self) -> list[int]:
+        """The worker daemons' JVMs (their children are the executors)."""
+        return [proc.pid for proc in self._procs[1:]]
+
     def _start(self, name: str, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
         log = self.base / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -22,11 +22,14 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from container import logs
 
 log = logging.getLogger("inference.spark.job")
 FORMATS = ("parquet", "csv", "jsonl")
@@ -130,17 +133,24 @@ def read(spark: Any, path: str, fmt: str) -> Any:
     return reader.option("mode", "FAILFAST").json(path)
 
 
+ERROR_CLASS = re.compile(r"\[[A-Z][A-Z0-9_.]+\][^\n]*")
+PYTHON_ERROR = re.compile(r"^(?:inference\.errors\.)?(\w+(?:Error|Input|Found)): (.*)$", re.MULTILINE)
+
+
 def error_message(exc: BaseException) -> str:
-    """One readable line or two for the portal: Spark's error class and message (which names the
-    file for a read error), or the last line of a Python worker's traceback."""
+    """One line for the portal: Spark's error class and message (a read error names the file; the
+    one naming a file wins), else the last error line of a Python worker's traceback, else the
+    first line of the error."""
     text = str(exc).strip()
+    classed = [m.group(0).strip() for m in ERROR_CLASS.finditer(text)]
+    if classed:
+        line = next((c for c in classed if "file" in c.lower()), classed[0])
+        return re.sub(r"\s*SQLSTATE: \w+\.?$", "", line)[:1000]
+    python = [f"{m.group(1)}: {m.group(2)}" for m in PYTHON_ERROR.finditer(text)]
+    if python:
+        return python[-1][:1000]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    python_errors = [line for line in lines if line.startswith(("inference.errors.", "ValueError:",
-                                                                "KeyError:", "TypeError:"))]
-    head = lines[0] if lines else type(exc).__name__
-    if python_errors:
-        head = python_errors[-1].removeprefix("inference.errors.")
-    return head[:1000]
+    return (lines[0] if lines else type(exc).__name__)[:1000]
 
 
 def session(remote: str | None) -> Any:
@@ -192,8 +202,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # JSON lines on stderr, as every other command of the image logs; py4j's gateway chatter hidden.
+    logs.configure("INFO")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     return run(parse_args(sys.argv[1:] if argv is None else argv))
 
 
