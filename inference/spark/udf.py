@@ -32,13 +32,21 @@ def _local(ref: tuple[str, str]) -> str:
     return SparkFiles.get(where) if kind == "sparkfile" else where
 
 
+def _context(df: DataFrame) -> Any:
+    """The SparkContext, or None for a Spark Connect session (whose property raises instead)."""
+    try:
+        return df.sparkSession.sparkContext
+    except Exception:  # PySparkNotImplementedError on Spark Connect
+        return None
+
+
 def _ship(df: DataFrame, model: str) -> tuple[str, str]:
     """How executors find the model: ('sparkfile', name) for a tarball added to the job as an archive
     (Spark unpacks it once per executor, under that name), else ('path', path). Spark Connect
     sessions have no SparkContext: there the path is used as it is."""
-    if scoring.is_tarball(model) and hasattr(df.sparkSession, "sparkContext"):
+    context = _context(df)
+    if scoring.is_tarball(model) and context is not None:
         name = "mlship-model-" + hashlib.sha256(model.encode()).hexdigest()[:12]
-        context = df.sparkSession.sparkContext
         if not any(name in added for added in context.listArchives):  # a second add is an error
             context.addArchive(f"{model}#{name}")
         return "sparkfile", name
