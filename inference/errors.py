@@ -45,6 +45,14 @@ class Forbidden(ServiceError):
     code = "forbidden"
 
 
+class NotAvailable(Forbidden):
+    """What this deployment does not offer (the spark engine without pyspark or a master): refused
+    like a scheme outside MLAPP_ALLOWED_SCHEMES, with a code of its own (never a 5xx: the portal
+    answers none for what a request asks)."""
+
+    code = "not_available"
+
+
 class NotFound(ServiceError):
     status = 404
     code = "not_found"
@@ -73,11 +81,6 @@ class PayloadTooLarge(ServiceError):
 class UnsupportedMediaType(ServiceError):
     status = 415
     code = "unsupported_media_type"
-
-
-class NotAvailable(ServiceError):
-    status = 501
-    code = "not_available"
 
 
 class ModelNotReady(ServiceError):

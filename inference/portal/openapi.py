@@ -87,7 +87,7 @@ def spec() -> dict[str, Any]:
             "/api/providers/prediction/create": {"post": {
                 "summary": "Submit a batch prediction job (202, runs in the background)",
                 "requestBody": _body("CreateRequest"),
-                "responses": {**_ok("Prediction", 202), **_errors(400, 401, 403, 404, 415, 501)}}},
+                "responses": {**_ok("Prediction", 202), **_errors(400, 401, 403, 404, 415)}}},
             "/api/providers/prediction/invoke": {"post": {
                 "summary": "Online prediction, recorded; optional shadow comparison",
                 "requestBody": _body("InvokeRequest"),

@@ -39,23 +39,24 @@ def test_engine_local_is_the_default_and_unknown_engines_are_400(tmp_path: Path,
     assert status == 400 and body["error"]["message"] == "engine must be local or spark"
 
 
-def test_spark_engine_without_a_master_is_501(tmp_path: Path, gender_model: MLPaths, model_repository: Path,
+def test_spark_engine_without_a_master_is_403_not_available(tmp_path: Path, gender_model: MLPaths, model_repository: Path,
                                               source: str) -> None:
     status, body = _create(tmp_path, gender_model, model_repository,
                            {"input": {"location": source}, "output_location": str(tmp_path / "o"),
                             "engine": "spark"})
-    assert status == 501 and body["error"]["code"] == "not_available"
+    assert status == 403 and body["error"]["code"] == "not_available"
     assert "MLAPP_SPARK_MASTER" in body["error"]["message"]
 
 
-def test_spark_engine_without_pyspark_is_501(tmp_path: Path, gender_model: MLPaths, model_repository: Path,
+def test_spark_engine_without_pyspark_is_403_not_available(tmp_path: Path, gender_model: MLPaths, model_repository: Path,
                                              source: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # The image has no pyspark; this environment has it, so its absence is what is replaced here.
     monkeypatch.setattr(requests, "pyspark_installed", lambda: False)
     status, body = _create(tmp_path, gender_model, model_repository,
                            {"input": {"location": source}, "output_location": str(tmp_path / "o"),
                             "engine": "spark"}, MLAPP_SPARK_MASTER="spark://127.0.0.1:7077")
-    assert status == 501 and body["error"]["message"].startswith("pyspark is not installed")
+    assert status == 403 and body["error"]["code"] == "not_available"
+    assert body["error"]["message"].startswith("pyspark is not installed")
 
 
 @pytest.mark.parametrize(("body", "message"), [
