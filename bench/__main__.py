@@ -9,7 +9,7 @@ import importlib
 import sys
 
 SUITES = ["serve_gender", "gender_talkingdata", "propensity_quality", "propensity_serving", "portal",
-          "rollout"]
+          "rollout", "spark_batch"]
 
 
 def main(argv: list[str]) -> int:

@@ -98,6 +98,13 @@ def _auth(raw: str) -> str:
     return value
 
 
+def _spark_master(raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith(("spark://", "sc://", "yarn", "k8s://", "local", "mesos://")):
+        raise ValueError("must be spark://host:port, sc://host:port, yarn, k8s://..., or local[N]")
+    return value
+
+
 def env(
     name: str,
     default: Any,
@@ -236,6 +243,17 @@ class Settings:
         "MLAPP_ALLOWED_ROOTS", (),
         "Local folders jobs may read and write (colon-separated).", _paths,
         shown_default="$MLAPP_DATA_DIR:$SM_BASE_DIR",
+    )
+    # --- MLapp portal: the spark engine (issue 13) -----------------------------------
+    spark_master: str = env(
+        "MLAPP_SPARK_MASTER", "",
+        "Where jobs created with engine 'spark' run: spark://host:7077, yarn, k8s://https://..., "
+        "local[N], or a Spark Connect sc://host:15002 (empty: the spark engine is off).", _spark_master,
+    )
+    spark_submit_args: str = env(
+        "MLAPP_SPARK_SUBMIT_ARGS", "",
+        "More spark-submit options for those jobs, shell-quoted (e.g. --conf spark.executor.memory=2g "
+        "--deploy-mode client).",
     )
 
     # --- reliability: memory sizing (issue 16) ---------------------------------

@@ -45,6 +45,14 @@ class Forbidden(ServiceError):
     code = "forbidden"
 
 
+class NotAvailable(Forbidden):
+    """What this deployment does not offer (the spark engine without pyspark or a master): refused
+    like a scheme outside MLAPP_ALLOWED_SCHEMES, with a code of its own (never a 5xx: the portal
+    answers none for what a request asks)."""
+
+    code = "not_available"
+
+
 class NotFound(ServiceError):
     status = 404
     code = "not_found"

@@ -17,6 +17,8 @@ class PortalConfig:
     allowed_schemes: tuple[str, ...]
     allowed_roots: tuple[Path, ...]
     workdir: Path
+    spark_master: str = ""
+    spark_submit_args: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PortalConfig:
@@ -26,4 +28,5 @@ class PortalConfig:
                    allowed_schemes=settings.allowed_schemes,
                    # resolved once: a root given through a symlink still contains what lies in it
                    allowed_roots=tuple(Path(p).resolve() for p in settings.resolved_allowed_roots),
-                   workdir=Path(settings.resolved_data_dir) / "work")
+                   workdir=Path(settings.resolved_data_dir) / "work",
+                   spark_master=settings.spark_master, spark_submit_args=settings.spark_submit_args)

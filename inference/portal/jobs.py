@@ -43,6 +43,7 @@ class JobService:
         output = parse.output_location(body.get("output_location"), self.config)
         rows_total = len(spec["records"]) if "records" in spec else None
         spec["chunk_rows"] = self.config.chunk_rows
+        spec["engine"] = parse.engine(body, spec, output, self.config)
         pid = self.store.insert_prediction(kind="batch", status=Status.QUEUED.value, model_name=entry.name,
                                            model_version=entry.version, input_spec=spec,
                                            output_location=output, rows_total=rows_total,

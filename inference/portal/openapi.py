@@ -52,7 +52,9 @@ def spec() -> dict[str, Any]:
                         {"type": "object", "required": ["location"], "not": {"required": ["records"]},
                          "properties": {"location": location, "format": {
                              "type": "string", "enum": ["csv", "jsonl", "parquet"]}}}]},
-                    "output_location": location}},
+                    "output_location": location,
+                    "engine": {"type": "string", "enum": ["local", "spark"], "default": "local",
+                               "description": "spark: a job submitted to MLAPP_SPARK_MASTER (a location in, Parquet out)"}}},
                 "InvokeRequest": {"type": "object", "required": ["model", "input"], "properties": {
                     "model": model_ref, "input": records,
                     "compare_with": {"oneOf": [
@@ -64,6 +66,7 @@ def spec() -> dict[str, Any]:
                     "prediction_id": {"type": "string"},
                     "status": {"type": "string", "enum": STATUSES},
                     "kind": {"type": "string"}, "model": {"type": "object"},
+                    "engine": {"type": "string", "enum": ["local", "spark"]},
                     "rows_total": {"type": "integer", "nullable": True},
                     "rows_done": {"type": "integer", "nullable": True},
                     "error": {"type": "string", "nullable": True}}},

@@ -8,9 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from inference.errors import BadInput
+from inference.errors import BadInput, NotAvailable
 from inference.portal import sources
 from inference.portal.config import PortalConfig
+from inference.spark.submit import pyspark_installed
+
+ENGINES = ("local", "spark")
 
 
 def whole_number(data: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
@@ -85,6 +88,25 @@ def output_location(value: Any, config: PortalConfig) -> str | None:
         return None
     _, where = sources.parse_location(str(value), config.allowed_schemes, config.allowed_roots)
     return where
+
+
+def engine(body: dict[str, Any], spec: dict[str, Any], output: str | None, config: PortalConfig) -> str:
+    """'local' (the serve processes' runner) or 'spark' (a job submitted to MLAPP_SPARK_MASTER),
+    which reads a location and writes Parquet to ``output_location``."""
+    name = body.get("engine", "local")
+    if name not in ENGINES:
+        raise BadInput(f"engine must be {' or '.join(ENGINES)}")
+    if name == "spark":
+        if not config.spark_master:
+            raise NotAvailable("The spark engine is off: set MLAPP_SPARK_MASTER to a Spark master")
+        if not pyspark_installed():
+            raise NotAvailable("pyspark is not installed: the spark engine needs pyspark and a Java "
+                               "runtime in the portal's environment (README, Spark)")
+        if "records" in spec:
+            raise BadInput("engine 'spark' reads its input from a location, not inline records")
+        if output is None:
+            raise BadInput("engine 'spark' writes Parquet: 'output_location' is required")
+    return str(name)
 
 
 def list_filters(data: dict[str, Any], statuses: tuple[str, ...], kinds: tuple[str, ...]

@@ -26,6 +26,7 @@ from inference.portal import sources
 from inference.portal.config import PortalConfig
 from inference.portal.health import RateLimitedLog
 from inference.portal.records import frame_records, result_rows, split_truth
+from inference.portal.spark_engine import SparkEngine
 from inference.portal.store import Claim, Store
 
 log = logging.getLogger("inference.portal")
@@ -85,6 +86,10 @@ class JobRunner:
         log.info("running prediction job (attempt %d, resuming after %d rows)", row["attempts"], done)
         frames: Any = None
         try:
+            if spec.get("engine") == "spark":
+                entry = self.dataplane.registry.resolve(row["model_name"], row["model_version"])
+                SparkEngine(self.store, self.config, self._stop).run(claim, row, spec, entry.path)
+                return
             _, predictor = self.dataplane.registry.predictor(row["model_name"], row["model_version"])
             part = done // chunk_rows
             frames = self._frames(spec, chunk_rows, part)

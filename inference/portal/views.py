@@ -12,8 +12,9 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
     started, finished = row.get("started_at"), row.get("finished_at")
     return {
         "prediction_id": row["id"], "kind": row["kind"], "status": row["status"],
+        "engine": spec.get("engine", "local"),
         "model": {"name": row["model_name"], "version": row["model_version"]},
-        "input": {k: v for k, v in spec.items() if k != "records"} | (
+        "input": {k: v for k, v in spec.items() if k not in ("records", "engine")} | (
             {"inline_records": len(spec["records"])} if "records" in spec else {}),
         "output_location": row.get("output_location"),
         "rows_total": row.get("rows_total"), "rows_done": row.get("rows_done"),
