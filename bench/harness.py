@@ -83,6 +83,33 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def children(pid: int) -> list[int]:
+    """Child processes of every thread of ``pid`` (a JVM starts processes from threads other than
+    its main one, which /proc/PID/task/PID/children alone would miss)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (gunicorn's master and workers, a Spark
+    executor and its Python workers)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        todo.extend(children(current))
+    return total
+
+
 def tree_cpu(pid: int) -> float:
     """CPU seconds a server has used so far: the process, its live children and those it reaped
     (gunicorn's master and workers)."""

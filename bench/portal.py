@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BIN, RESULTS, free_port, save, start, stop, wait_ready, wrk
+from bench.harness import BIN, RESULTS, free_port, save, start, stop, tree_rss, wait_ready, wrk
 from bench.serve_gender import train_devices
 from training.gender import synth
 
@@ -39,21 +39,6 @@ def _call(port: int, path: str, body: dict[str, Any] | None = None) -> dict[str,
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=120) as resp:
         return dict(json.loads(resp.read()))
-
-
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (gunicorn master + workers)."""
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            with open(f"/proc/{current}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            with open(f"/proc/{current}/task/{current}/children") as f:
-                todo.extend(int(c) for c in f.read().split())
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
 
 
 def _fresh_pg_schema() -> str:
@@ -156,13 +141,13 @@ def batch(base: Path, repo: Path, work: Path, rows: int) -> dict[str, Any]:
         proc, port = _serve(base, repo, f"sqlite:///{work / 'batch.db'}", work, f"batch-{fmt}")
         try:
             time.sleep(2)  # let both workers finish warming up before the idle reading
-            idle = _tree_rss(proc.pid)
+            idle = tree_rss(proc.pid)
             peak = [idle]
             done = threading.Event()
 
             def sample(peak: list[int] = peak, done: threading.Event = done, root: int = proc.pid) -> None:
                 while not done.wait(0.1):
-                    peak[0] = max(peak[0], _tree_rss(root))
+                    peak[0] = max(peak[0], tree_rss(root))
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()

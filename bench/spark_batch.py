@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import RESULTS, save
+from bench.harness import RESULTS, children, save, tree_rss
 from bench.portal import _call, _schema, _serve
 from bench.serve_gender import train_devices
 from inference.spark.cluster import LocalCluster, session_conf
@@ -105,35 +105,9 @@ def local_engine(base: Path, repo: Path, work: Path, data: Path) -> dict[str, An
     return {"rows": rows, "seconds": round(seconds, 1), "rows_per_s": round(rows / seconds)}
 
 
-def _children(pid: int) -> list[int]:
-    """Child processes of every thread of ``pid`` (a JVM starts processes from threads other than
-    its main one, which /proc/PID/task/PID/children alone would miss)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found.extend(int(c) for c in (task / "children").read_text().split())
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return found
-
-
-def _rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants."""
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            with open(f"/proc/{current}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        todo.extend(_children(current))
-    return total
-
-
 def _executors(cluster: LocalCluster) -> list[int]:
     """Pids of the executor JVMs the workers started (children of each worker JVM)."""
-    return [child for pid in cluster.worker_pids for child in _children(pid)]
+    return [child for pid in cluster.worker_pids for child in children(pid)]
 
 
 def spark_engine(model: Path, data: Path, work: Path, workers: int, executor_memory: str) -> dict[str, Any]:
@@ -154,7 +128,7 @@ def spark_engine(model: Path, data: Path, work: Path, workers: int, executor_mem
         def sample() -> None:
             while not done.wait(0.5):
                 for pid in _executors(cluster):
-                    peaks[pid] = max(peaks.get(pid, 0), _rss(pid))
+                    peaks[pid] = max(peaks.get(pid, 0), tree_rss(pid))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
