@@ -6,5 +6,5 @@ modelformat.forest walks the trees in NumPy, with the same results.
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("modelformat._forest", ["modelformat/_forest.c"], optional=True,
+setup(ext_modules=[Extension("modelformat._forest", ["modelformat/_forest.c"], optional=True, libraries=["m"],
                              extra_compile_args=["-O2", "-fno-fast-math"])])

@@ -8,6 +8,7 @@
  * so the module builds with a C compiler and Python's headers alone. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 
 /* One inner node: its feature in the low 31 bits, "a missing value goes right" in the top bit, and
@@ -20,10 +21,10 @@ typedef struct {
 
 static PyObject *margin(PyObject *self, PyObject *args) {
     Py_buffer x, nodes, leaf, out;
-    int depth, n_trees, n_features;
+    int depth, n_trees, n_features, sigmoid;
     float base;
-    if (!PyArg_ParseTuple(args, "y*y*y*iiifw*", &x, &nodes, &leaf, &depth, &n_trees, &n_features, &base,
-                          &out))
+    if (!PyArg_ParseTuple(args, "y*y*y*iiifpw*", &x, &nodes, &leaf, &depth, &n_trees, &n_features, &base,
+                          &sigmoid, &out))
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t inner = ((Py_ssize_t)1 << depth) - 1;
@@ -55,6 +56,10 @@ static PyObject *margin(PyObject *self, PyObject *args) {
             }
             acc += leaves[(t << depth) + (pos - inner)];
         }
+        if (sigmoid) {  /* XGBoost's common::Sigmoid, in float32 with libm's expf */
+            float e = expf(fminf(-acc, 88.7f));
+            acc = 1.0f / (e + 1.0f + 1e-16f);
+        }
         o[r] = acc;
     }
     Py_END_ALLOW_THREADS
@@ -70,7 +75,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"margin", margin, METH_VARARGS,
-     "margin(x, nodes, leaf, depth, n_trees, n_features, base, out)"},
+     "margin(x, nodes, leaf, depth, n_trees, n_features, base, sigmoid, out)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -87,11 +87,13 @@ class Forest:
             return self.margin_c(x)
         return self.margin_numpy(x)
 
-    def margin_c(self, x: np.ndarray) -> np.ndarray:
+    def margin_c(self, x: np.ndarray, link: bool = False) -> np.ndarray:
+        """The C walk; ``link``: with the objective's link applied there too, as XGBoost computes it."""
         out = np.empty(x.shape[0], dtype=np.float32)
         assert compiled is not None, "modelformat._forest was not built"
         compiled.margin(np.ascontiguousarray(x, dtype=np.float32), self.nodes, self.leaf, self.depth,
-                        self.n_trees, self.n_features, float(self.base_margin), out)
+                        self.n_trees, self.n_features, float(self.base_margin),
+                        link and self.link == "sigmoid", out)
         return out
 
     def margin_numpy(self, x: np.ndarray) -> np.ndarray:
@@ -128,6 +130,8 @@ class Forest:
         return np.cumsum(terms, axis=1, dtype=np.float32)[:, -1]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        if compiled is not None:
+            return self.margin_c(np.asarray(x, dtype=np.float32), link=True)
         m = self.margin(np.asarray(x, dtype=np.float32))
         if self.link == "sigmoid":
             return np.float32(1.0) / (np.float32(1.0) + np.exp(-m))

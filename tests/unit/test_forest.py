@@ -47,6 +47,8 @@ def test_forest_matches_xgboost_on_many_random_rows(case: str) -> None:
     random_rows[rng.random(random_rows.shape) < missing + 0.02] = np.nan
     for x in (random_rows, train_x, probe_rows(forest, 4000, seed=11)):
         expected = booster.inplace_predict(x).astype(np.float64)
+        # The C walk applies the link as XGBoost does (float32, libm's expf): the same bits.
+        assert np.array_equal(forest.predict(x).astype(np.float64), expected), case
         for start in range(0, len(x), 17):  # several rows: level by level in NumPy
             got = forest.predict(x[start:start + 17])
             assert np.abs(got - expected[start:start + 17]).max() <= 1e-6, case
@@ -71,7 +73,7 @@ def test_the_c_walk_refuses_arrays_that_do_not_match_the_forest() -> None:
     out = np.empty(2, dtype=np.float32)
     with pytest.raises(ValueError, match="do not match"):  # rows of the wrong width
         forest_module.compiled.margin(np.zeros((2, 5), np.float32), forest.nodes, forest.leaf, forest.depth,
-                                      forest.n_trees, forest.n_features, 0.0, out)
+                                      forest.n_trees, forest.n_features, 0.0, False, out)
     short = Forest(**{**forest.__dict__, "leaf": forest.leaf[:-1]})
     with pytest.raises(ValueError, match="do not match"):
         short.margin_c(x[:2])
