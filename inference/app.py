@@ -27,7 +27,8 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     # still warming up waits for it rather than failing (other workers may already be ready).
     registry = ModelRegistry.for_directory(settings.paths.model_dir, root, settings.model_threads,
                                            settings.model_name or None,
-                                           load_wait=max(1.0, settings.timeout - 5.0), predictor=predictor)
+                                           load_wait=max(1.0, settings.timeout - 5.0), predictor=predictor,
+                                           deferred=True)
     hosting = Hosting(settings, registry, DataPlane(registry, settings.default_accept, settings.batch))
     app = create_hosting_app(hosting)
     if plugins is None:
@@ -38,4 +39,8 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             plugins.append(install)
     for plugin in plugins:
         plugin(app, hosting)
+    # Loading starts once every route is compiled: CPython 3.11.7 can fail an ast.parse (werkzeug
+    # compiles each URL rule with one) while another thread parses too, as a model load may
+    # ("SystemError: AST constructor recursion depth mismatch", seen in the tests).
+    registry.default.start()
     return app

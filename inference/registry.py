@@ -37,19 +37,27 @@ class ModelSlot:
     """One model loading in the background, and how that went (what /ping reports)."""
 
     def __init__(self, load: Callable[[], Predictor] | None = None,
-                 predictor: Predictor | None = None) -> None:
+                 predictor: Predictor | None = None, deferred: bool = False) -> None:
         self.state = "loading"
         self.reason = "model is loading"
         self.predictor: Predictor | None = None
         self.loaded_at: float | None = None
         self._done = threading.Event()
+        self._load = load
         if predictor is not None:
             self._finish(lambda: predictor)
         elif load is not None:
-            threading.Thread(target=self._finish, args=(load,), name="model-loader", daemon=True).start()
+            if not deferred:
+                self.start()
         else:
             self.state, self.reason = "failed", "no model configured"
             self._done.set()
+
+    def start(self) -> None:
+        """Begin loading in the background (once; a ready or failed slot ignores it)."""
+        load, self._load = self._load, None
+        if load is not None:
+            threading.Thread(target=self._finish, args=(load,), name="model-loader", daemon=True).start()
 
     def _finish(self, load: Callable[[], Predictor]) -> None:
         started = time.monotonic()
@@ -120,11 +128,12 @@ class ModelRegistry:
     @classmethod
     def for_directory(cls, default_dir: Path, root: Path | None, threads: int, name: str | None,
                       load_wait: float, loader: Loader | None = None,
-                      predictor: Predictor | None = None) -> ModelRegistry:
-        """The registry of a `serve` process: ``default_dir`` loads now, in the background."""
+                      predictor: Predictor | None = None, deferred: bool = False) -> ModelRegistry:
+        """The registry of a `serve` process: ``default_dir`` loads in the background, from now or,
+        ``deferred``, from ``default.start()``."""
         load = loader or _default_loader
         slot = (ModelSlot(predictor=predictor) if predictor is not None
-                else ModelSlot(lambda: load(default_dir, threads, name)))
+                else ModelSlot(lambda: load(default_dir, threads, name), deferred=deferred))
         return cls(slot, default_dir, root, threads, loader=load, load_wait=load_wait)
 
     # --- the default model -----------------------------------------------------------
