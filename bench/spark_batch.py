@@ -106,8 +106,16 @@ def local_engine(base: Path, repo: Path, work: Path, data: Path) -> dict[str, An
 
 
 def _executors(cluster: LocalCluster) -> list[int]:
-    """Pids of the executor JVMs the workers started (children of each worker JVM)."""
-    return [child for pid in cluster.worker_pids for child in children(pid)]
+    """Pids of the executor JVMs the workers started (the children of each worker JVM that run
+    Spark's executor backend: a worker also starts short-lived helpers, which are not executors)."""
+    return [child for pid in cluster.worker_pids for child in children(pid) if _is_executor(child)]
+
+
+def _is_executor(pid: int) -> bool:
+    try:
+        return b"CoarseGrainedExecutorBackend" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # it has exited
+        return False
 
 
 def spark_engine(model: Path, data: Path, work: Path, workers: int, executor_memory: str) -> dict[str, Any]:
@@ -128,7 +136,9 @@ def spark_engine(model: Path, data: Path, work: Path, workers: int, executor_mem
         def sample() -> None:
             while not done.wait(0.5):
                 for pid in _executors(cluster):
-                    peaks[pid] = max(peaks.get(pid, 0), tree_rss(pid))
+                    rss = tree_rss(pid)
+                    if rss:  # 0: it exited between the listing and the reading
+                        peaks[pid] = max(peaks.get(pid, 0), rss)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
