@@ -39,6 +39,7 @@ DISCARD_LIMIT = 256 * 1024 * 1024  # a client sending more than this before read
 HEALTHY = b'{"status":"healthy"}'
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Answer = tuple[int, bytes, str, str]  # status, body, media type, model version
 
 
 def _environ_key(header: str) -> str:
@@ -121,13 +122,25 @@ class HotPath:
         self.max_bytes = settings.max_payload_bytes
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
-        if path == "/invocations" and method == "POST" and _body_length(environ) is not None:
-            route = self._invocations
-        elif path == "/ping" and method == "GET":
-            route = self._ping
-        else:
+        route = self.route(environ.get("PATH_INFO"), environ.get("REQUEST_METHOD"))
+        if route is None or _body_length(environ) is None:
             return self.flask_app(environ, start_response)
+        status, headers, body = self.respond(route, environ)
+        start_response(status, headers)
+        return [body]
+
+    def route(self, path: str | None, method: str | None) -> Callable[[dict[str, Any]], Answer] | None:
+        """The hot route for this request line, or None when Flask answers it."""
+        if path == "/invocations" and method == "POST":
+            return self._invocations
+        if path == "/ping" and method == "GET":
+            return self._ping
+        return None
+
+    def respond(self, route: Callable[[dict[str, Any]], Answer],
+                environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        """Status line, headers and body of a hot request; never raises (errors are answers)."""
+        path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
         started = time.perf_counter()
         rid = request_id(environ.get(k) for k in _REQUEST_ID_KEYS)
         request_id_var.set(rid)
@@ -148,18 +161,17 @@ class HotPath:
         attributes = environ.get(_ATTRIBUTES_KEY)
         if attributes is not None:
             headers.append((CUSTOM_ATTRIBUTES, attributes))
-        start_response(status_line(status), headers)
-        finished(path, method, path, status, version, time.perf_counter() - started)
+        finished(path or "", method or "", path or "", status, version, time.perf_counter() - started)
         request_id_var.set(None)
-        return [body]
+        return status_line(status), headers, body
 
-    def _ping(self, environ: dict[str, Any]) -> tuple[int, bytes, str, str]:
+    def _ping(self, environ: dict[str, Any]) -> Answer:
         slot = self.registry.default
         if slot.state == "ready":
             return 200, HEALTHY, "application/json", ""
         return 503, json.dumps({"status": slot.state, "reason": slot.reason}).encode(), "application/json", ""
 
-    def _invocations(self, environ: dict[str, Any]) -> tuple[int, bytes, str, str]:
+    def _invocations(self, environ: dict[str, Any]) -> Answer:
         length = _body_length(environ) or 0
         stream = environ["wsgi.input"]
         if length > self.max_bytes:

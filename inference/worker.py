@@ -14,10 +14,17 @@ sends nothing, or dribbles its head a byte a second (slowloris), holds no worker
 when its keep-alive time (``keepalive``, 5 s from connecting or from the previous answer) ends
 before its head is complete. A body is read inline and bounded by the worker timeout only: a
 client that sends a slow body on purpose is what a fronting proxy (nginx, SageMaker's) stops.
+
+A complete head of GET /ping or POST /invocations in its plain form is answered right there,
+without gunicorn's parser or response object (inference/fastlane.py says which requests and
+why); the connection stays registered with the loop, so a kept-alive client costs no poller
+changes between its requests. Everything else, and every request while the worker is stopping
+or about to close the connection, takes gunicorn's path as before.
 """
 
 from __future__ import annotations
 
+import io
 import selectors
 import socket
 import time
@@ -27,10 +34,15 @@ from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from inference import fastlane
+from inference.hotpath import HotPath
+
 # A head this long without its blank line goes to gunicorn's parser, which answers 400 (its own
 # limits: 8190-byte request line, 100 fields of 8190 bytes).
 HEAD_LIMIT = 64 * 1024
 _HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
+# What _serve_fast did with a connection.
+_KEPT, _FALLBACK, _CLOSED = "kept", "fallback", "closed"
 
 
 class _NoPool:
@@ -40,9 +52,21 @@ class _NoPool:
         return None
 
 
+def _head_complete(head: bytes) -> bool:
+    return len(head) >= HEAD_LIMIT or any(end in head for end in _HEAD_ENDS)
+
+
 class KeepAliveWorker(ThreadWorker):
+    hot: HotPath | None = None
+
     def get_thread_pool(self) -> Any:
         return _NoPool()
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        hot = getattr(self.wsgi, "wsgi_app", None)  # the Flask app's WSGI callable (hosting.py)
+        self.hot = hot if isinstance(hot, HotPath) and not self.cfg.is_ssl else None
+        self.dates = fastlane.Dates()
 
     def accept(self, listener: Any) -> None:
         try:
@@ -70,12 +94,24 @@ class KeepAliveWorker(ThreadWorker):
             return None
         head = getattr(conn, "head", b"") + data
         conn.head = head
-        return len(head) >= HEAD_LIMIT or any(end in head for end in _HEAD_ENDS)
+        return _head_complete(head)
 
     def _on_readable(self, waiting: Any, conn: Any, client: socket.socket) -> None:
         complete = self._gather_head(conn)
         if complete is False:
             return  # stays in the poller and in ``waiting``; its keep-alive deadline still runs
+        if complete and self.hot is not None:
+            served = self._serve_fast(conn)
+            if served == _KEPT:
+                waiting.remove(conn)
+                conn.set_timeout()  # a fresh deadline, so the deque stays in deadline order
+                self.keepalived_conns.append(conn)
+                if waiting is not self.keepalived_conns:  # it came in as pending
+                    readable = partial(self.on_client_socket_readable, conn)
+                    self.poller.modify(client, selectors.EVENT_READ, readable)
+                return
+            if served == _CLOSED:
+                complete = None
         self.poller.unregister(client)
         waiting.remove(conn)
         if complete is None:
@@ -103,3 +139,77 @@ class KeepAliveWorker(ThreadWorker):
         done: Future[Any] = Future()
         done.set_result(self.handle(conn))
         self.finish_request(conn, done)
+
+    def _may_keep_alive(self) -> bool:
+        """What gunicorn's handle_request checks before it answers with keep-alive."""
+        return (self.alive and bool(self.cfg.keepalive) and self.nr + 1 < self.max_requests
+                and len(self.keepalived_conns) < self.max_keepalived)
+
+    def _serve_fast(self, conn: Any) -> str:
+        """Answer the hot requests at the front of ``conn.head``: _KEPT when all were answered
+        (what is left is the start of the next request), _FALLBACK when ``conn.head`` holds one
+        for gunicorn, _CLOSED when the client went away."""
+        hot = self.hot
+        assert hot is not None
+        while True:
+            buf = conn.head
+            request = fastlane.parse(buf)
+            if request is None or request.body_size > hot.max_bytes or not self._may_keep_alive():
+                return _FALLBACK
+            route = hot.route(request.path, request.method)
+            if route is None:
+                return _FALLBACK
+            end = request.head_size + request.body_size
+            if len(buf) < end:
+                rest = _read_exactly(conn.sock, end - len(buf))
+                if rest is None:
+                    return _CLOSED
+                buf += rest
+            request.environ["wsgi.input"] = io.BytesIO(buf[request.head_size:end])
+            status, headers, body = hot.respond(route, request.environ)
+            self.nr += 1
+            if not _send(conn.sock, fastlane.response(status, headers, body, self.dates.now())):
+                return _CLOSED
+            conn.head = buf[end:]
+            if not _head_complete(conn.head):
+                return _KEPT
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
+    """The rest of a body, read inline as gunicorn reads it (bounded by the worker timeout)."""
+    parts = []
+    sock.setblocking(True)
+    try:
+        while size > 0:
+            chunk = sock.recv(min(size, 1 << 20))
+            if not chunk:
+                return None
+            parts.append(chunk)
+            size -= len(chunk)
+    except OSError:
+        return None
+    finally:
+        sock.setblocking(False)
+    return b"".join(parts)
+
+
+def _send(sock: socket.socket, data: bytes) -> bool:
+    try:
+        sent = sock.send(data)  # a small answer fits the socket buffer: no mode switch
+        if sent < len(data):
+            sock.setblocking(True)
+            try:
+                sock.sendall(memoryview(data)[sent:])
+            finally:
+                sock.setblocking(False)
+    except BlockingIOError:
+        sock.setblocking(True)
+        try:
+            sock.sendall(data)
+        except OSError:
+            return False
+        finally:
+            sock.setblocking(False)
+    except OSError:
+        return False
+    return True
