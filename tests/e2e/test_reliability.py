@@ -180,7 +180,7 @@ def _train(base: Path, log: Path, hps: dict[str, object], stop_after: float | No
         while proc.poll() is None and time.monotonic() < deadline:
             if stop_at_checkpoint is not None and stop_at_checkpoint.exists():
                 break
-            time.sleep(0.05)
+            time.sleep(0.005)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
     return proc.wait(600)
@@ -196,12 +196,12 @@ def test_sigterm_at_random_points_then_restart_gives_the_uninterrupted_model(tmp
     total = 120
     hps = {"num_round": total, "max_depth": 4, "eta": 0.1, "checkpoint_frequency": 5, "log_every": 40}
     reference = factories.opt_ml(tmp_path / "reference", hps)
-    factories.write_devices(reference, rows=1000, seed=3)
+    factories.write_devices(reference, rows=20000, seed=3)
     assert _train(reference.base, tmp_path / "reference.log", hps) == 0
     expected = json.loads((reference.model_dir / "model.json").read_text())
 
     job = factories.opt_ml(tmp_path / "job", hps)
-    factories.write_devices(job, rows=1000, seed=3)
+    factories.write_devices(job, rows=20000, seed=3)
     rng = random.Random(16)
     rounds = sorted(rng.sample(range(10, total - 10, 5), 2))
     plans: list[dict[str, object]] = [{"stop_after": rng.uniform(0.5, 3.0)}]
