@@ -9,6 +9,12 @@ advisories of the project's newest release, so a pin that *is* the newest releas
 there. A pin older than that can be checked by neither: it is listed as ``unaudited`` by name,
 never counted as clean.
 
+A pin that cannot be the newest release (the newest needs a newer Python, or another pin caps it)
+is named in requirements/audit-held.txt with what holds it back; it is listed as ``held`` with that
+reason, apart from pins that are merely behind (``unaudited``: move them to the newest release). A
+held pin is checked against the advisories still open in the newest release (an advisory open
+there is taken as open in the older pin too); advisories fixed between the two cannot be seen here.
+
 A vulnerability that does not apply is waived in requirements/audit-ignore.txt: its id, then
 ``#`` and why (which code path, which fix is not possible yet). The ids go to pip-audit's
 ``--ignore-vuln``; an id waived without a reason fails the run.
@@ -28,24 +34,40 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 LOCKS = ("requirements/runtime.lock", "requirements/dev.lock", "requirements/sagemaker-sdk.lock")
 IGNORE_FILE = ROOT / "requirements" / "audit-ignore.txt"
+HELD_FILE = ROOT / "requirements" / "audit-held.txt"
 PROJECT_URL = "https://pypi.org/pypi/{name}/json"
 NOT_SERVED = "Dependency not found on PyPI"
 
 Fetch = Callable[[str], dict[str, Any]]
 
 
-def waivers(text: str) -> dict[str, str]:
-    """``ID  # why`` lines -> {id: why}; a waiver without a reason is an error."""
+def _reasons(text: str, source: str, what: str) -> dict[str, str]:
+    """``KEY  # why`` lines -> {key: why}; a line without a reason is an error."""
     out: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        vuln_id, _, why = line.partition("#")
+        key, _, why = line.partition("#")
         if not why.strip():
-            raise ValueError(f"{IGNORE_FILE.name}:{number}: {vuln_id.strip()} is waived without a reason")
-        out[vuln_id.strip()] = why.strip()
+            raise ValueError(f"{source}:{number}: {key.strip()} is {what} without a reason")
+        out[key.strip()] = why.strip()
     return out
+
+
+def waivers(text: str) -> dict[str, str]:
+    """audit-ignore.txt -> {vulnerability id: why it does not apply}."""
+    return _reasons(text, IGNORE_FILE.name, "waived")
+
+
+def holds(text: str) -> dict[str, str]:
+    """audit-held.txt -> {name==version (name normalised): what holds it back}."""
+    return {_normalise(pin): why for pin, why in _reasons(text, HELD_FILE.name, "held").items()}
+
+
+def _normalise(pin: str) -> str:
+    name, _, version = pin.partition("==")
+    return f"{name.strip().lower().replace('_', '-')}=={version.strip()}"
 
 
 def _fetch(url: str) -> dict[str, Any]:
@@ -59,10 +81,11 @@ def _vuln_ids(vuln: dict[str, Any]) -> set[str]:
 
 
 def classify(dependencies: Iterable[dict[str, Any]], waived: dict[str, str],
-             fetch: Fetch = _fetch) -> dict[str, Any]:
-    """pip-audit's JSON dependencies -> audited / vulnerable / waived / unaudited."""
+             fetch: Fetch = _fetch, held: dict[str, str] | None = None) -> dict[str, Any]:
+    """pip-audit's JSON dependencies -> audited / vulnerable / waived / held / unaudited."""
     audited: list[str] = []
     unaudited: list[str] = []
+    held_found: dict[str, str] = {}
     vulnerable: list[dict[str, Any]] = []
     waived_found: list[str] = []
     for dep in dependencies:
@@ -74,12 +97,22 @@ def classify(dependencies: Iterable[dict[str, Any]], waived: dict[str, str],
                 unaudited.append(f"{name}=={version}")
                 continue
             project = fetch(PROJECT_URL.format(name=name))
-            if project["info"]["version"] != version:
-                unaudited.append(f"{name}=={version}")
-                continue
             vulns = [v for v in project.get("vulnerabilities") or [] if not v.get("withdrawn")]
             dep = {**dep, "version": version}
-        audited.append(name)
+            if project["info"]["version"] != version:
+                pin = f"{name}=={version}"
+                why = (held or {}).get(_normalise(pin))
+                if why is None:
+                    unaudited.append(pin)
+                    continue
+                # What is still open in the newest release is taken as open here too (it can only
+                # have been introduced later, which a reviewer waives); what was fixed in between
+                # cannot be seen, so the pin is not counted as audited.
+                held_found[pin] = f"{why} (newest: {project['info']['version']})"
+            else:
+                audited.append(name)
+        else:
+            audited.append(name)
         for vuln in vulns:
             ids = _vuln_ids(vuln)
             if ids & waived.keys():
@@ -89,7 +122,7 @@ def classify(dependencies: Iterable[dict[str, Any]], waived: dict[str, str],
                                "aliases": vuln.get("aliases") or [],
                                "fixed_in": vuln.get("fix_versions") or vuln.get("fixed_in") or []})
     return {"audited": len(audited), "vulnerable": vulnerable, "waived": sorted(set(waived_found)),
-            "unaudited": sorted(unaudited)}
+            "held": dict(sorted(held_found.items())), "unaudited": sorted(unaudited)}
 
 
 def run_pip_audit(waived: dict[str, str]) -> list[dict[str, Any]]:
@@ -112,7 +145,8 @@ def run_pip_audit(waived: dict[str, str]) -> list[dict[str, Any]]:
 def main() -> int:
     try:
         waived = waivers(IGNORE_FILE.read_text() if IGNORE_FILE.exists() else "")
-        summary = classify(run_pip_audit(waived), waived)
+        held = holds(HELD_FILE.read_text() if HELD_FILE.exists() else "")
+        summary = classify(run_pip_audit(waived), waived, held=held)
     except (ValueError, RuntimeError, urllib.error.URLError, OSError) as exc:
         print(json.dumps({"ok": False, "error": str(exc)}))
         return 1

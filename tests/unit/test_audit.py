@@ -27,7 +27,24 @@ def _skipped(name: str, version: str) -> dict[str, Any]:
 def test_pins_pip_audit_checked_and_newest_releases_count_as_audited() -> None:
     deps = [{"name": "flask", "version": "3.1.3", "vulns": []}, _skipped("numpy", "2.5.5"), _skipped("scipy", "1.17.1")]
     out = audit.classify(deps, {}, _pages(numpy=("2.5.5", []), scipy=("1.18.1", [])))
-    assert out == {"audited": 2, "vulnerable": [], "waived": [], "unaudited": ["scipy==1.17.1"]}
+    assert out == {"audited": 2, "vulnerable": [], "waived": [], "held": {}, "unaudited": ["scipy==1.17.1"]}
+
+
+def test_a_pin_held_back_is_listed_with_its_reason_and_a_pin_merely_behind_is_not() -> None:
+    deps = [_skipped("scipy", "1.17.1"), _skipped("Python_Dateutil", "2.9.0"), _skipped("boto3", "1.44.5")]
+    pages = _pages(scipy=("1.18.1", []), Python_Dateutil=("4.0.0", []), boto3=("1.44.8", []))
+    held = audit.holds("scipy==1.17.1  # needs Python 3.12\npython-dateutil==2.9.0  # botocore caps it\n")
+    out = audit.classify(deps, {}, pages, held=held)
+    assert out["held"] == {"scipy==1.17.1": "needs Python 3.12 (newest: 1.18.1)",
+                           "Python_Dateutil==2.9.0": "botocore caps it (newest: 4.0.0)"}
+    assert out["unaudited"] == ["boto3==1.44.5"] and out["audited"] == 0 and out["vulnerable"] == []
+
+
+def test_an_advisory_open_in_the_newest_release_counts_against_a_held_pin() -> None:
+    out = audit.classify([_skipped("h5py", "3.14.0"), _skipped("boto3", "1.44.5")], {},
+                         _pages(h5py=("3.16.0", [VULN]), boto3=("1.44.8", [VULN])),
+                         held=audit.holds("h5py==3.14.0  # tensorflow caps it\n"))
+    assert [v["package"] for v in out["vulnerable"]] == ["h5py==3.14.0"]  # boto3 is merely behind: unaudited
 
 
 def test_a_vulnerability_fails_unless_waived_by_id_or_alias() -> None:
@@ -49,3 +66,11 @@ def test_waivers_need_a_reason() -> None:
 
 def test_the_waiver_file_parses() -> None:
     audit.waivers(audit.IGNORE_FILE.read_text())
+
+
+def test_every_held_pin_is_a_pin_of_a_lock_file() -> None:
+    """A held line left behind by an upgrade would excuse nothing and mislead the reader."""
+    pins = {audit._normalise(line.split(";")[0].split("#")[0].replace("[binary]", "").replace("[server]", ""))
+            for lock in audit.LOCKS for line in (audit.ROOT / lock).read_text().splitlines() if "==" in line}
+    held = audit.holds(audit.HELD_FILE.read_text())
+    assert held and set(held) <= pins, sorted(set(held) - pins)
