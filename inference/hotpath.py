@@ -23,7 +23,7 @@ from typing import Any
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.utils import get_content_type
 
-from container.logs import request_id_var
+from container.logs import InfoLines, request_id_var
 from container.settings import Settings
 from inference import metrics
 from inference.dataplane import DataPlane, Invocation
@@ -32,6 +32,7 @@ from inference.registry import ModelRegistry
 
 log = logging.getLogger("inference.app")
 access = logging.getLogger("inference.access")
+access_lines = InfoLines(access)
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 TARGET_MODEL = "X-Amzn-SageMaker-Target-Model"
 REQUEST_ID_HEADERS = ("X-Amzn-SageMaker-Inference-Id", "X-Request-Id")
@@ -61,8 +62,7 @@ def finished(route: str, method: str, path: str, status: int, version: str, seco
     """What every answered request leaves behind: its samples, and an access line (not for /ping)."""
     metrics.request_done(route, method, status, version, seconds)
     if path != "/ping" and access.isEnabledFor(logging.INFO):
-        access.info("%s %s %d", method, path, status,
-                    extra={"status": status, "ms": round(seconds * 1000, 3)})
+        access_lines.info(f"{method} {path} {status}", {"status": status, "ms": round(seconds * 1000, 3)})
 
 
 def error_parts(exc: ServiceError, rid: str | None) -> tuple[int, bytes, dict[str, str]]:

@@ -1,0 +1,74 @@
+"""container.logs.InfoLines: the access line written without logging's machinery is the line
+logging writes, and any set-up it cannot vouch for gets logging's own path."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from container import logs
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    out = io.StringIO()
+    logs.configure("INFO", out)
+    yield out
+    root.handlers[:], _ = saved
+    root.setLevel(saved[1])
+
+
+def _lines(out: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_the_line_is_the_one_logging_writes_but_for_the_time(stream: io.StringIO) -> None:
+    log = logging.getLogger("test.access")
+    token = logs.request_id_var.set("rid-1")
+    try:
+        logs.InfoLines(log).info("POST /invocations 200", {"status": 200, "ms": 0.125})
+        log.info("%s %s %d", "POST", "/invocations", 200, extra={"status": 200, "ms": 0.125})
+    finally:
+        logs.request_id_var.reset(token)
+    fast, slow = _lines(stream)
+    assert list(fast) == list(slow) == ["ts", "level", "logger", "msg", "request_id", "status", "ms"]
+    assert {**fast, "ts": ""} == {**slow, "ts": ""}
+    assert str(fast["ts"]).endswith("Z") and str(fast["ts"])[:19] == str(slow["ts"])[:19]
+
+
+def test_a_filter_or_a_second_handler_gets_loggings_own_path(stream: io.StringIO) -> None:
+    log = logging.getLogger("test.filtered")
+    lines = logs.InfoLines(log)
+    log.addFilter(lambda record: False)
+    lines.info("dropped by the filter", {})
+    log.filters.clear()
+    extra = io.StringIO()
+    handler = logging.StreamHandler(extra)
+    log.addHandler(handler)
+    try:
+        lines.info("to both", {"n": 1})
+    finally:
+        log.removeHandler(handler)
+    assert [x["msg"] for x in _lines(stream)] == ["to both"] and extra.getvalue() == "to both\n"
+
+
+def test_below_info_nothing_is_written(stream: io.StringIO) -> None:
+    log = logging.getLogger("test.quiet")
+    log.setLevel(logging.WARNING)
+    logs.InfoLines(log).info("not written", {})
+    assert stream.getvalue() == ""
+
+
+def test_json_lines_passes_one_json_line_and_wraps_a_brace_that_is_not_one() -> None:
+    out = io.StringIO()
+    stdio = logs.JsonLines(out, "stderr", "ERROR")
+    stdio.write('{"msg": "as is"}\n')
+    stdio.write("{not json\n")
+    first, second = out.getvalue().splitlines()
+    assert first == '{"msg": "as is"}' and json.loads(second)["msg"] == "{not json"
