@@ -43,7 +43,7 @@ class XGBoostScorer:
                 and x.shape[1] == forest.n_features:
             if sp.issparse(x):  # XGBoost reads an entry a sparse row does not store as missing
                 dense = np.full(x.shape, np.nan, dtype=np.float32)
-                csr = sp.csr_matrix(x)
+                csr = x if isinstance(x, sp.csr_matrix) else sp.csr_matrix(x)
                 dense[np.repeat(np.arange(x.shape[0]), np.diff(csr.indptr)), csr.indices] = csr.data
                 x = dense
             return forest.predict(np.asarray(x)).astype(np.float64)
