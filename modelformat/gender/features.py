@@ -262,6 +262,10 @@ class _ListColumns(Protocol):
 
     def __getitem__(self, column: str) -> tuple[np.ndarray, Values]: ...
 
+    def counts(self, column: str, n: int) -> np.ndarray:
+        """How many values each of the ``n`` rows has in ``column`` (int64)."""
+        ...
+
 
 class _Lists:
     """Each list column of one frame exploded once, however many features read it."""
@@ -275,6 +279,9 @@ class _Lists:
             self._cache[column] = _explode(self.frame[column], numeric_split=column not in TEXT_LISTS)
         return self._cache[column]
 
+    def counts(self, column: str, n: int) -> np.ndarray:
+        return np.bincount(self[column][0], minlength=n)
+
 
 TEXT_LISTS = frozenset({"event_timestamps", "app_categories"})
 
@@ -287,18 +294,29 @@ class _RecordLists:
         present = set().union(*records)
         self._derived = {c: k for c, k in EVENT_KEYS if c not in present and "events" in present}
         self._cache: dict[str, tuple[np.ndarray, Values]] = {}
+        self._lists: dict[str, list[list[Any]]] = {}
+
+    def lists(self, column: str) -> list[list[Any]]:
+        """Each record's list of ``column``, as the arrays of ``self[column]`` hold it."""
+        if column not in self._lists:
+            split = column not in TEXT_LISTS
+            keys = self._derived.get(column)
+            self._lists[column] = [_pick(r.get("events"), keys) if keys else
+                                   (v if type(v := r.get(column)) is list else _to_list(v, split))
+                                   for r in self.records]
+        return self._lists[column]
 
     def __getitem__(self, column: str) -> tuple[np.ndarray, Values]:
         if column not in self._cache:
-            split = column not in TEXT_LISTS
-            keys = self._derived.get(column)
-            lists = [_pick(r.get("events"), keys) if keys else
-                     (v if type(v := r.get(column)) is list else _to_list(v, split)) for r in self.records]
+            lists = self.lists(column)
             lengths = [len(v) for v in lists]
             rows = np.repeat(np.arange(len(lists), dtype=np.int64), lengths)
             values = np.fromiter(itertools.chain.from_iterable(lists), dtype=object, count=sum(lengths))
             self._cache[column] = rows, values
         return self._cache[column]
+
+    def counts(self, column: str, n: int) -> np.ndarray:
+        return np.fromiter((len(v) for v in self.lists(column)), dtype=np.int64, count=n)
 
 
 def _text_field(records: list[dict[str, Any]], name: str) -> list[str] | None:
@@ -537,12 +555,9 @@ class DevicePipeline:
     def _dense(self, lists: _ListColumns, n: int) -> np.ndarray:
         counts, hours, weekend = _time_features(lists, n)
         geo = _geo_features(lists, n)
-        r_inst, _ = lists["installed_apps"]
-        r_act, _ = lists["active_apps"]
-        r_cat, _ = lists["app_categories"]
-        n_inst = np.bincount(r_inst, minlength=n).astype(np.float64)
-        n_act = np.bincount(r_act, minlength=n).astype(np.float64)
-        n_cat = np.bincount(r_cat, minlength=n).astype(np.float64)
+        n_inst = lists.counts("installed_apps", n).astype(np.float64)
+        n_act = lists.counts("active_apps", n).astype(np.float64)
+        n_cat = lists.counts("app_categories", n).astype(np.float64)
         return np.column_stack([
             np.log1p(counts), hours, weekend, geo,
             np.log1p(n_inst), np.log1p(n_act), n_act / np.maximum(n_inst, 1.0), np.log1p(n_cat),
@@ -585,25 +600,25 @@ class DevicePipeline:
         dense = dense.astype(np.float32)
         lookup = self._lookups()
         n_brands, n_models, n_apps = len(self.brands) + 1, len(self.models) + 1, len(self.apps)
-        starts = np.cumsum([0, len(DENSE_NAMES), n_brands, n_models, n_apps, n_apps])
-        bags = [(*lists["installed_apps"], "apps", starts[3]), (*lists["active_apps"], "apps", starts[4]),
-                (*lists["app_categories"], "categories", starts[5])]
+        starts = list(itertools.accumulate([0, len(DENSE_NAMES), n_brands, n_models, n_apps, n_apps]))
+        bags = [(lists.lists("installed_apps"), lookup["apps"], starts[3]),
+                (lists.lists("active_apps"), lookup["apps"], starts[4]),
+                (lists.lists("app_categories"), lookup["categories"], starts[5])]
         indices: list[int] = []
         data: list[float] = []
         indptr = [0]
-        for i in range(n):
-            row = dense[i]
-            kept = np.flatnonzero(row)  # csr_matrix(dense) stores no zeros
-            indices += kept.tolist()
-            data += row[kept].tolist()
+        for i, row in enumerate(dense.tolist()):
+            kept = [j for j, v in enumerate(row) if v != 0.0]  # csr_matrix(dense) stores no zeros
+            indices += kept
+            data += [row[j] for j in kept]
             brand, model = brands[i], brands[i] + "|" + models[i]
-            indices += [int(starts[1]) + lookup["brands"].get(brand, n_brands - 1),
-                        int(starts[2]) + lookup["models"].get(model, n_models - 1)]
+            indices += [starts[1] + lookup["brands"].get(brand, n_brands - 1),
+                        starts[2] + lookup["models"].get(model, n_models - 1)]
             data += [1.0, 1.0]
-            for rows, values, vocab, start in bags:  # binary bags, as _bag makes them
-                codes = {lookup[vocab].get(str(v), -1) for v in values[rows == i].tolist()}
+            for each, vocab, start in bags:  # binary bags, as _bag makes them
+                codes = {vocab.get(str(v), -1) for v in each[i]}
                 codes.discard(-1)
-                indices += [int(start) + c for c in sorted(codes)]
+                indices += [start + c for c in sorted(codes)]
                 data += [1.0] * len(codes)
             indptr.append(len(indices))
         return sp.csr_matrix((np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int32),
