@@ -82,7 +82,7 @@ def test_fast_lane_answers_are_gunicorns_bytes(server: tuple[int, Path]) -> None
     fast_cases = [c for c in GENDER if not c[4] and len(c[2]) <= 1 << 20]
     before = _parsed_by_gunicorn(log)
     with sock:
-        for number, (method, path, body, headers, reaches_flask) in enumerate(GENDER):
+        for number, (method, path, body, headers, _) in enumerate(GENDER):
             rid = f"case-{number}"
             sock.sendall(_request(method, path, body, headers, rid))
             got = reader.answer(head_only=method == "HEAD")

@@ -3,6 +3,7 @@ started once per test session and torn down after; and the tiny models the Spark
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tarfile
 from collections.abc import Iterator
@@ -15,6 +16,9 @@ from inference.spark.cluster import LocalCluster
 from tests import factories
 
 ROOT = Path(__file__).resolve().parents[2]
+# py4j logs "Closing down clientserver connection" from a finaliser at interpreter exit, after
+# pytest has closed the streams: a "--- Logging error ---" block at the end of every run.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")
