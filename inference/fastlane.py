@@ -12,6 +12,10 @@ header names that are tokens without underscores, no control bytes, one Content-
 digits, no Transfer-Encoding, Expect, Upgrade, forwarding headers or Connection other than
 keep-alive, neither Host nor any header hotpath.py reads given twice. Anything else returns
 None and goes to gunicorn, which answers it (or refuses it) exactly as before.
+
+What gunicorn does around a request that is not part of the answer does not happen here: its
+pre_request and post_request hooks (`serve` sets neither; the default pre_request writes a DEBUG
+line) and its access log (`serve` turns it off; hotpath.py writes the access line).
 """
 
 from __future__ import annotations
