@@ -9,10 +9,12 @@ fork (TensorFlow is not fork-safe).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import gc
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -73,10 +75,20 @@ def _child_exit(server: Any, worker: Any) -> None:
     metrics.worker_exited(worker.pid)
 
 
+def _remove_if_master(path: str, master: int) -> None:
+    """The metrics folder `serve` made for itself goes when its master ends (workers are forks of it
+    and run the same exit hooks)."""
+    if os.getpid() == master:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _metrics_dir(settings: Settings) -> bool:
     """Workers share Prometheus samples through files; this must be set before they import it.
     False (after saying why) when the folder cannot be used."""
-    path = settings.metrics_dir or tempfile.mkdtemp(prefix="mlship-metrics-")
+    path = settings.metrics_dir
+    if not path:
+        path = tempfile.mkdtemp(prefix="mlship-metrics-")
+        atexit.register(_remove_if_master, path, os.getpid())
     try:
         os.makedirs(path, exist_ok=True)
         for stale in os.listdir(path):  # samples of an earlier run would be summed in otherwise

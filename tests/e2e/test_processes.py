@@ -20,10 +20,14 @@ pytestmark = pytest.mark.e2e
 
 def test_serve_answers_ping_and_invocations_then_stops_on_sigterm(gender_model: MLPaths, tmp_path: Path) -> None:
     port = free_port()
-    proc = start_serve(gender_model.base, port, tmp_path / "serve.log")
+    scratch = tmp_path / "tmp"  # TMPDIR of `serve`: where it makes its metrics folder
+    scratch.mkdir()
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    proc = start_serve(gender_model.base, port, tmp_path / "serve.log", {"TMPDIR": str(scratch)})
     try:
         ready_after = wait_ready(f"http://127.0.0.1:{port}/ping", proc=proc)
         assert ready_after < 30
+        assert [p.name.startswith("mlship-metrics-") for p in scratch.iterdir()] == [True]
         t0 = time.monotonic()
         status, _, _ = http("GET", f"http://127.0.0.1:{port}/ping")
         assert status == 200 and time.monotonic() - t0 < 2
@@ -39,6 +43,7 @@ def test_serve_answers_ping_and_invocations_then_stops_on_sigterm(gender_model: 
     finally:
         code = stop(proc)
     assert code == 0
+    assert list(scratch.iterdir()) == []  # its metrics folder went with it
     lines = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines() if line.startswith("{")]
     assert any(line.get("logger") == "inference.access" and line.get("request_id") for line in lines)
     assert not any("Traceback" in json.dumps(line) for line in lines)
