@@ -101,7 +101,11 @@ class KeepAliveWorker(ThreadWorker):
         if complete is False:
             return  # stays in the poller and in ``waiting``; its keep-alive deadline still runs
         if complete and self.hot is not None:
-            served = self._serve_fast(conn)
+            try:
+                served = self._serve_fast(conn)
+            except Exception:  # a bug here must cost one connection, not the worker and all of its
+                self.log.exception("fast lane failed; closing the connection")
+                served = _CLOSED
             if served == _KEPT:
                 waiting.remove(conn)
                 conn.set_timeout()  # a fresh deadline, so the deque stays in deadline order
