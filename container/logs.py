@@ -10,6 +10,7 @@ import contextvars
 import io
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -68,6 +69,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str, ensure_ascii=False)
 
 
+_quote = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) quotes strings with (C)
+
+
+def flat_json(payload: dict[str, Any]) -> str:
+    """``json.dumps(payload, default=str, ensure_ascii=False)`` of a flat object of strings,
+    ints and finite floats, in a third of the time (no encoder object, no generator); any other
+    value takes json.dumps itself."""
+    parts = []
+    for key, value in payload.items():
+        kind = type(value)
+        if kind is str:
+            text = _quote(value)
+        elif kind is int or (kind is float and math.isfinite(value)):
+            text = repr(value)  # the spelling json.dumps writes for an int and a float
+        else:
+            return json.dumps(payload, default=str, ensure_ascii=False)
+        parts.append(f"{_quote(key)}: {text}")
+    return "{" + ", ".join(parts) + "}"
+
+
 class InfoLines:
     """A logger's INFO lines with a few fields, written as JsonFormatter writes them but without
     logging's machinery (record, caller lookup, handler chain: about 30 us a line, most of a
@@ -108,7 +129,7 @@ class InfoLines:
             payload = _payload(self._stamp(now, (now - int(now)) * 1000), "INFO", self.logger.name, msg)
             for key, value in fields.items():
                 payload.setdefault(key, value)
-            line = json.dumps(payload, default=str, ensure_ascii=False) + handler.terminator
+            line = flat_json(payload) + handler.terminator
             try:
                 with handler.lock or _NO_LOCK:
                     handler.stream.write(line)

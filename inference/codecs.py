@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -41,11 +42,23 @@ def parse_media_type(header: str | None) -> tuple[str, dict[str, str]]:
 
 def request_type(header: str | None, body: bytes) -> tuple[str, str]:
     """Canonical request media type and charset; 415 for types we cannot read."""
+    known = _request_type(header) if header else None
+    if known is not None:
+        return known
+    # No Content-Type: sniff rather than guess one format for everybody.
+    head = body.lstrip()[:1]
+    sniffed = _request_type(JSON if head in (b"{", b"[") else CSV)
+    assert sniffed is not None
+    return sniffed
+
+
+# A service sees a handful of distinct headers, each parsed once (the caches are bounded).
+@lru_cache(maxsize=256)
+def _request_type(header: str) -> tuple[str, str] | None:
+    """None for a header that names no type (then the body is sniffed)."""
     mtype, params = parse_media_type(header)
     if not mtype:
-        # No Content-Type: sniff rather than guess one format for everybody.
-        head = body.lstrip()[:1]
-        mtype = JSON if head in (b"{", b"[") else CSV
+        return None
     canonical = ALIASES.get(mtype)
     if canonical is None or canonical not in DECODABLE:
         raise UnsupportedMediaType(
@@ -62,6 +75,11 @@ def negotiate(accept: str | None, default: str) -> str:
     """The response type for an Accept header; 406 when nothing acceptable is offered."""
     if not accept or not accept.strip():
         return default
+    return _negotiate(accept, default)
+
+
+@lru_cache(maxsize=256)
+def _negotiate(accept: str, default: str) -> str:
     ranked: list[tuple[float, int, str]] = []
     for position, item in enumerate(accept.split(",")):
         mtype, params = parse_media_type(item)
@@ -367,7 +385,7 @@ def _csv_cell(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "|".join(_csv_cell(v) for v in value)
     text = str(value)
-    if any(c in text for c in ',"\n'):
+    if "," in text or '"' in text or "\n" in text:
         return '"' + text.replace('"', '""') + '"'
     return text
 
@@ -376,7 +394,9 @@ def encode(outputs: Outputs, media_type: str, batch: bool = False) -> tuple[byte
     """Body and its content type; batch mode writes exactly one line per input row."""
     if media_type == CSV:
         cols = [outputs.columns[c] for c in outputs.csv_columns]
-        lines = [",".join(_csv_cell(v) for v in row) for row in zip(*cols, strict=True)]
+        if cols and all(len(col) == 1 for col in cols):  # one row, the usual answer: no zip, no generator
+            return (",".join([_csv_cell(col[0]) for col in cols]) + "\n").encode(), CSV
+        lines = [",".join([_csv_cell(v) for v in row]) for row in zip(*cols, strict=True)]
         return ("\n".join(lines) + ("\n" if lines else "")).encode(), CSV
     if media_type == JSON and not batch and outputs.n_rows >= 64 and _scalar_columns(outputs):
         # Column-wise through pandas' C encoder: a third of the time of dicts + json.dumps.

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from container.mediatypes import CSV
 from inference import codecs, metrics
 from inference.codecs import Inputs, Outputs
 from inference.errors import BadInput
@@ -81,6 +82,16 @@ class DataPlane:
         model = model or self.select(call.target)
         accept = codecs.negotiate(call.accept, self.default_accept)
         media, charset = codecs.request_type(call.content_type, call.body)
+        recorder = self.recorder
+        sampled = recorder is not None and recorder.sampled()
+        if media == CSV and not sampled:
+            # A predictor handed to create_app may predate the shortcut: then it has none.
+            predict_csv = getattr(model, "predict_csv", None)
+            outputs = predict_csv(call.body) if predict_csv is not None else None
+            if outputs is not None:
+                metrics.rows_predicted("invocations", model.name, model.version, outputs.n_rows)
+                payload, content_type = codecs.encode(outputs, accept, self.batch)
+                return Answer(payload, 200, content_type, model)
         # A predictor handed to create_app may predate the decoding hint: then it has none.
         inputs = codecs.decode(call.body, media, charset, getattr(model, "scalar_fields", frozenset()))
         if inputs.n_rows == 0:
@@ -90,8 +101,8 @@ class DataPlane:
                 model.predict(inputs)
             return Answer(b"", 204, None, model)
         outputs, ms = self.predict(model, inputs, "invocations")
-        recorder = self.recorder
-        if recorder is not None and recorder.sampled():
+        if sampled:
+            assert recorder is not None
             recorder.record(model, inputs, outputs, ms, call.request_id)
         payload, content_type = codecs.encode(outputs, accept, self.batch)
         return Answer(payload, 200, content_type, model)

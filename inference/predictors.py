@@ -47,6 +47,12 @@ class Predictor(Protocol):
 
     def predict(self, inputs: Inputs) -> Outputs: ...
 
+    def predict_csv(self, body: bytes) -> Outputs | None:
+        """``predict`` of a CSV body read straight from its bytes, where the family has a
+        shortcut for that body (a few rows of plain numbers, say), else None: the body is then
+        decoded and predicted as usual. Both ways must give the same outputs."""
+        ...
+
     def warmup(self) -> None: ...
 
 
@@ -62,6 +68,9 @@ class ModelFiles:
         self.name = name or display_name(manifest)
         self.version = str(manifest.get("version") or model_version(model_dir))
         self.outputs = outputs
+
+    def predict_csv(self, body: bytes) -> Outputs | None:
+        return None  # no shortcut: every body is decoded
 
 
 def _family(manifest: dict[str, Any]) -> Any:

@@ -129,6 +129,17 @@ class Forest:
         # adds one term at a time, where sum() would pair them up and round differently.
         return np.cumsum(terms, axis=1, dtype=np.float32)[:, -1]
 
+    def score_csv(self, body: bytes, max_rows: int = SMALL_BATCH) -> list[float] | None:
+        """Predictions for a body of plain numeric CSV rows, parsed and walked in one C call, or
+        None where that call does not apply (no C walk, anything but up to ``max_rows`` rows of
+        ``n_features`` plain decimals): the caller then decodes the body and predicts as usual.
+        The values are NumPy's float32 cast of each field, so the same as ``predict`` of the
+        decoded rows."""
+        if compiled is None:
+            return None
+        return compiled.score_csv(body, self.nodes, self.leaf, self.depth, self.n_trees, self.n_features,
+                                  float(self.base_margin), self.link == "sigmoid", max_rows)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         if compiled is not None:
             return self.margin_c(np.asarray(x, dtype=np.float32), link=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ class Predictor(ModelFiles):
         self.classes = list(manifest["classes"])
         self.threshold = float(manifest.get("threshold", 0.5))
         self.n_features = int(self.pipeline.n_features)
+        self.score_column = f"probability_{self.classes[1]}"
 
     # --- inputs -> features ---------------------------------------------------------
     def features(self, inputs: Inputs) -> Any:
@@ -104,24 +106,35 @@ class Predictor(ModelFiles):
     def predict(self, inputs: Inputs) -> Outputs:
         x = self.features(inputs)
         p = self.scorer.predict_proba(x) if x.shape[0] else np.empty(0)
+        return self._outputs(p.tolist() if len(p) <= FEW_ROWS else p, inputs)
+
+    def predict_csv(self, body: bytes) -> Outputs | None:
+        """``predict`` of a body of a few plain numeric CSV rows, read by the scorer straight from
+        its bytes where it can (the compiled forest), else None; the same outputs either way."""
+        score_csv = getattr(self.scorer, "score_csv", None)
+        p = score_csv(body) if score_csv is not None else None
+        return None if p is None else self._outputs(p, None)
+
+    def _outputs(self, p: list[float] | np.ndarray, inputs: Inputs | None) -> Outputs:
         neg, pos = self.classes
-        if len(p) <= FEW_ROWS and np.isfinite(p).all():
-            label_values, confidence, scores = few_scores(p.tolist(), self.threshold, neg, pos)
+        if isinstance(p, list) and len(p) <= FEW_ROWS and all(map(math.isfinite, p)):
+            label_values, confidence, scores = few_scores(p, self.threshold, neg, pos)
         else:
+            p = np.asarray(p, dtype=np.float64)
             positive = p >= self.threshold
             label_values = [pos if v else neg for v in positive.tolist()]
             confidence = np.round(np.where(positive, p, 1.0 - p), 6).tolist()
             scores = np.round(p, 6).tolist()
         columns: dict[str, Any] = {}
-        records = inputs.records
+        records = inputs.records if inputs is not None else None
         if records is not None:
             if any("device_id" in r for r in records):
                 columns["device_id"] = [plain(r.get("device_id", np.nan)) for r in records]
-        elif inputs.table is not None and "device_id" in inputs.table.columns:
+        elif inputs is not None and inputs.table is not None and "device_id" in inputs.table.columns:
             columns["device_id"] = [plain(v) for v in inputs.table["device_id"].tolist()]
         columns["label"] = label_values
         columns["probability"] = confidence
-        columns[f"probability_{pos}"] = scores
+        columns[self.score_column] = scores
         return Outputs(columns=columns, csv_columns=["label", "probability"])
 
     def warmup(self) -> None:

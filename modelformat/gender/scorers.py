@@ -49,6 +49,12 @@ class XGBoostScorer:
             return forest.predict(np.asarray(x)).astype(np.float64)
         return np.asarray(self.booster.inplace_predict(x, validate_features=False), dtype=np.float64)
 
+    def score_csv(self, body: bytes) -> list[float] | None:
+        """``predict_proba`` of a body of a few plain numeric CSV rows, straight from its bytes, or
+        None when the compiled forest cannot read it (see ``Forest.score_csv``)."""
+        forest = self.forest
+        return forest.score_csv(body, self.SMALL_BATCH) if forest is not None else None
+
     def save(self, folder: Path) -> list[str]:
         # Written by Python rather than XGBoost's own file stream, whose full-disk error is a bare
         # "FileStream.Write incomplete": an OSError (ENOSPC) naming the file tells `train` what to say.

@@ -72,3 +72,12 @@ def test_json_lines_passes_one_json_line_and_wraps_a_brace_that_is_not_one() -> 
     stdio.write("{not json\n")
     first, second = out.getvalue().splitlines()
     assert first == '{"msg": "as is"}' and json.loads(second)["msg"] == "{not json"
+
+
+def test_flat_json_is_json_dumps_for_every_value_kind() -> None:
+    cases = [{"msg": 'quote " backslash \\ newline \n control \x01 line sep \u2028 é ü 漢', "n": -3,
+              "ms": 0.1 + 0.2, "tiny": 5e-324, "big": 10**30, "zero": -0.0},
+             {"nan": float("nan")}, {"inf": float("inf")}, {"flag": True}, {"none": None},
+             {"list": [1, 2]}, {"key \"quoted\"": "v"}, {}]
+    for payload in cases:
+        assert logs.flat_json(payload) == json.dumps(payload, default=str, ensure_ascii=False)
