@@ -105,7 +105,7 @@ def test_score_csv_matches_xgboost_on_many_random_rows() -> None:
     assert forest is not None
     rows = (rng.normal(size=(2000, 10)) * rng.choice([0.01, 1, 30], size=(2000, 10))).astype(np.float32)
     for start in range(0, len(rows), 5):
-        batch = rows[start:start + 1 + start % 5]
+        batch = rows[start:start + 1 + (start // 5) % 5]
         body = "\n".join(",".join(repr(float(v)) for v in row) for row in batch).encode()
         got = forest.score_csv(body)
         assert got is not None
