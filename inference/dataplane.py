@@ -84,25 +84,23 @@ class DataPlane:
         media, charset = codecs.request_type(call.content_type, call.body)
         recorder = self.recorder
         sampled = recorder is not None and recorder.sampled()
-        if media == CSV and not sampled:
-            # A predictor handed to create_app may predate the shortcut: then it has none.
-            predict_csv = getattr(model, "predict_csv", None)
-            outputs = predict_csv(call.body) if predict_csv is not None else None
-            if outputs is not None:
-                metrics.rows_predicted("invocations", model.name, model.version, outputs.n_rows)
-                payload, content_type = codecs.encode(outputs, accept, self.batch)
-                return Answer(payload, 200, content_type, model)
-        # A predictor handed to create_app may predate the decoding hint: then it has none.
-        inputs = codecs.decode(call.body, media, charset, getattr(model, "scalar_fields", frozenset()))
-        if inputs.n_rows == 0:
-            if inputs.table is not None and len(inputs.table.columns):
-                # A CSV header without rows: its columns are still checked (a 400 naming the
-                # columns the model expects), so a wrong header is not answered as an empty success.
-                model.predict(inputs)
-            return Answer(b"", 204, None, model)
-        outputs, ms = self.predict(model, inputs, "invocations")
-        if sampled:
-            assert recorder is not None
-            recorder.record(model, inputs, outputs, ms, call.request_id)
+        # A predictor handed to create_app may predate the shortcut (and the decoding hint): then
+        # it has none. A sampled call is decoded, for the recorder keeps its inputs.
+        predict_csv = getattr(model, "predict_csv", None) if media == CSV and not sampled else None
+        outputs = predict_csv(call.body) if predict_csv is not None else None
+        if outputs is not None:
+            metrics.rows_predicted("invocations", model.name, model.version, outputs.n_rows)
+        else:
+            inputs = codecs.decode(call.body, media, charset, getattr(model, "scalar_fields", frozenset()))
+            if inputs.n_rows == 0:
+                if inputs.table is not None and len(inputs.table.columns):
+                    # A CSV header without rows: its columns are still checked (a 400 naming the
+                    # columns the model expects), so a wrong header is not answered as an empty success.
+                    model.predict(inputs)
+                return Answer(b"", 204, None, model)
+            outputs, ms = self.predict(model, inputs, "invocations")
+            if sampled:
+                assert recorder is not None
+                recorder.record(model, inputs, outputs, ms, call.request_id)
         payload, content_type = codecs.encode(outputs, accept, self.batch)
         return Answer(payload, 200, content_type, model)
