@@ -10,12 +10,14 @@ Spark application and executors down with it. Files of a job (status, driver log
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +93,48 @@ class SparkEngine:
     @staticmethod
     def _kill(driver: subprocess.Popen[bytes]) -> None:
         """SIGTERM to the driver's process group (spark-submit, its JVM and Python): the JVM's
-        shutdown hook stops the SparkContext, which kills the application's executors."""
-        os.killpg(driver.pid, signal.SIGTERM)
+        shutdown hook stops the SparkContext, which kills the application's executors. The wait is
+        for the whole group, not its leader: the JVM's Python child outlives spark-submit briefly,
+        and a cancel that returns before it is gone leaves a driver running."""
+        pgid = driver.pid
+        os.killpg(pgid, signal.SIGTERM)
+        if not _wait_group(driver, KILL_GRACE_SECONDS):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            _wait_group(driver, 10.0)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process group holds a live process; zombies (dead, not yet reaped by whoever
+    inherited them) do not count. Linux's /proc when it is there, else kill(0)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
         try:
-            driver.wait(timeout=KILL_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait(timeout=10)
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited while we looked
+        # Fields after the command (which may hold spaces and parentheses): state, ppid, pgrp.
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _wait_group(driver: subprocess.Popen[bytes], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        driver.poll()  # reaps the leader, our child
+        if not group_alive(driver.pid):
+            driver.wait(timeout=10)  # it may have died after the poll: a zombie, not counted alive
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
