@@ -37,7 +37,10 @@ class _Stamps:
         if second != self._second:
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
-        return f"{self._prefix}.{int(msecs):03d}Z"
+        return self._prefix + _MILLIS[min(int(msecs), 999)]  # a product that rounds up to 1000
+
+
+_MILLIS = [f".{ms:03d}Z" for ms in range(1000)]
 
 
 def _payload(stamp: str, level: str, name: str, msg: str) -> dict[str, Any]:
@@ -102,6 +105,8 @@ class InfoLines:
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
         self._stamp = _Stamps()
+        # What every line of this logger starts with after its time stamp.
+        self._head = f'", "level": "INFO", "logger": {_quote(logger.name)}, "msg": '
 
     def _handler(self) -> logging.StreamHandler[Any] | None:
         found: list[logging.Handler] = []
@@ -119,27 +124,55 @@ class InfoLines:
             return None
         return handler
 
+    def line(self, msg: str, fields: dict[str, Any], now: float) -> str:
+        """The JSON line JsonFormatter writes for ``logger.info(msg, extra=fields)`` at ``now``
+        (a field named like a key the formatter sets is dropped, as the formatter drops it)."""
+        parts = ['{"ts": "', self._stamp(now, (now - int(now)) * 1000), self._head, _quote(msg)]
+        rid, pid = request_id_var.get(), prediction_id_var.get()
+        if rid:
+            parts += (', "request_id": ', _quote(rid))
+        if pid:
+            parts += (', "prediction_id": ', _quote(pid))
+        for key, value in fields.items():
+            kind = type(value)
+            if kind is int or (kind is float and math.isfinite(value)):
+                text = repr(value)  # the spelling json.dumps writes for an int and a float
+            elif kind is str:
+                text = _quote(value)
+            else:
+                return self._general(msg, fields, parts[1])
+            if key in _LINE_KEYS or (key == "request_id" and rid) or (key == "prediction_id" and pid):
+                continue
+            parts += (", ", _quote(key), ": ", text)
+        parts.append("}")
+        return "".join(parts)
+
+    def _general(self, msg: str, fields: dict[str, Any], stamp: str) -> str:
+        payload = _payload(stamp, "INFO", self.logger.name, msg)
+        for key, value in fields.items():
+            payload.setdefault(key, value)
+        return flat_json(payload)
+
     def info(self, msg: str, fields: dict[str, Any]) -> None:
         """``logger.info(msg, extra=fields)`` for a ``msg`` without %-arguments."""
         if not self.logger.isEnabledFor(logging.INFO):
             return
         handler = self._handler()
         if handler is not None:
-            now = time.time()
-            payload = _payload(self._stamp(now, (now - int(now)) * 1000), "INFO", self.logger.name, msg)
-            for key, value in fields.items():
-                payload.setdefault(key, value)
-            line = flat_json(payload) + handler.terminator
+            line = self.line(msg, fields, time.time()) + handler.terminator
             try:
+                stream = handler.stream
                 with handler.lock or _NO_LOCK:
-                    handler.stream.write(line)
-                    handler.stream.flush()
+                    stream.write(line)
+                    if type(stream) is not JsonLines:  # which flushes a whole line itself
+                        stream.flush()
                 return
             except Exception:
                 pass  # logging's own path below reports it
         self.logger.info("%s", msg, extra=fields)
 
 
+_LINE_KEYS = frozenset(("ts", "level", "logger", "msg"))
 _NO_LOCK = threading.Lock()
 
 

@@ -42,6 +42,30 @@ def test_the_line_is_the_one_logging_writes_but_for_the_time(stream: io.StringIO
     assert str(fast["ts"]).endswith("Z") and str(fast["ts"])[:19] == str(slow["ts"])[:19]
 
 
+@pytest.mark.parametrize("rid", [None, "rid-\"2\""])
+@pytest.mark.parametrize("pid", [None, "pred-é"])
+@pytest.mark.parametrize("fields", [
+    {}, {"status": 200, "ms": 0.1 + 0.2}, {"note": 'a "quoted" \\ \n text \u2028 漢', "n": -7},
+    {"msg": "not kept", "ts": 1, "level": 2, "logger": 3, "request_id": "kept only without one",
+     "prediction_id": "likewise", "_private": 1},
+    {"nan": float("nan")}, {"flag": True, "none": None, "list": [1, 2]},
+])
+def test_the_built_line_is_what_the_payload_gives(rid: str | None, pid: str | None,
+                                                   fields: dict[str, object]) -> None:
+    lines = logs.InfoLines(logging.getLogger("test.built"))
+    tokens = logs.request_id_var.set(rid), logs.prediction_id_var.set(pid)
+    try:
+        now = 1_700_000_000.25
+        built = lines.line("GET /x 200", fields, now)
+        payload = logs._payload(logs._Stamps()(now, 250.0), "INFO", "test.built", "GET /x 200")
+        for key, value in fields.items():
+            payload.setdefault(key, value)
+    finally:
+        logs.request_id_var.reset(tokens[0])
+        logs.prediction_id_var.reset(tokens[1])
+    assert built == json.dumps(payload, default=str, ensure_ascii=False)
+
+
 def test_a_filter_or_a_second_handler_gets_loggings_own_path(stream: io.StringIO) -> None:
     log = logging.getLogger("test.filtered")
     lines = logs.InfoLines(log)
