@@ -22,11 +22,15 @@ caller keeps XGBoost for every batch.
 from __future__ import annotations
 
 import json
+from array import array
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 compiled: ModuleType | None
 try:
@@ -139,6 +143,16 @@ class Forest:
             return None
         return compiled.score_csv(body, self.nodes, self.leaf, self.depth, self.n_trees, self.n_features,
                                   float(self.base_margin), self.link == "sigmoid", max_rows)
+
+    def score_rows(self, rows: Buffer, n_rows: int) -> list[float] | None:
+        """``predict`` of ``n_rows`` float32 rows laid end to end in a buffer (an ``array('f')``),
+        without NumPy; None without the C walk."""
+        if compiled is None:
+            return None
+        out = array("f", bytes(4 * n_rows))
+        compiled.margin(rows, self.nodes, self.leaf, self.depth, self.n_trees, self.n_features,
+                        float(self.base_margin), self.link == "sigmoid", out)
+        return out.tolist()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if compiled is not None:

@@ -23,6 +23,7 @@ from modelformat.gender.features import (
     is_raw_frame,
     load_pipeline,
 )
+from modelformat.gender.record_rows import RecordRows
 from modelformat.gender.scorers import legacy_scorer
 
 SCALAR_FIELDS = ("phone_brand", "device_model")
@@ -51,6 +52,9 @@ class Predictor(ModelFiles):
         self.threshold = float(manifest.get("threshold", 0.5))
         self.n_features = int(self.pipeline.n_features)
         self.score_column = f"probability_{self.classes[1]}"
+        # A few raw records straight to the forest's rows, where the scorer can take rows.
+        self.record_rows = (RecordRows(self.pipeline) if isinstance(self.pipeline, DevicePipeline)
+                            and hasattr(self.scorer, "score_rows") else None)
 
     # --- inputs -> features ---------------------------------------------------------
     def features(self, inputs: Inputs) -> Any:
@@ -104,9 +108,22 @@ class Predictor(ModelFiles):
 
     # --- prediction -------------------------------------------------------------------
     def predict(self, inputs: Inputs) -> Outputs:
+        few = self._few_records(inputs)
+        if few is not None:
+            return self._outputs(few, inputs)
         x = self.features(inputs)
         p = self.scorer.predict_proba(x) if x.shape[0] else np.empty(0)
         return self._outputs(p.tolist() if len(p) <= FEW_ROWS else p, inputs)
+
+    def _few_records(self, inputs: Inputs) -> list[float] | None:
+        """Probabilities of a few raw JSON records scored as plain rows, or None (the usual path)."""
+        records = inputs.records
+        if self.record_rows is None or not records or len(records) > FEW_RECORDS \
+                or not is_raw_frame(set().union(*records)):
+            return None
+        _check_record_values(records)
+        rows = self.record_rows.rows(records)
+        return None if rows is None else self.scorer.score_rows(rows, len(records))
 
     def predict_csv(self, body: bytes) -> Outputs | None:
         """``predict`` of a body of a few plain numeric CSV rows, read by the scorer straight from

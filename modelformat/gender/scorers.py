@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 from modelformat import forest as forest_module
 from modelformat.forest import Forest, compile_booster
@@ -54,6 +57,15 @@ class XGBoostScorer:
         None when the compiled forest cannot read it (see ``Forest.score_csv``)."""
         forest = self.forest
         return forest.score_csv(body, self.SMALL_BATCH) if forest is not None else None
+
+    def score_rows(self, rows: Buffer, n_rows: int) -> list[float] | None:
+        """``predict_proba`` of up to ``SMALL_BATCH`` dense float32 rows laid end to end (NaN where
+        a value is missing), or None when the compiled forest cannot score them."""
+        forest = self.forest
+        if forest is None or n_rows > self.SMALL_BATCH or memoryview(rows).nbytes != \
+                4 * n_rows * forest.n_features:
+            return None
+        return forest.score_rows(rows, n_rows)
 
     def save(self, folder: Path) -> list[str]:
         # Written by Python rather than XGBoost's own file stream, whose full-disk error is a bare

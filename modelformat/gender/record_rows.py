@@ -1,0 +1,171 @@
+"""A few raw device records as the forest's dense float32 rows, in plain Python.
+
+``DevicePipeline.transform_records`` builds a SciPy CSR matrix through NumPy, and the scorer then
+spreads it into a dense row: for one record that costs ten times what walking 200 trees does.
+Here each record becomes its row directly: the 35 dense features computed as the NumPy code
+computes them (the same operations on the same float64 values in the same order: sequential
+sums, ``x * x`` for a square, ``rint(x * 100) / 100`` for ``np.round(x, 2)``, the logarithms by
+NumPy itself), the one-hot and bag columns set to 1, and every entry the CSR matrix would not
+store (a zero, an unknown token) left NaN, which is how XGBoost reads an absent sparse entry.
+
+Only records this path reads exactly as the frame path does are taken: anything else (a
+timestamp only pandas can read, a coordinate that is not a plain number, hundreds of events)
+returns None and the caller featurises through ``transform_records``.
+tests/unit/test_record_rows.py compares both over many random records.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from typing import Any
+
+import numpy as np
+
+from modelformat.gender.features import (
+    DENSE_NAMES,
+    DevicePipeline,
+    _parse_one,
+    _RecordLists,
+    _text_field,
+)
+
+_MANY = 256  # beyond this many events a column takes NumPy's (and pandas') path in features.py
+_N_DENSE = len(DENSE_NAMES)
+NAN = float("nan")
+
+
+class RecordRows:
+    """One fitted pipeline's vocabularies and scaling as plain dicts and lists, built once."""
+
+    def __init__(self, pipeline: DevicePipeline) -> None:
+        self.n_features = pipeline.n_features
+        self.mean = list(pipeline.dense_mean)
+        self.std = list(pipeline.dense_std)
+        self.brands = {v: i for i, v in enumerate(pipeline.brands)}
+        self.models = {v: i for i, v in enumerate(pipeline.models)}
+        self.apps = {v: i for i, v in enumerate(pipeline.apps)}
+        self.categories = {v: i for i, v in enumerate(pipeline.categories)}
+        n_brands, n_models, n_apps = len(pipeline.brands) + 1, len(pipeline.models) + 1, len(pipeline.apps)
+        self.brand_start = _N_DENSE
+        self.model_start = self.brand_start + n_brands
+        self.installed_start = self.model_start + n_models
+        self.active_start = self.installed_start + n_apps
+        self.category_start = self.active_start + n_apps
+        self.other_brand, self.other_model = n_brands - 1, n_models - 1
+        self._blank = array("f", [NAN]) * self.n_features
+
+    def rows(self, records: list[dict[str, Any]]) -> array[float] | None:
+        """The records' rows, one after another (``len(records) * n_features`` float32), or None."""
+        brands, models = _text_field(records, "phone_brand"), _text_field(records, "device_model")
+        if brands is None or models is None:
+            return None
+        columns = _columns(records)
+        out = self._blank * len(records)
+        for i in range(len(records)):
+            stamps, lats, lons, installed, active, categories = (c[i] for c in columns)
+            dense = self._dense(stamps, lats, lons, len(installed), len(active), len(categories))
+            if dense is None:
+                return None
+            base = i * self.n_features
+            out[base:base + _N_DENSE] = dense
+            if 0.0 in dense:
+                for j in range(_N_DENSE):
+                    if dense[j] == 0.0:
+                        out[base + j] = NAN  # the CSR matrix stores no zeros: XGBoost reads it as missing
+            brand = brands[i]
+            out[base + self.brand_start + self.brands.get(brand, self.other_brand)] = 1.0
+            out[base + self.model_start + self.models.get(brand + "|" + models[i], self.other_model)] = 1.0
+            for values, vocab, start in ((installed, self.apps, base + self.installed_start),
+                                         (active, self.apps, base + self.active_start),
+                                         (categories, self.categories, base + self.category_start)):
+                for value in values:
+                    code = vocab.get(value if type(value) is str else str(value))
+                    if code is not None:
+                        out[start + code] = 1.0
+        return out
+
+    def _dense(self, stamps: list[Any], lats: list[Any], lons: list[Any], n_inst: int, n_act: int,
+               n_cat: int) -> array[float] | None:
+        """The 35 dense features of one record, scaled and as float32, or None."""
+        if len(stamps) > _MANY or len(lats) > _MANY:
+            return None
+        hours = [0.0] * 24
+        weekend = 0.0
+        readable = 0
+        for value in stamps:
+            stamp, decided = _parse_one(value)
+            if not decided:
+                return None
+            if stamp is not None:
+                readable += 1
+                hours[stamp.hour] += 1.0
+                if stamp.weekday() >= 5:
+                    weekend += 1.0
+        geo = _geo(lats, lons)
+        if geo is None:
+            return None
+        share, mlat, mlon, slat, slon, n_places = geo
+        logs = [_log1p(readable), _log1p(n_places), _log1p(n_inst), _log1p(n_act), _log1p(n_cat)]
+        denom = max(float(readable), 1.0)
+        raw = [logs[0], *(h / denom for h in hours), weekend / denom, share, mlat, mlon, slat, slon,
+               logs[1], logs[2], logs[3], n_act / max(float(n_inst), 1.0), logs[4]]
+        mean, std = self.mean, self.std
+        return array("f", [((mean[j] if v != v else v) - mean[j]) / std[j] for j, v in enumerate(raw)])
+
+
+_LISTS = ("event_timestamps", "event_lats", "event_lons", "installed_apps", "active_apps", "app_categories")
+
+
+def _columns(records: list[dict[str, Any]]) -> list[list[list[Any]]]:
+    """Each list field of each record, as _RecordLists reads it (which does the general case)."""
+    if not any("events" in r for r in records):
+        values = [[r.get(c) for r in records] for c in _LISTS]
+        if all(type(v) is list for column in values for v in column):
+            return values  # lists as JSON sends them: what _RecordLists would give back
+    lists = _RecordLists(records)
+    return [lists.lists(c) for c in _LISTS]
+
+
+_LOG1P: dict[int, float] = {}
+
+
+def _log1p(count: int) -> float:
+    """NumPy's log1p of a count as float64 (the value _dense computes), remembered."""
+    value = _LOG1P.get(count)
+    if value is None:
+        value = float(np.log1p(np.array([count], dtype=np.float64))[0])
+        if len(_LOG1P) < 4096:
+            _LOG1P[count] = value
+    return value
+
+
+def _geo(lats: list[Any], lons: list[Any]) -> tuple[float, float, float, float, float, int] | None:
+    """_geo_features of one record: share of valid points, mean and spread of latitude and
+    longitude (NaN without a valid point), distinct places; None where NumPy's path must read."""
+    if not lats or len(lats) != len(lons):
+        return 0.0, NAN, NAN, NAN, NAN, 0
+    kinds = {type(v) for v in lats} | {type(v) for v in lons}
+    if not kinds <= {int, float}:
+        return None  # text, None, bools: pandas' to_numeric decides those
+    total = float(len(lats))
+    count = 0
+    sum_lat = sum_lon = sq_lat = sq_lon = 0.0
+    places = set()
+    for la, lo in zip(map(float, lats), map(float, lons), strict=True):
+        if not (math.isfinite(la) and math.isfinite(lo) and abs(la) <= 90 and abs(lo) <= 180
+                and (abs(la) > 0.01 or abs(lo) > 0.01)):
+            continue
+        count += 1
+        sum_lat += la
+        sum_lon += lo
+        sq_lat += la * la
+        sq_lon += lo * lo
+        places.add((round(la * 100.0) / 100.0, round(lo * 100.0) / 100.0))  # np.round(x, 2)
+    if not count:
+        return 0.0, NAN, NAN, NAN, NAN, 0
+    safe = float(count)
+    mlat, mlon = sum_lat / safe, sum_lon / safe
+    vlat, vlon = sq_lat / safe - mlat * mlat, sq_lon / safe - mlon * mlon
+    return (count / max(total, 1.0), mlat, mlon, math.sqrt(max(vlat, 0.0)), math.sqrt(max(vlon, 0.0)),
+            len(places))
