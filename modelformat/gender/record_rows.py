@@ -117,7 +117,7 @@ class RecordRows:
 _LISTS = ("event_timestamps", "event_lats", "event_lons", "installed_apps", "active_apps", "app_categories")
 
 
-def _columns(records: list[dict[str, Any]]) -> list[list[list[Any]]]:
+def _columns(records: list[dict[str, Any]]) -> list[list[Any]]:
     """Each list field of each record, as _RecordLists reads it (which does the general case)."""
     if not any("events" in r for r in records):
         values = [[r.get(c) for r in records] for c in _LISTS]
