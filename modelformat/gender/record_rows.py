@@ -36,16 +36,15 @@ NAN = float("nan")
 
 
 class RecordRows:
-    """One fitted pipeline's vocabularies and scaling as plain dicts and lists, built once."""
+    """One fitted pipeline's vocabularies (its own lookup dicts) and scaling as plain lists."""
 
     def __init__(self, pipeline: DevicePipeline) -> None:
         self.n_features = pipeline.n_features
         self.mean = list(pipeline.dense_mean)
         self.std = list(pipeline.dense_std)
-        self.brands = {v: i for i, v in enumerate(pipeline.brands)}
-        self.models = {v: i for i, v in enumerate(pipeline.models)}
-        self.apps = {v: i for i, v in enumerate(pipeline.apps)}
-        self.categories = {v: i for i, v in enumerate(pipeline.categories)}
+        lookup = pipeline._lookups()  # the dicts transform_records reads too, built once per pipeline
+        self.brands, self.models = lookup["brands"], lookup["models"]
+        self.apps, self.categories = lookup["apps"], lookup["categories"]
         n_brands, n_models, n_apps = len(pipeline.brands) + 1, len(pipeline.models) + 1, len(pipeline.apps)
         self.brand_start = _N_DENSE
         self.model_start = self.brand_start + n_brands
