@@ -20,6 +20,11 @@ without gunicorn's parser or response object (inference/fastlane.py says which r
 why); the connection stays registered with the loop, so a kept-alive client costs no poller
 changes between its requests. Everything else, and every request while the worker is stopping
 or about to close the connection, takes gunicorn's path as before.
+
+The access lines of the requests one pass of the loop answers are written together when the
+pass ends (container/logs.py, InfoLines.held): one write for them all, a few microseconds or a
+long request's time after each answer. A worker killed outright (SIGKILL) loses the lines of
+the pass it was in.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from typing import Any
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from inference import fastlane
-from inference.hotpath import HotPath
+from inference.hotpath import HotPath, access_lines
 
 # A head this long without its blank line goes to gunicorn's parser, which answers 400 (its own
 # limits: 8190-byte request line, 100 fields of 8190 bytes).
@@ -67,6 +72,15 @@ class KeepAliveWorker(ThreadWorker):
         hot = getattr(self.wsgi, "wsgi_app", None)  # the Flask app's WSGI callable (hosting.py)
         self.hot = hot if isinstance(hot, HotPath) and not self.cfg.is_ssl else None
         self.dates = fastlane.Dates()
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        # The access lines of the requests one pass answers go out in one write at its end.
+        held = access_lines.hold()  # not ``with held()``: a generator's enter and exit cost more
+        try:
+            super().wait_for_and_dispatch_events(timeout)
+        finally:
+            if held:
+                access_lines.release()
 
     def accept(self, listener: Any) -> None:
         try:

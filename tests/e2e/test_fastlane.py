@@ -136,3 +136,24 @@ def test_a_client_that_leaves_mid_body_costs_nothing(server: tuple[int, Path]) -
         with sock:
             sock.sendall(_request("GET", "/ping", "", {}, "after"))
             assert reader.answer()[0] == b"HTTP/1.1 200 OK"
+
+
+def _access_ids(log: Path) -> list[str]:
+    lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+    return [str(x.get("request_id")) for x in lines if x.get("logger") == "inference.access"]
+
+
+def test_pipelined_requests_each_leave_their_access_line_in_order(server: tuple[int, Path]) -> None:
+    # Answered in one pass of the worker's loop, their lines are written together when it ends.
+    port, log = server
+    body = '[{"device_id": "d1", "phone_brand": "Xiaomi", "device_model": "MI 3"}]'
+    rids = [f"held-{n}" for n in range(6)]
+    requests = [_request("POST", "/invocations", body, {"Content-Type": "application/json"}, rid) for rid in rids]
+    sock, reader = _connect(port)
+    with sock:
+        sock.sendall(b"".join(requests))
+        for _ in rids:
+            assert reader.answer()[0] == b"HTTP/1.1 200 OK"
+        sock.sendall(_request("GET", "/ping", "", {}, "after"))  # the next pass: the lines are out
+        assert reader.answer()[0] == b"HTTP/1.1 200 OK"
+    assert [x for x in _access_ids(log) if x.startswith("held-")] == rids

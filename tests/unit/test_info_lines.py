@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -105,3 +106,73 @@ def test_flat_json_is_json_dumps_for_every_value_kind() -> None:
              {"list": [1, 2]}, {"key \"quoted\"": "v"}, {}]
     for payload in cases:
         assert logs.flat_json(payload) == json.dumps(payload, default=str, ensure_ascii=False)
+
+
+class _CountingTarget(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_held_lines_wait_for_the_end_of_the_block_and_go_out_in_one_write() -> None:
+    target = _CountingTarget()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    logs.configure("INFO", logs.JsonLines(target, "stderr", "ERROR"))
+    log = logging.getLogger("test.held")
+    lines = logs.InfoLines(log)
+    try:
+        with lines.held():
+            for n in range(3):
+                lines.info(f"line {n}", {"n": n})
+            assert target.getvalue() == ""  # nothing yet
+            with lines.held():  # nested: the outer block still holds
+                lines.info("line 3", {"n": 3})
+            assert target.getvalue() == ""
+            other = threading.Thread(target=lines.info, args=("from another thread", {}))
+            other.start()
+            other.join()
+            assert [x["msg"] for x in _lines(target)] == ["from another thread"]  # not held
+        assert target.writes == 2
+        assert [x["msg"] for x in _lines(target)] == ["from another thread", "line 0", "line 1", "line 2",
+                                                        "line 3"]
+        lines.info("after the block", {})
+        assert target.writes == 3
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+
+
+def test_held_lines_after_a_partial_line_come_out_as_a_plain_write_gives_them() -> None:
+    text = '{"msg": "a"}\n{"msg": "b"}\n'
+    outs = io.StringIO(), io.StringIO()
+    held, plain = logs.JsonLines(outs[0], "stderr", "ERROR"), logs.JsonLines(outs[1], "stderr", "ERROR")
+    for stdio in (held, plain):
+        stdio.write("half a line, ")
+    held.write_lines(text)
+    plain.write(text)
+    assert outs[0].getvalue() == outs[1].getvalue() and outs[0].getvalue().count("\n") == 2
+
+
+def test_held_lines_take_loggings_path_when_the_handler_changed_meanwhile() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    out, extra = io.StringIO(), io.StringIO()
+    logs.configure("INFO", out)  # here, not in a fixture: pytest adds its own handlers to the root
+    log = logging.getLogger("test.changed")
+    lines = logs.InfoLines(log)
+    handler = logging.StreamHandler(extra)
+    try:
+        with lines.held():
+            lines.info("held", {"n": 1})
+            assert out.getvalue() == ""
+            log.addHandler(handler)  # now two handlers: the fast path cannot vouch for the line
+    finally:
+        log.removeHandler(handler)
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    assert [x["msg"] for x in _lines(out)] == ["held"] and extra.getvalue() == "held\n"
