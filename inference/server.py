@@ -65,14 +65,30 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         },
         # Each worker gets its own model copy and its own thread budget.
         "raw_env": [f"OMP_NUM_THREADS={settings.model_threads}"],
+        "pre_fork": _pre_fork,
         "child_exit": _child_exit,
     }
+
+
+def _pre_fork(server: Any, worker: Any) -> None:
+    """In the arbiter, before each worker forks: its slot in the table of connection counts the
+    workers share (inference/balance.py), made on the first fork."""
+    from inference.balance import Shares
+
+    shares = getattr(server, "connection_shares", None)
+    if shares is None:
+        shares = server.connection_shares = Shares(max(int(server.num_workers), 1) * 2)
+    taken = {w.balance_slot for w in server.WORKERS.values() if getattr(w, "balance_slot", None) is not None}
+    worker.balance_shares, worker.balance_slot = shares, shares.free_slot(taken)
 
 
 def _child_exit(server: Any, worker: Any) -> None:
     from inference import metrics
 
     metrics.worker_exited(worker.pid)
+    shares, slot = getattr(worker, "balance_shares", None), getattr(worker, "balance_slot", None)
+    if shares is not None and slot is not None:
+        shares.vacate(slot)  # its connections are gone: the others must not wait for it
 
 
 def _remove_if_master(path: str, master: int) -> None:

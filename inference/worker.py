@@ -21,6 +21,8 @@ why); the connection stays registered with the loop, so a kept-alive client cost
 changes between its requests. Everything else, and every request while the worker is stopping
 or about to close the connection, takes gunicorn's path as before.
 
+New connections are spread evenly over the workers (inference/balance.py says why and how).
+
 The access lines of the requests one pass of the loop answers are written together when the
 pass ends (container/logs.py, InfoLines.held): one write for them all, a few microseconds or a
 long request's time after each answer. A worker killed outright (SIGKILL) loses the lines of
@@ -40,6 +42,7 @@ from typing import Any
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from inference import fastlane
+from inference.balance import Balancer
 from inference.hotpath import HotPath, access_lines
 
 # A head this long without its blank line goes to gunicorn's parser, which answers 400 (its own
@@ -63,6 +66,7 @@ def _head_complete(head: bytes) -> bool:
 
 class KeepAliveWorker(ThreadWorker):
     hot: HotPath | None = None
+    balancer: Balancer | None = None
 
     def get_thread_pool(self) -> Any:
         return _NoPool()
@@ -72,6 +76,10 @@ class KeepAliveWorker(ThreadWorker):
         hot = getattr(self.wsgi, "wsgi_app", None)  # the Flask app's WSGI callable (hosting.py)
         self.hot = hot if isinstance(hot, HotPath) and not self.cfg.is_ssl else None
         self.dates = fastlane.Dates()
+        shares, slot = getattr(self, "balance_shares", None), getattr(self, "balance_slot", None)
+        if shares is not None and slot is not None:  # set by server.py's pre_fork hook
+            self.balancer = Balancer(shares, slot)
+            self.balancer.publish(0)
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         # The access lines of the requests one pass answers go out in one write at its end.
@@ -81,13 +89,20 @@ class KeepAliveWorker(ThreadWorker):
         finally:
             if held:
                 access_lines.release()
+        if self.balancer is not None:  # gthread's paths that close connections count them down
+            self.balancer.publish(self.nr_conns)
 
     def accept(self, listener: Any) -> None:
+        balancer = self.balancer
+        if balancer is not None and balancer.should_leave(self.nr_conns):
+            return  # a worker holding fewer connections takes it (inference/balance.py)
         try:
             sock, client = listener.accept()
         except BlockingIOError:  # another worker took it
             return
         self.nr_conns += 1
+        if balancer is not None:
+            balancer.accepted(self.nr_conns)
         conn = TConn(self.cfg, sock, client, listener.getsockname())
         conn.timeout = time.monotonic() + self.cfg.keepalive
         self.pending_conns.append(conn)
