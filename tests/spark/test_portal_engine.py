@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import threading
 import time
@@ -23,15 +24,31 @@ from tests.spark.helpers import job_conf
 pytestmark = pytest.mark.spark
 
 
+# One task per Parquet row group: the cancel test's job runs many small tasks, so a cancel lands
+# while most of them are still to run however fast one of them is.
+SMALL_SPLITS = {"spark.sql.files.maxPartitionBytes": "16k", "spark.sql.files.openCostInBytes": "0"}
+
+
+def _portal(cluster: LocalCluster, model: MLPaths, repository: Path, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch, **extra: str) -> Flask:
+    # The drivers the portal starts inherit its environment: loopback, this Python and checkout.
+    for key in ("SPARK_HOME", "SPARK_LOCAL_IP", "SPARK_CONF_DIR", "PYSPARK_PYTHON", "PYTHONPATH"):
+        monkeypatch.setenv(key, cluster.env[key])
+    conf = " ".join(f"--conf {shlex.quote(f'{k}={v}')}" for k, v in {**job_conf(cluster), **extra}.items())
+    return make_app(model, repository, f"sqlite:///{tmp_path / 'mlapp.db'}", tmp_path,
+                    MLAPP_SPARK_MASTER=cluster.master_url, MLAPP_SPARK_SUBMIT_ARGS=conf)
+
+
 @pytest.fixture
 def portal(spark_cluster: LocalCluster, gender_model: MLPaths, model_repository: Path, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    # The drivers the portal starts inherit its environment: loopback, this Python and checkout.
-    for key in ("SPARK_HOME", "SPARK_LOCAL_IP", "SPARK_CONF_DIR", "PYSPARK_PYTHON", "PYTHONPATH"):
-        monkeypatch.setenv(key, spark_cluster.env[key])
-    conf = " ".join(f"--conf {shlex.quote(f'{k}={v}')}" for k, v in job_conf(spark_cluster).items())
-    yield make_app(gender_model, model_repository, f"sqlite:///{tmp_path / 'mlapp.db'}", tmp_path,
-                   MLAPP_SPARK_MASTER=spark_cluster.master_url, MLAPP_SPARK_SUBMIT_ARGS=conf)
+    yield _portal(spark_cluster, gender_model, model_repository, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def many_task_portal(spark_cluster: LocalCluster, gender_model: MLPaths, model_repository: Path,
+                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    yield _portal(spark_cluster, gender_model, model_repository, tmp_path, monkeypatch, **SMALL_SPLITS)
 
 
 def _service(app: Flask) -> JobService:
@@ -59,13 +76,13 @@ def _run_in_background(app: Flask) -> threading.Thread:
     return worker
 
 
-def _devices(path: Path, rows: int, fmt: str = "parquet") -> Path:
+def _devices(path: Path, rows: int, fmt: str = "parquet", row_group: int | None = None) -> Path:
     frame = factories.devices(500, seed=44).drop(columns=["gender"])
     frame = pd.concat([frame] * (rows // 500), ignore_index=True)
     frame["device_id"] = [str(n) for n in range(len(frame))]
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
-        frame.to_parquet(path, index=False)
+        frame.to_parquet(path, index=False, row_group_size=row_group)
     else:
         frame.to_json(path, orient="records", lines=True)
     return path
@@ -106,17 +123,21 @@ def test_a_corrupt_input_file_fails_the_job_naming_the_file(portal: Flask, tmp_p
     assert "Traceback" not in final["error"] and len(final["error"]) <= 1000
 
 
-def test_cancel_stops_the_spark_job(portal: Flask, tmp_path: Path) -> None:
-    source = _devices(tmp_path / "in" / "devices.parquet", 30000)
+def test_cancel_stops_the_spark_job(many_task_portal: Flask, tmp_path: Path) -> None:
+    portal = many_task_portal
+    source = _devices(tmp_path / "in" / "devices.parquet", 60000, row_group=500)  # some 400 tasks
     created = _create(portal, source, tmp_path / "out")
     pid = created["prediction_id"]
     worker = _run_in_background(portal)
     work = tmp_path / "mlapp" / "work" / f"spark-{pid}"
     deadline = time.monotonic() + 300
     # Cancel once the application runs tasks (its progress names the partitions).
-    while time.monotonic() < deadline and '"partitions_total": 0' in _text(work / "status.json", '"partitions_total": 0'):
+    progress: dict[str, Any] = {}
+    while time.monotonic() < deadline and not progress.get("partitions_total"):
         assert worker.is_alive(), _check(portal, pid)
         time.sleep(0.3)
+        progress = _status(work / "status.json")
+    assert progress.get("partitions_done", 0) < progress.get("partitions_total", 0) // 2, progress
     driver = int((work / "driver.pid").read_text())
     resp = portal.test_client().post("/api/providers/prediction/cancel", json={"prediction_id": pid})
     assert resp.status_code == 200 and resp.get_json()["status"] == "CANCELLED"
@@ -141,8 +162,8 @@ def _live_in_group(pgid: int) -> list[str]:
     return live
 
 
-def _text(path: Path, default: str) -> str:
+def _status(path: Path) -> dict[str, Any]:
     try:
-        return path.read_text()
-    except OSError:
-        return default
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}  # not written yet
