@@ -144,6 +144,14 @@ class Forest:
         return compiled.score_csv(body, self.nodes, self.leaf, self.depth, self.n_trees, self.n_features,
                                   float(self.base_margin), self.link == "sigmoid", max_rows)
 
+    def csv_matrix(self, body: bytes, max_rows: int) -> np.ndarray | None:
+        """The rows of a body of plain numeric CSV rows as a float32 matrix, read by the same C
+        parse as ``score_csv`` (so the same values), or None where that parse does not apply."""
+        if compiled is None:
+            return None
+        raw = compiled.csv_rows(body, self.n_features, max_rows)
+        return None if raw is None else np.frombuffer(raw, dtype=np.float32).reshape(-1, self.n_features)
+
     def score_rows(self, rows: Buffer, n_rows: int) -> list[float] | None:
         """``predict`` of ``n_rows`` float32 rows laid end to end in a buffer (an ``array('f')``),
         without NumPy; None without the C walk."""

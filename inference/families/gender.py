@@ -126,8 +126,8 @@ class Predictor(ModelFiles):
         return None if rows is None else self.scorer.score_rows(rows, len(records))
 
     def predict_csv(self, body: bytes) -> Outputs | None:
-        """``predict`` of a body of a few plain numeric CSV rows, read by the scorer straight from
-        its bytes where it can (the compiled forest), else None; the same outputs either way."""
+        """``predict`` of a body of plain numeric CSV rows, read by the scorer straight from its
+        bytes where it can (the compiled forest's C parse), else None; the same outputs either way."""
         score_csv = getattr(self.scorer, "score_csv", None)
         p = score_csv(body) if score_csv is not None else None
         return None if p is None else self._outputs(p, None)

@@ -143,3 +143,12 @@ def test_large_json_answers_match_the_record_encoder() -> None:
     assert ctype == "application/json" and json.loads(body) == {"predictions": out.rows()}
     mixed = codecs.Outputs({"items": [["a", "b"]] * n, "score": [0.5] * n}, csv_columns=["items"])
     assert json.loads(codecs.encode(mixed, "application/json")[0]) == {"predictions": mixed.rows()}
+
+
+@pytest.mark.parametrize("column", [
+    [0.5, 1e-7, 123456789.0, -0.0, float("nan")], ["m", "f", "unknown"], ["a,b", "c"], ['say "hi"', "x"],
+    ["two\nlines", "y"], [0.5, "f", 1, True, None], [1, 2, 3], [True, False], [[0.1, 0.9], (1, 2)],
+    list(np.array([0.25, 0.75])), [], ["", ""],
+])
+def test_a_column_of_csv_cells_at_once_equals_cell_by_cell(column: list[object]) -> None:
+    assert list(codecs._csv_cells(column)) == [codecs._csv_cell(v) for v in column]
