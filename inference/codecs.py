@@ -380,11 +380,12 @@ def _scalar_columns(outputs: Outputs) -> bool:
                for col in outputs.columns.values())
 
 
-def _csv_cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """One value as a cell of a CSV answer."""
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (list, tuple)):
-        return "|".join(_csv_cell(v) for v in value)
+        return "|".join(csv_cell(v) for v in value)
     text = str(value)
     if "," in text or '"' in text or "\n" in text:
         return '"' + text.replace('"', '""') + '"'
@@ -395,14 +396,14 @@ _SPECIAL = re.compile(r'[,"\n]')
 
 
 def _csv_cells(column: Sequence[Any]) -> Sequence[str]:
-    """``[_csv_cell(v) for v in column]``, a column of floats or of plain strings at once (a
+    """``[csv_cell(v) for v in column]``, a column of floats or of plain strings at once (a
     1,000-row answer's cells cost more than its parse otherwise)."""
     kinds = set(map(type, column))
     if kinds == {float}:
         return list(map(_FLOAT_CELL, column))
     if kinds == {str} and not _SPECIAL.search("\0".join(column)):
         return column
-    return [_csv_cell(v) for v in column]
+    return [csv_cell(v) for v in column]
 
 
 _FLOAT_CELL = "{:.6g}".format
@@ -413,7 +414,7 @@ def encode(outputs: Outputs, media_type: str, batch: bool = False) -> tuple[byte
     if media_type == CSV:
         cols = [outputs.columns[c] for c in outputs.csv_columns]
         if cols and all(len(col) == 1 for col in cols):  # one row, the usual answer: no zip, no generator
-            return (",".join([_csv_cell(col[0]) for col in cols]) + "\n").encode(), CSV
+            return (",".join([csv_cell(col[0]) for col in cols]) + "\n").encode(), CSV
         lines = list(map(",".join, zip(*map(_csv_cells, cols), strict=True)))
         return ("\n".join(lines) + ("\n" if lines else "")).encode(), CSV
     if media_type == JSON and not batch and outputs.n_rows >= 64 and _scalar_columns(outputs):

@@ -84,8 +84,14 @@ class DataPlane:
         media, charset = codecs.request_type(call.content_type, call.body)
         recorder = self.recorder
         sampled = recorder is not None and recorder.sampled()
-        # A predictor handed to create_app may predate the shortcut (and the decoding hint): then
+        # A predictor handed to create_app may predate the shortcuts (and the decoding hint): then
         # it has none. A sampled call is decoded, for the recorder keeps its inputs.
+        if media == CSV and accept == CSV and not sampled:
+            answer_csv = getattr(model, "answer_csv", None)
+            done = answer_csv(call.body) if answer_csv is not None else None
+            if done is not None:  # CSV in, CSV out: the model writes the answer itself
+                metrics.rows_predicted("invocations", model.name, model.version, done[1])
+                return Answer(done[0], 200, CSV, model)
         predict_csv = getattr(model, "predict_csv", None) if media == CSV and not sampled else None
         outputs = predict_csv(call.body) if predict_csv is not None else None
         if outputs is not None:

@@ -24,6 +24,7 @@ import re
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
+from functools import lru_cache
 from typing import Any
 
 from gunicorn import SERVER
@@ -65,7 +66,19 @@ def parse(buf: bytes) -> Request | None:
     end = buf.find(b"\r\n\r\n", 0, HEAD_MAX + 4)
     if end < 0:
         return None
-    lines = buf[:end].split(b"\r\n")
+    parsed = _parse_head(buf[:end])
+    if parsed is None:
+        return None
+    method, path, environ, length = parsed
+    return Request(method, path, dict(environ), end + 4, length)
+
+
+# A client sends the same head request after request (its SDK's headers, one body size), so a
+# head is read once: a parse is a pure function of the head's bytes. The few kinds of head a
+# service sees stay; heads that differ each time (a request id per request) only pass through.
+@lru_cache(maxsize=256)
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, Any], int] | None:
+    lines = head.split(b"\r\n")
     hot = _HOT.get(lines[0])
     if hot is None or len(lines) > FIELDS_MAX + 1:
         return None
@@ -103,7 +116,7 @@ def parse(buf: bytes) -> Request | None:
         environ[environ_key] = text.decode("latin-1")
     if method == "GET" and length:
         return None
-    return Request(method, path, environ, end + 4, length)
+    return method, path, environ, length
 
 
 class Dates:

@@ -9,6 +9,7 @@ worker answers the scrape sums them. In-process (tests, notebooks) the default r
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 
 from prometheus_client import (
@@ -58,15 +59,44 @@ def request_done(route: str, method: str, status: int, version: str, seconds: fl
 
 
 _rows: dict[tuple[str, str, str], object] = {}
+_held_rows: dict[tuple[str, str, str], int] | None = None
+_rows_holder = 0  # the thread whose row counts are held
 
 
 def rows_predicted(door: str, model: str, version: str, rows: int) -> None:
-    """Count predicted rows (the labelled child kept, as in request_done)."""
+    """Count predicted rows (the labelled child kept, as in request_done); while this thread
+    holds them (``hold_rows``), added up and counted at ``release_rows``."""
     key = (door, model, version)
+    held = _held_rows
+    if held is not None and threading.get_ident() == _rows_holder:
+        held[key] = held.get(key, 0) + rows
+        return
+    _count_rows(key, rows)
+
+
+def _count_rows(key: tuple[str, str, str], rows: int) -> None:
     child = _rows.get(key)
     if child is None:
-        child = _rows[key] = ROWS.labels(door, model, version)
+        child = _rows[key] = ROWS.labels(*key)
     child.inc(rows)  # type: ignore[attr-defined]
+
+
+def hold_rows() -> bool:
+    """Hold the row counts this thread makes until ``release_rows``; False when they are held
+    already. The serving worker holds them over each pass of its event loop, as it holds the
+    access lines: a sample written to the shared file per pass, not per request."""
+    global _held_rows, _rows_holder
+    if _held_rows is not None:
+        return False
+    _held_rows, _rows_holder = {}, threading.get_ident()
+    return True
+
+
+def release_rows() -> None:
+    global _held_rows
+    held, _held_rows = _held_rows, None
+    for key, rows in (held or {}).items():
+        _count_rows(key, rows)
 
 
 def exposition(collectors: Iterable[Collector] = ()) -> bytes:

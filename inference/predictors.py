@@ -53,6 +53,11 @@ class Predictor(Protocol):
         decoded and predicted as usual. Both ways must give the same outputs."""
         ...
 
+    def answer_csv(self, body: bytes) -> tuple[bytes, int] | None:
+        """The CSV answer to such a body and its row count, written by the family itself, else
+        None: the same bytes as ``codecs.encode(outputs, CSV)`` of the outputs of ``predict``."""
+        ...
+
     def warmup(self) -> None: ...
 
 
@@ -71,6 +76,9 @@ class ModelFiles:
 
     def predict_csv(self, body: bytes) -> Outputs | None:
         return None  # no shortcut: every body is decoded
+
+    def answer_csv(self, body: bytes) -> tuple[bytes, int] | None:
+        return None
 
 
 def _family(manifest: dict[str, Any]) -> Any:

@@ -41,7 +41,7 @@ from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from inference import fastlane
+from inference import fastlane, metrics
 from inference.balance import Balancer
 from inference.hotpath import HotPath, access_lines
 
@@ -82,11 +82,15 @@ class KeepAliveWorker(ThreadWorker):
             self.balancer.publish(0)
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
-        # The access lines of the requests one pass answers go out in one write at its end.
+        # The access lines of the requests one pass answers go out in one write at its end, and
+        # their predicted rows are counted once.
         held = access_lines.hold()  # not ``with held()``: a generator's enter and exit cost more
+        rows = metrics.hold_rows()
         try:
             super().wait_for_and_dispatch_events(timeout)
         finally:
+            if rows:
+                metrics.release_rows()
             if held:
                 access_lines.release()
         if self.balancer is not None:  # gthread's paths that close connections count them down

@@ -157,3 +157,29 @@ def test_pipelined_requests_each_leave_their_access_line_in_order(server: tuple[
         sock.sendall(_request("GET", "/ping", "", {}, "after"))  # the next pass: the lines are out
         assert reader.answer()[0] == b"HTTP/1.1 200 OK"
     assert [x for x in _access_ids(log) if x.startswith("held-")] == rids
+
+
+def _rows_counted(port: int) -> float:
+    sock, reader = _connect(port)
+    with sock:
+        sock.sendall(_request("GET", "/metrics", "", {}, "scrape"))
+        text = reader.answer()[2].decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("mlship_predicted_rows_total{") and 'door="invocations"' in line)
+
+
+def test_rows_held_over_a_pass_are_all_counted(server: tuple[int, Path]) -> None:
+    # The rows of the requests one pass answers are counted once at its end (metrics.hold_rows).
+    port, _ = server
+    before = _rows_counted(port)
+    body = json.dumps([{"device_id": f"r{n}", "phone_brand": "Xiaomi", "device_model": "MI 3"} for n in range(3)])
+    requests = [_request("POST", "/invocations", body, {"Content-Type": "application/json"}, f"rows-{n}")
+                for n in range(5)]
+    sock, reader = _connect(port)
+    with sock:
+        sock.sendall(b"".join(requests))  # pipelined: answered in one pass
+        for _ in requests:
+            assert reader.answer()[0] == b"HTTP/1.1 200 OK"
+        sock.sendall(_request("GET", "/ping", "", {}, "next-pass"))
+        assert reader.answer()[0] == b"HTTP/1.1 200 OK"
+    assert _rows_counted(port) - before == 15

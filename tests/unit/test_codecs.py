@@ -151,4 +151,4 @@ def test_large_json_answers_match_the_record_encoder() -> None:
     list(np.array([0.25, 0.75])), [], ["", ""],
 ])
 def test_a_column_of_csv_cells_at_once_equals_cell_by_cell(column: list[object]) -> None:
-    assert list(codecs._csv_cells(column)) == [codecs._csv_cell(v) for v in column]
+    assert list(codecs._csv_cells(column)) == [codecs.csv_cell(v) for v in column]

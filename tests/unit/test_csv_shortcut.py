@@ -1,4 +1,4 @@
-"""The plain-CSV shortcut (modelformat._forest.score_csv, Predictor.predict_csv): its parse gives
+"""The plain-CSV shortcut (modelformat._forest.score_csv, Predictor.predict_csv, answer_csv): its parse gives
 NumPy's float32 cast of every field bit for bit, it refuses everything else so the general decoder
 answers it, its predictions equal XGBoost's own to 1e-6, and /invocations answers with the same
 bytes whether the shortcut or the general path served the request."""
@@ -124,6 +124,7 @@ def dataplane(numeric_model: Any) -> DataPlane:
 def _general(dataplane: DataPlane, call: Invocation, monkeypatch: pytest.MonkeyPatch) -> Any:
     with monkeypatch.context() as patch:
         patch.setattr(gender.Predictor, "predict_csv", lambda self, body: None)
+        patch.setattr(gender.Predictor, "answer_csv", lambda self, body: None)
         return dataplane.invoke(call)
 
 
@@ -136,6 +137,7 @@ def test_invocations_answers_the_same_bytes_with_or_without_the_shortcut(
         x = rng.normal(size=(n, 6)) * rng.choice([0.001, 1, 1000], size=(n, 6))
         body = ("\n".join(",".join(f"{v:.6g}" for v in row) for row in x) + "\n").encode()
         assert isinstance(model, gender.Predictor) and model.predict_csv(body) is not None
+        assert model.answer_csv(body) is not None  # CSV in, CSV out: written by the model
         for accept in ("text/csv", "application/json", "application/jsonlines"):
             call = Invocation(body, "text/csv", accept)
             fast, slow = dataplane.invoke(call), _general(dataplane, call, monkeypatch)
