@@ -147,10 +147,10 @@ class Predictor(ModelFiles):
         if p is None:
             return None
         if type(p) is list and len(p) == 1 and math.isfinite(p[0]):
-            v = p[0]  # few_scores and the one-row encode, inline
-            if v >= self.threshold:
-                return (self._label_cells[1] + format(round(v * 1e6) / 1e6, ".6g") + "\n").encode(), 1
-            return (self._label_cells[0] + format(round((1.0 - v) * 1e6) / 1e6, ".6g") + "\n").encode(), 1
+            v = p[0]  # few_scores' label and confidence and the one-row encode, inline
+            positive = v >= self.threshold
+            confidence = round6(v if positive else 1.0 - v)
+            return (self._label_cells[positive] + codecs.csv_cell(confidence) + "\n").encode(), 1
         outputs = self._outputs(p, None)
         return codecs.encode(outputs, CSV)[0], outputs.n_rows
 
@@ -187,18 +187,22 @@ class Predictor(ModelFiles):
             raise RuntimeError("warm-up prediction produced non-finite probabilities")
 
 
+def round6(v: float) -> float:
+    """``np.round(v, 6)`` of a float64 in plain Python: scale, round half to even, divide, so both
+    paths give the same bits (tests/unit/test_forest.py checks it through few_scores)."""
+    return round(v * 1e6) / 1e6
+
+
 def few_scores(p: list[float], threshold: float, neg: Any, pos: Any
                ) -> tuple[list[Any], list[float], list[float]]:
-    """Labels, confidences and scores of a few finite probabilities in plain floats: for one row
-    the NumPy calls cost more than the model. ``round(v * 1e6) / 1e6`` is what ``np.round(v, 6)``
-    computes for a float64 (scale, round half to even, divide), so both paths give the same bits
-    (tests/unit/test_features.py checks it)."""
+    """Labels, confidences and scores of a few finite probabilities in plain floats (``round6``):
+    for one row the NumPy calls cost more than the model."""
     labels, confidence, scores = [], [], []
     for v in p:
         positive = v >= threshold
         labels.append(pos if positive else neg)
-        confidence.append(round((v if positive else 1.0 - v) * 1e6) / 1e6)
-        scores.append(round(v * 1e6) / 1e6)
+        confidence.append(round6(v if positive else 1.0 - v))
+        scores.append(round6(v))
     return labels, confidence, scores
 
 

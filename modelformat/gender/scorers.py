@@ -64,10 +64,10 @@ class XGBoostScorer:
         few = forest.score_csv(body, self.SMALL_BATCH)
         if few is not None:
             return few
-        x = forest.csv_matrix(body, self.MAX_CSV_ROWS)
-        if x is None or x.shape[0] <= self.SMALL_BATCH:  # refused as a few rows: not plain
+        if body.count(b"\n") < self.SMALL_BATCH:  # a few rows the parse refused: not plain
             return None
-        return self.predict_proba(x)
+        x = forest.csv_matrix(body, self.MAX_CSV_ROWS)
+        return None if x is None else self.predict_proba(x)
 
     def score_rows(self, rows: Buffer, n_rows: int) -> list[float] | None:
         """``predict_proba`` of up to ``SMALL_BATCH`` dense float32 rows laid end to end (NaN where
