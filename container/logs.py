@@ -117,6 +117,9 @@ class InfoLines:
         self._heads: dict[str, str] = {}  # msg -> what its line holds from the level to the msg
         self._held: list[tuple[str, str, dict[str, Any]]] | None = None  # (line, msg, fields)
         self._holder = 0  # the thread whose lines are held
+        self._hold_handler: logging.StreamHandler[Any] | None = None  # timed()'s, in this hold
+        self._hold_resolved = False  # whether _hold_handler was looked up in this hold
+        self._timed: dict[str, tuple[str, str] | tuple[()]] = {}  # msg -> timed()'s fixed text
 
     def _handler(self) -> logging.StreamHandler[Any] | None:
         found: list[logging.Handler] = []
@@ -173,6 +176,57 @@ class InfoLines:
             payload.setdefault(key, value)
         return flat_json(payload)
 
+    def timed(self, msg: str, fields: dict[str, Any], seconds: float) -> None:
+        """``info(msg, {**fields, "ms": round(seconds * 1000, 3)})`` for a ``msg`` that always comes
+        with the same ``fields`` (an access line: its status is in its msg). While held, the line's
+        text from the level to the msg and that of the fields are built once per msg, and what
+        changes from line to line (time stamp, ids, milliseconds) goes in with one format: a
+        fifth of ``info``'s cost, which was a third of a one-row prediction's Python."""
+        ms = round(seconds * 1000, 3)
+        held = self._held
+        if held is None or threading.get_ident() != self._holder:
+            self.info(msg, {**fields, "ms": ms})
+            return
+        if not self._hold_resolved:  # once a pass: logging's set-up does not change within one
+            self._hold_handler = self._handler() if self.logger.isEnabledFor(logging.INFO) else None
+            self._hold_resolved = True
+        handler = self._hold_handler
+        parts = self._timed.get(msg)
+        if parts is None:
+            parts = self._timed_parts(msg, fields)
+        if handler is None or not parts:
+            self.info(msg, {**fields, "ms": ms})
+            return
+        now = time.time()
+        second = int(now)
+        stamps = self._stamp
+        if second != stamps._second:
+            stamps(now, 0.0)
+        rid, pid = request_id_var.get(), prediction_id_var.get()
+        ids = ', "request_id": ' + _quote(rid) if rid else ""
+        if pid:
+            ids += ', "prediction_id": ' + _quote(pid)
+        held.append((f'{{"ts": "{stamps._prefix}{_MILLIS[min(int((now - second) * 1000), 999)]}{parts[0]}'
+                     f'{ids}{parts[1]}{ms!r}}}{handler.terminator}', msg, {**fields, "ms": ms}))
+
+    def _timed_parts(self, msg: str, fields: dict[str, Any]) -> tuple[str, str] | tuple[()]:
+        """The fixed text of ``timed``'s line for ``msg`` (from the level to the msg; the fields up to
+        the milliseconds), or () where ``line`` must build it (a key the line sets itself, a value
+        that is not a plain string or number)."""
+        parts: tuple[str, str] | tuple[()] = ()
+        text = ""
+        for key, value in fields.items():
+            kind = type(value)
+            if key in _LINE_KEYS or key in _TIMED_KEYS or \
+                    not (kind is str or kind is int or (kind is float and math.isfinite(value))):
+                break
+            text += ", " + _quote(key) + ": " + (_quote(value) if kind is str else repr(value))
+        else:
+            parts = (self._head + _quote(msg), text + ', "ms": ')
+        if len(self._timed) < 1024:  # the msgs are few (method, path and status)
+            self._timed[msg] = parts
+        return parts
+
     def info(self, msg: str, fields: dict[str, Any]) -> None:
         """``logger.info(msg, extra=fields)`` for a ``msg`` without %-arguments."""
         if not self.logger.isEnabledFor(logging.INFO):
@@ -207,6 +261,7 @@ class InfoLines:
         if self._held is not None:
             return False
         self._held, self._holder = [], threading.get_ident()
+        self._hold_resolved = False
         return True
 
     def release(self) -> None:
@@ -230,6 +285,7 @@ class InfoLines:
 
 
 _LINE_KEYS = frozenset(("ts", "level", "logger", "msg"))
+_TIMED_KEYS = frozenset(("request_id", "prediction_id", "ms"))
 _KEYS: dict[str, str] = {}  # field name -> ', "name": '
 _NO_LOCK = threading.Lock()
 

@@ -61,8 +61,8 @@ def request_id(given: Iterable[str | None]) -> str:
 def finished(route: str, method: str, path: str, status: int, version: str, seconds: float) -> None:
     """What every answered request leaves behind: its samples, and an access line (not for /ping)."""
     metrics.request_done(route, method, status, version, seconds)
-    if path != "/ping" and access.isEnabledFor(logging.INFO):
-        access_lines.info(f"{method} {path} {status}", {"status": status, "ms": round(seconds * 1000, 3)})
+    if path != "/ping":
+        access_lines.timed(f"{method} {path} {status}", {"status": status}, seconds)
 
 
 def error_parts(exc: ServiceError, rid: str | None) -> tuple[int, bytes, dict[str, str]]:

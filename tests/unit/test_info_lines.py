@@ -3,6 +3,7 @@ logging writes, and any set-up it cannot vouch for gets logging's own path."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -176,3 +177,37 @@ def test_held_lines_take_loggings_path_when_the_handler_changed_meanwhile() -> N
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
     assert [x["msg"] for x in _lines(out)] == ["held"] and extra.getvalue() == "held\n"
+
+
+@pytest.mark.parametrize("rid", [None, "rid-\"3\""])
+@pytest.mark.parametrize("pid", [None, "pred-é"])
+@pytest.mark.parametrize("held", [True, False])
+@pytest.mark.parametrize("fields", [{"status": 200}, {"note": 'a "quoted" \u2028 漢', "n": -7}, {},
+                                    {"ms": 5.0}, {"request_id": "x"}, {"level": 1}, {"obj": [1]}])
+def test_a_timed_line_is_the_info_line_with_its_milliseconds(
+        stream: io.StringIO, rid: str | None, pid: str | None, held: bool, fields: dict[str, object]) -> None:
+    log = logging.getLogger("test.timed")
+    lines = logs.InfoLines(log)
+    tokens = logs.request_id_var.set(rid), logs.prediction_id_var.set(pid)
+    try:
+        with lines.held() if held else contextlib.nullcontext():
+            for seconds in (0.000123456, 0.0025, 1.5, 1234.5678904):
+                lines.timed("POST /invocations 200", fields, seconds)  # the same msg: its text kept
+                lines.info("POST /invocations 200", {**fields, "ms": round(seconds * 1000, 3)})
+    finally:
+        logs.request_id_var.reset(tokens[0])
+        logs.prediction_id_var.reset(tokens[1])
+    written = stream.getvalue().split("\n")[:-1]  # not splitlines(): a field may hold U+2028
+    assert len(written) == 8
+    for timed, info in zip(written[::2], written[1::2], strict=True):
+        assert timed[:26] == info[:26] and timed[31:] == info[31:]  # all but the stamp's milliseconds
+        assert json.loads(timed)["ms"] == json.loads(info)["ms"]
+
+
+def test_a_timed_line_below_info_is_not_written(stream: io.StringIO) -> None:
+    log = logging.getLogger("test.timed.quiet")
+    log.setLevel(logging.WARNING)
+    lines = logs.InfoLines(log)
+    with lines.held():
+        lines.timed("not written", {"status": 200}, 0.001)
+    assert stream.getvalue() == ""
