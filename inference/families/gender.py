@@ -59,7 +59,9 @@ class Predictor(ModelFiles):
                             and hasattr(self.scorer, "score_rows") else None)
         self._score_csv = getattr(self.scorer, "score_csv", None)
         neg, pos = self.classes
-        self._label_cells = (codecs.csv_cell(neg) + ",", codecs.csv_cell(pos) + ",")
+        classifier = getattr(self.scorer, "csv_classifier", None)
+        self._classify_csv = classifier(self.threshold, codecs.csv_cell(neg), codecs.csv_cell(pos)) \
+            if classifier is not None else None
 
     # --- inputs -> features ---------------------------------------------------------
     def features(self, inputs: Inputs) -> Any:
@@ -139,18 +141,18 @@ class Predictor(ModelFiles):
 
     def answer_csv(self, body: bytes) -> tuple[bytes, int] | None:
         """The CSV answer to a body of plain numeric CSV rows and its row count, or None where
-        ``predict_csv`` is None: ``codecs.encode(predict_csv(body), CSV)``, with the one-row answer
-        written straight from its score (its Outputs and encoding were most of that request's
-        Python). tests/unit/test_csv_shortcut.py compares the bytes with the general path's."""
+        ``predict_csv`` is None: ``codecs.encode(predict_csv(body), CSV)``, a few rows' answer written
+        by the compiled forest in the call that scores them (their Outputs and encoding were most of
+        a one-row request's Python). tests/unit/test_csv_shortcut.py compares the bytes with the
+        general path's."""
+        classify = self._classify_csv
+        answer = classify(body) if classify is not None else None
+        if answer is not None:
+            return answer
         score_csv = self._score_csv
         p = score_csv(body) if score_csv is not None else None
         if p is None:
             return None
-        if type(p) is list and len(p) == 1 and math.isfinite(p[0]):
-            v = p[0]  # few_scores' label and confidence and the one-row encode, inline
-            positive = v >= self.threshold
-            confidence = round6(v if positive else 1.0 - v)
-            return (self._label_cells[positive] + codecs.csv_cell(confidence) + "\n").encode(), 1
         outputs = self._outputs(p, None)
         return codecs.encode(outputs, CSV)[0], outputs.n_rows
 

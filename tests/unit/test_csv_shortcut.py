@@ -132,6 +132,31 @@ def test_score_csv_matches_xgboost_on_many_random_rows() -> None:
         assert np.array_equal(np.asarray(got), forest.predict(batch).astype(np.float64))
 
 
+@pytest.mark.parametrize("threshold", [0.5, 0.3, 0.97, 0.0, 1.0])
+def test_the_c_answer_is_the_python_encoding_of_the_scores(threshold: float) -> None:
+    """classify_csv's bytes: per row the class cell by ``p >= threshold``, then round6 of that
+    class's probability in "{:.6g}" (what few_scores and codecs.encode write), for 1 to 128 rows."""
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(2000, 8)).astype(np.float32)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 5, "eta": 0.5, "nthread": 1},
+                        xgb.DMatrix(x, label=(x[:, 0] + x[:, 1] > 0).astype(float)), num_boost_round=40)
+    forest = compile_booster(booster)
+    assert forest is not None
+    classify = forest.csv_classifier(threshold, "female", '"a, b"', max_rows=128)
+    assert classify is not None
+    for n in [1] * 200 + [2, 3, 17, 128]:
+        rows = (rng.normal(size=(n, 8)) * rng.choice([0.1, 1, 50], size=(n, 8))).astype(np.float32)
+        body = ("\n".join(",".join(repr(float(v)) for v in row) for row in rows) + "\n").encode()
+        got = classify(body)
+        p = forest.score_csv(body)
+        assert got is not None and p is not None
+        labels, confidence, _ = gender.few_scores(p, threshold, "female", '"a, b"')
+        expected = "".join(f"{label},{c:.6g}\n" for label, c in zip(labels, confidence, strict=True))
+        assert got == (expected.encode(), n)
+    too_many = ("1,2,3,4,5,6,7,8\n" * 129).encode()
+    assert classify(too_many) is None and classify(b"1,2,3\n") is None
+
+
 @pytest.fixture(scope="module")
 def dataplane(numeric_model: Any) -> DataPlane:
     """The numeric gender model `train` made (6 features), served by the data plane as /invocations is."""
