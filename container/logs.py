@@ -43,6 +43,23 @@ class _Stamps:
 
 
 _MILLIS = [f".{ms:03d}Z" for ms in range(1000)]
+_THOUSANDTHS = [("." + f"{n:03d}".rstrip("0")) if n else ".0" for n in range(1000)]
+
+
+def millis_text(seconds: float) -> str:
+    """``repr(round(seconds * 1000, 3))`` in a third of its time (both a float's round() and its
+    repr() run the long decimal conversion): the microseconds as an integer, written as
+    milliseconds. A value within a rounding error of a half microsecond, negative or huge takes
+    round() and repr() themselves, so the text is theirs in every case."""
+    micros = seconds * 1000 * 1000
+    if not 0 <= micros < 1e12:  # NaN too
+        return repr(round(seconds * 1000, 3))
+    whole = int(micros)
+    part = micros - whole
+    if 0.4999 < part < 0.5001:
+        return repr(round(seconds * 1000, 3))
+    whole += part > 0.5
+    return str(whole // 1000) + _THOUSANDTHS[whole % 1000]
 
 
 def _payload(stamp: str, level: str, name: str, msg: str) -> dict[str, Any]:
@@ -115,7 +132,8 @@ class InfoLines:
         # What every line of this logger starts with after its time stamp.
         self._head = f'", "level": "INFO", "logger": {_quote(logger.name)}, "msg": '
         self._heads: dict[str, str] = {}  # msg -> what its line holds from the level to the msg
-        self._held: list[tuple[str, str, dict[str, Any]]] | None = None  # (line, msg, fields)
+        # (line, msg, fields, the "ms" field's text that timed() adds to them, or None)
+        self._held: list[tuple[str, str, dict[str, Any], str | None]] | None = None
         self._holder = 0  # the thread whose lines are held
         self._hold_handler: logging.StreamHandler[Any] | None = None  # timed()'s, in this hold
         self._hold_resolved = False  # whether _hold_handler was looked up in this hold
@@ -182,10 +200,9 @@ class InfoLines:
         text from the level to the msg and that of the fields are built once per msg, and what
         changes from line to line (time stamp, ids, milliseconds) goes in with one format: a
         fifth of ``info``'s cost, which was a third of a one-row prediction's Python."""
-        ms = round(seconds * 1000, 3)
         held = self._held
         if held is None or threading.get_ident() != self._holder:
-            self.info(msg, {**fields, "ms": ms})
+            self.info(msg, {**fields, "ms": round(seconds * 1000, 3)})
             return
         if not self._hold_resolved:  # once a pass: logging's set-up does not change within one
             self._hold_handler = self._handler() if self.logger.isEnabledFor(logging.INFO) else None
@@ -195,8 +212,9 @@ class InfoLines:
         if parts is None:
             parts = self._timed_parts(msg, fields)
         if handler is None or not parts:
-            self.info(msg, {**fields, "ms": ms})
+            self.info(msg, {**fields, "ms": round(seconds * 1000, 3)})
             return
+        ms = millis_text(seconds)
         now = time.time()
         second = int(now)
         stamps = self._stamp
@@ -207,7 +225,7 @@ class InfoLines:
         if pid:
             ids += ', "prediction_id": ' + _quote(pid)
         held.append((f'{{"ts": "{stamps._prefix}{_MILLIS[min(int((now - second) * 1000), 999)]}{parts[0]}'
-                     f'{ids}{parts[1]}{ms!r}}}{handler.terminator}', msg, {**fields, "ms": ms}))
+                     f'{ids}{parts[1]}{ms}}}{handler.terminator}', msg, fields, ms))
 
     def _timed_parts(self, msg: str, fields: dict[str, Any]) -> tuple[str, str] | tuple[()]:
         """The fixed text of ``timed``'s line for ``msg`` (from the level to the msg; the fields up to
@@ -236,7 +254,7 @@ class InfoLines:
             line = self.line(msg, fields, time.time()) + handler.terminator
             held = self._held
             if held is not None and threading.get_ident() == self._holder:
-                held.append((line, msg, fields))
+                held.append((line, msg, fields, None))
                 return
             if self._write(handler, line):
                 return
@@ -269,9 +287,9 @@ class InfoLines:
         held, self._held = self._held, None
         if held:
             handler = self._handler()
-            if handler is None or not self._write(handler, "".join([line for line, _, _ in held])):
-                for _, msg, fields in held:
-                    self.logger.info("%s", msg, extra=fields)
+            if handler is None or not self._write(handler, "".join([line for line, _, _, _ in held])):
+                for _, msg, fields, ms in held:
+                    self.logger.info("%s", msg, extra=fields if ms is None else {**fields, "ms": float(ms)})
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:

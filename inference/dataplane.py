@@ -57,6 +57,7 @@ class DataPlane:
         self.default_accept = default_accept
         self.batch = batch
         self.recorder = recorder
+        self._types: dict[tuple[str | None, str | None], tuple[str, str, str]] = {}
 
     def select(self, target: str | None = None) -> Predictor:
         """The default model, or the one a target-model reference names."""
@@ -77,11 +78,26 @@ class DataPlane:
         metrics.rows_predicted(door, name, version, inputs.n_rows)
         return outputs, ms
 
+    def types(self, content_type: str | None, accept: str | None, body: bytes) -> tuple[str, str, str]:
+        """Request media type, its charset and the response type: 415 and 406 as ``codecs`` says.
+        A client sends the same two headers request after request: their answer is kept (for a
+        few hundred pairs), one lookup where there were two calls and two caches."""
+        pair = (content_type, accept)
+        known = self._types.get(pair)
+        if known is not None:
+            return known
+        response = codecs.negotiate(accept, self.default_accept)  # first, as before: a 406 before a 415
+        found = (*codecs.request_type(content_type, body), response)
+        if content_type and len(self._types) < 256:  # without one the body's first byte decides
+            self._types[pair] = found
+        return found
+
     def invoke(self, call: Invocation, model: Predictor | None = None) -> Answer:
         """Decode, predict, encode (and capture): the body of /invocations and its MME twin."""
-        model = model or self.select(call.target)
-        accept = codecs.negotiate(call.accept, self.default_accept)
-        media, charset = codecs.request_type(call.content_type, call.body)
+        if model is None:  # the default model once it is ready, without select()'s calls
+            model = self.registry.default.predictor if not call.target else None
+            model = model or self.select(call.target)
+        media, charset, accept = self.types(call.content_type, call.accept, call.body)
         recorder = self.recorder
         sampled = recorder is not None and recorder.sampled()
         # A predictor handed to create_app may predate the shortcuts (and the decoding hint): then

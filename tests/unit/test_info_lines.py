@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import logging
+import random
 import threading
 from collections.abc import Iterator
 
@@ -170,13 +171,16 @@ def test_held_lines_take_loggings_path_when_the_handler_changed_meanwhile() -> N
     try:
         with lines.held():
             lines.info("held", {"n": 1})
+            lines.timed("timed", {"n": 2}, 0.0012344)
             assert out.getvalue() == ""
-            log.addHandler(handler)  # now two handlers: the fast path cannot vouch for the line
+            log.addHandler(handler)  # now two handlers: the fast path cannot vouch for the lines
     finally:
         log.removeHandler(handler)
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
-    assert [x["msg"] for x in _lines(out)] == ["held"] and extra.getvalue() == "held\n"
+    written = _lines(out)
+    assert [x["msg"] for x in written] == ["held", "timed"] and extra.getvalue() == "held\ntimed\n"
+    assert written[1]["n"] == 2 and written[1]["ms"] == 1.234
 
 
 @pytest.mark.parametrize("rid", [None, "rid-\"3\""])
@@ -211,3 +215,16 @@ def test_a_timed_line_below_info_is_not_written(stream: io.StringIO) -> None:
     with lines.held():
         lines.timed("not written", {"status": 200}, 0.001)
     assert stream.getvalue() == ""
+
+
+def test_millis_text_is_the_repr_of_the_rounded_milliseconds() -> None:
+    rng = random.Random(4)
+    values = [0.0, 1e-9, 5e-7, 4.999999e-7, 5.000001e-7, 0.001, 0.0015, 0.0025, 1.0, 59.9999995, 1e5, 1e6, 2e6,
+              -0.001, float("inf"), float("nan")]
+    for scale in (1e-6, 1e-4, 1e-2, 1.0, 100.0, 1e5):
+        values += [rng.random() * scale for _ in range(3000)]
+        # within a rounding error of a half microsecond: the text is still round()'s
+        values += [(rng.randrange(10**6) + 0.5) * scale / 1e6 * (1 + rng.uniform(-1e-12, 1e-12)) for _ in range(300)]
+    for seconds in values:
+        expected = repr(round(seconds * 1000, 3))
+        assert logs.millis_text(seconds) == expected, seconds
