@@ -303,6 +303,14 @@ static PyObject *csv_rows(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* Whether a forest's arrays have the sizes its depth and tree count say (score_csv, classify_csv). */
+static int forest_fits(int depth, int n_trees, int n_features, Py_ssize_t nodes_len, Py_ssize_t leaf_len) {
+    if (depth < 1 || depth > 20 || n_trees < 1 || n_features < 1) return 0;
+    Py_ssize_t inner = ((Py_ssize_t)1 << depth) - 1;
+    return nodes_len == (Py_ssize_t)n_trees * inner * (Py_ssize_t)sizeof(Node)
+           && leaf_len == ((Py_ssize_t)n_trees << depth) * (Py_ssize_t)sizeof(float);
+}
+
 /* A plain numeric CSV body scored in one call (no arrays made on the way): a list of floats, one
  * per row, or None when csv_parse refuses the body. */
 static PyObject *score_csv(PyObject *self, PyObject *args) {
@@ -315,9 +323,7 @@ static PyObject *score_csv(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     float *xs = NULL;
     Py_ssize_t rows = 0, inner = ((Py_ssize_t)1 << depth) - 1;
-    if (depth < 1 || depth > 20 || n_trees < 1 || n_features < 1
-        || nodes.len != (Py_ssize_t)n_trees * inner * (Py_ssize_t)sizeof(Node)
-        || leaf.len != ((Py_ssize_t)n_trees << depth) * (Py_ssize_t)sizeof(float)) {
+    if (!forest_fits(depth, n_trees, n_features, nodes.len, leaf.len)) {
         PyErr_SetString(PyExc_ValueError, "forest arrays do not match their shapes");
         goto done;
     }
@@ -367,9 +373,8 @@ static PyObject *classify_csv(PyObject *self, PyObject *args) {
     float *xs = NULL;
     char *text = NULL;
     Py_ssize_t rows = 0, inner = ((Py_ssize_t)1 << depth) - 1;
-    if (depth < 1 || depth > 20 || n_trees < 1 || n_features < 1 || negative.len > 256 || positive.len > 256
-        || nodes.len != (Py_ssize_t)n_trees * inner * (Py_ssize_t)sizeof(Node)
-        || leaf.len != ((Py_ssize_t)n_trees << depth) * (Py_ssize_t)sizeof(float)) {
+    if (!forest_fits(depth, n_trees, n_features, nodes.len, leaf.len) || negative.len > 256
+        || positive.len > 256) {
         PyErr_SetString(PyExc_ValueError, "forest arrays do not match their shapes");
         goto done;
     }
