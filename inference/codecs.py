@@ -11,9 +11,10 @@ import io
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from json.encoder import encode_basestring
 from typing import Any
 
 import numpy as np
@@ -409,6 +410,49 @@ def _csv_cells(column: Sequence[Any]) -> Sequence[str]:
 _FLOAT_CELL = "{:.6g}".format
 
 
+def _json_float(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if value in (_INF, -_INF):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
+
+
+_INF = float("inf")
+# Each plain type as json.dumps(..., ensure_ascii=False) writes it (its C encoder's own calls).
+_JSON_WRITERS: dict[type, Callable[[Any], str]] = {
+    str: encode_basestring, int: int.__repr__, float: _json_float, bool: lambda v: "true" if v else "false",
+    type(None): lambda v: "null",
+}
+
+
+@lru_cache(maxsize=64)
+def _json_keys(names: tuple[Any, ...]) -> tuple[str, ...] | None:
+    if not all(type(name) is str for name in names):  # json.dumps' own spelling of other keys
+        return None
+    return tuple(encode_basestring(name) + ": " for name in names)
+
+
+def _json_predictions(columns: dict[str, Sequence[Any]]) -> str | None:
+    """``json.dumps({"predictions": rows}, ensure_ascii=False)`` of a few rows of plain values (str,
+    int, float, bool, None), written directly; None for anything else. For one row, json.dumps'
+    encoder set-up costs several times the writing (tests/unit/test_codecs.py compares the two)."""
+    if not columns or len(next(iter(columns.values()))) >= 64:
+        return None
+    keys = _json_keys(tuple(columns))
+    if keys is None:
+        return None
+    try:
+        cells = [[_JSON_WRITERS[type(v)](v) for v in column] for column in columns.values()]
+    except KeyError:  # a list, a NumPy scalar, a subclass: json.dumps decides
+        return None
+    try:
+        rows = ["{" + ", ".join(map(str.__add__, keys, row)) + "}" for row in zip(*cells, strict=True)]
+    except ValueError:  # columns of unequal length: rows() says so
+        return None
+    return '{"predictions": [' + ", ".join(rows) + "]}"
+
+
 def encode(outputs: Outputs, media_type: str, batch: bool = False) -> tuple[bytes, str]:
     """Body and its content type; batch mode writes exactly one line per input row."""
     if media_type == CSV:
@@ -422,6 +466,10 @@ def encode(outputs: Outputs, media_type: str, batch: bool = False) -> tuple[byte
         table = pd.DataFrame(outputs.columns).to_json(orient="records", force_ascii=False,
                                                       double_precision=15)
         return ('{"predictions": ' + table + "}").encode(), JSON
+    if media_type == JSON and not batch:
+        few = _json_predictions(outputs.columns)
+        if few is not None:
+            return few.encode(), JSON
     rows = outputs.rows()
     if media_type == JSONLINES or (batch and media_type == JSON):
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)

@@ -421,8 +421,97 @@ done:
     return result;
 }
 
+/* Row building for a featuriser that writes float32 rows from Python (modelformat.gender.record_rows):
+ * the two loops of a row that cost most there, one call each. ``out`` is a writable buffer of
+ * float32 (an array('f')), ``start`` the offset of the row in it. */
+static int f32_buffer(PyObject *obj, Py_buffer *view) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) return -1;
+    if (view->itemsize != 4 || view->format == NULL || strcmp(view->format, "f") != 0) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_TypeError, "out must be a writable buffer of float32");
+        return -1;
+    }
+    return 0;
+}
+
+/* put_dense(out, start, values): out[start + j] = values[j] as float32 (C's cast, as array('f')
+ * rounds), NaN where that is 0: a sparse matrix stores no zeros, and XGBoost reads an entry it
+ * does not store as missing. ``values``: a list of floats. */
+static PyObject *put_dense(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyList_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "put_dense(out, start, values: list of float)");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), n = PyList_GET_SIZE(args[2]);
+    if (start == -1 && PyErr_Occurred()) return NULL;
+    Py_buffer out;
+    if (f32_buffer(args[0], &out) < 0) return NULL;
+    PyObject *result = NULL;
+    if (start < 0 || start + n > out.len / 4) {
+        PyErr_SetString(PyExc_ValueError, "the values run past the end of out");
+        goto done;
+    }
+    float *o = (float *)out.buf + start;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *item = PyList_GET_ITEM(args[2], j);
+        if (!PyFloat_CheckExact(item)) {  /* nothing that runs Python code while the list is read */
+            PyErr_SetString(PyExc_TypeError, "put_dense values must be floats");
+            goto done;
+        }
+        float f = (float)PyFloat_AS_DOUBLE(item);
+        o[j] = f == 0.0f ? NAN : f;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* mark(out, start, positions, values) -> int: out[start + positions[v]] = 1.0 for each value of the
+ * list that is a str and a key of the dict ``positions``; the number of values that were not str
+ * (the caller looks those up as str(value), the spelling the featuriser's vocabulary has). */
+static PyObject *mark(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyDict_CheckExact(args[2]) || !PyList_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "mark(out, start, positions: dict, values: list)");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred()) return NULL;
+    Py_buffer out;
+    if (f32_buffer(args[0], &out) < 0) return NULL;
+    PyObject *result = NULL, *values = args[3];
+    Py_ssize_t size = out.len / 4, others = 0;
+    float *o = (float *)out.buf;
+    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(values); j++) {
+        PyObject *item = PyList_GET_ITEM(values, j);
+        if (!PyUnicode_CheckExact(item)) {  /* an exact str hashes and compares without Python code */
+            others++;
+            continue;
+        }
+        PyObject *position = PyDict_GetItemWithError(args[2], item);
+        if (position == NULL) {
+            if (PyErr_Occurred()) goto done;
+            continue;
+        }
+        Py_ssize_t p = PyLong_AsSsize_t(position);
+        if (p == -1 && PyErr_Occurred()) goto done;
+        if (start < 0 || p < 0 || start + p >= size) {
+            PyErr_SetString(PyExc_ValueError, "a position runs past the end of out");
+            goto done;
+        }
+        o[start + p] = 1.0f;
+    }
+    result = PyLong_FromSsize_t(others);
+done:
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"csv_rows", csv_rows, METH_VARARGS, "csv_rows(body, n_features, max_rows)"},
+    {"put_dense", (PyCFunction)(void (*)(void))put_dense, METH_FASTCALL, "put_dense(out, start, values)"},
+    {"mark", (PyCFunction)(void (*)(void))mark, METH_FASTCALL, "mark(out, start, positions, values) -> int"},
     {"classify_csv", classify_csv, METH_VARARGS,
      "classify_csv(nodes, leaf, depth, n_trees, n_features, base, sigmoid, max_rows, threshold, negative_cell, "
      "positive_cell, body)"},

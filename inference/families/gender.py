@@ -125,11 +125,15 @@ class Predictor(ModelFiles):
     def _few_records(self, inputs: Inputs) -> list[float] | None:
         """Probabilities of a few raw JSON records scored as plain rows, or None (the usual path)."""
         records = inputs.records
-        if self.record_rows is None or not records or len(records) > FEW_RECORDS \
-                or not is_raw_frame(set().union(*records)):
+        record_rows = self.record_rows
+        if record_rows is None or not records or len(records) > FEW_RECORDS:
             return None
-        _check_record_values(records)
-        rows = self.record_rows.rows(records)
+        rows = record_rows.plain_rows(records)  # the usual records: no checks to make
+        if rows is None:
+            if not is_raw_frame(set().union(*records)):
+                return None
+            _check_record_values(records)
+            rows = record_rows.rows(records)
         return None if rows is None else self.scorer.score_rows(rows, len(records))
 
     def predict_csv(self, body: bytes) -> Outputs | None:

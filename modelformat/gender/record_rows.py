@@ -1,4 +1,4 @@
-"""A few raw device records as the forest's dense float32 rows, in plain Python.
+"""A few raw device records as the forest's dense float32 rows, without NumPy.
 
 ``DevicePipeline.transform_records`` builds a SciPy CSR matrix through NumPy, and the scorer then
 spreads it into a dense row: for one record that costs ten times what walking 200 trees does.
@@ -12,16 +12,25 @@ Only records this path reads exactly as the frame path does are taken: anything 
 timestamp only pandas can read, a coordinate that is not a plain number, hundreds of events)
 returns None and the caller featurises through ``transform_records``.
 tests/unit/test_record_rows.py compares both over many random records.
+
+The features are computed here; the two loops that write them into the row (35 floats, and a 1
+for each known app and category) are the compiled forest module's ``put_dense`` and ``mark``,
+which cost a fifth of the Python loops. Without that module the records take the general path,
+as they would for its walk anyway. Records as clients send them (``plain_rows``: every list field
+a JSON list) skip the per-field checks that the general path makes.
 """
 
 from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Iterable, Sequence
+from operator import itemgetter, sub, truediv
 from typing import Any
 
 import numpy as np
 
+from modelformat.forest import compiled
 from modelformat.gender.features import (
     DENSE_NAMES,
     DevicePipeline,
@@ -33,6 +42,11 @@ from modelformat.gender.features import (
 _MANY = 256  # beyond this many events a column takes NumPy's (and pandas') path in features.py
 _N_DENSE = len(DENSE_NAMES)
 NAN = float("nan")
+_NO_HOURS = [0.0] * 24
+_LAT_MEAN = DENSE_NAMES.index("lat_mean")  # then lon_mean, lat_std, lon_std
+_PLAIN = itemgetter("phone_brand", "device_model", "event_timestamps", "event_lats", "event_lons",
+                    "installed_apps", "active_apps", "app_categories")
+_PLAIN_TYPES = (str, str, list, list, list, list, list, list)
 
 
 class RecordRows:
@@ -53,64 +67,95 @@ class RecordRows:
         self.category_start = self.active_start + n_apps
         self.other_brand, self.other_model = n_brands - 1, n_models - 1
         self._blank = array("f", [NAN]) * self.n_features
+        # Each known value's position in a row, block start included.
+        self.installed_at = {app: self.installed_start + code for app, code in self.apps.items()}
+        self.active_at = {app: self.active_start + code for app, code in self.apps.items()}
+        self.category_at = {name: self.category_start + code for name, code in self.categories.items()}
 
     def rows(self, records: list[dict[str, Any]]) -> array[float] | None:
         """The records' rows, one after another (``len(records) * n_features`` float32), or None."""
         brands, models = _text_field(records, "phone_brand"), _text_field(records, "device_model")
         if brands is None or models is None:
             return None
-        columns = _columns(records)
-        out = self._blank * len(records)
-        for i in range(len(records)):
-            stamps, lats, lons, installed, active, categories = (c[i] for c in columns)
+        return self._fill(brands, models, zip(*_columns(records), strict=True))
+
+    def plain_rows(self, records: list[dict[str, Any]]) -> array[float] | None:
+        """``rows`` of records as a client's SDK sends them (every list field a JSON list, brand and
+        model strings, no ``events``), else None. Such records also pass every check the general
+        path makes (``_check_record_values``, ``is_raw_frame``), so the caller skips those."""
+        brands, models, lists = [], [], []
+        for record in records:
+            try:
+                fields = _PLAIN(record)
+            except KeyError:
+                return None
+            if tuple(map(type, fields)) != _PLAIN_TYPES or "events" in record:
+                return None
+            brands.append(fields[0].strip())
+            models.append(fields[1].strip())
+            lists.append(fields[2:])
+        return self._fill(brands, models, lists)
+
+    def _fill(self, brands: list[str], models: list[str], lists: Iterable[Sequence[list[Any]]]
+              ) -> array[float] | None:
+        """Rows from each record's brand, model and six lists (``_LISTS``' order)."""
+        if compiled is None:  # the rows are for the compiled walk, and written by its module
+            return None
+        put_dense, mark = compiled.put_dense, compiled.mark
+        out = self._blank * len(brands)
+        width = self.n_features
+        for i, (stamps, lats, lons, installed, active, categories) in enumerate(lists):
             dense = self._dense(stamps, lats, lons, len(installed), len(active), len(categories))
             if dense is None:
                 return None
-            base = i * self.n_features
-            out[base:base + _N_DENSE] = dense
-            if 0.0 in dense:
-                for j in range(_N_DENSE):
-                    if dense[j] == 0.0:
-                        out[base + j] = NAN  # the CSR matrix stores no zeros: XGBoost reads it as missing
+            base = i * width
+            put_dense(out, base, dense)  # float32, and NaN where 0: the CSR matrix stores no zeros
             brand = brands[i]
             out[base + self.brand_start + self.brands.get(brand, self.other_brand)] = 1.0
             out[base + self.model_start + self.models.get(brand + "|" + models[i], self.other_model)] = 1.0
-            for values, vocab, start in ((installed, self.apps, base + self.installed_start),
-                                         (active, self.apps, base + self.active_start),
-                                         (categories, self.categories, base + self.category_start)):
-                for value in values:
-                    code = vocab.get(value if type(value) is str else str(value))
-                    if code is not None:
-                        out[start + code] = 1.0
+            for values, at in ((installed, self.installed_at), (active, self.active_at),
+                               (categories, self.category_at)):
+                values = values if type(values) is list else list(values)
+                if mark(out, base, at, values):  # number ids: the frame path reads them as str()
+                    for value in values:
+                        if type(value) is not str and (position := at.get(str(value))) is not None:
+                            out[base + position] = 1.0
         return out
 
     def _dense(self, stamps: list[Any], lats: list[Any], lons: list[Any], n_inst: int, n_act: int,
-               n_cat: int) -> array[float] | None:
-        """The 35 dense features of one record, scaled and as float32, or None."""
+               n_cat: int) -> list[float] | None:
+        """The 35 dense features of one record, scaled (float64), or None."""
         if len(stamps) > _MANY or len(lats) > _MANY:
             return None
-        hours = [0.0] * 24
-        weekend = 0.0
         readable = 0
-        for value in stamps:
-            stamp, decided = _parse_one(value)
-            if not decided:
-                return None
-            if stamp is not None:
-                readable += 1
-                hours[stamp.hour] += 1.0
-                if stamp.weekday() >= 5:
-                    weekend += 1.0
+        if stamps:
+            hours = [0.0] * 24
+            weekend = 0.0
+            for value in stamps:
+                stamp, decided = _parse_one(value)
+                if not decided:
+                    return None
+                if stamp is not None:
+                    readable += 1
+                    hours[stamp.hour] += 1.0
+                    if stamp.weekday() >= 5:
+                        weekend += 1.0
+            denom = max(float(readable), 1.0)
+            shares = [h / denom for h in hours]
+            weekend /= denom
+        else:  # what the loop gives without events: 0.0 / 1.0 for each hour
+            shares, weekend = _NO_HOURS, 0.0
         geo = _geo(lats, lons)
         if geo is None:
             return None
         share, mlat, mlon, slat, slon, n_places = geo
-        logs = [_log1p(readable), _log1p(n_places), _log1p(n_inst), _log1p(n_act), _log1p(n_cat)]
-        denom = max(float(readable), 1.0)
-        raw = [logs[0], *(h / denom for h in hours), weekend / denom, share, mlat, mlon, slat, slon,
-               logs[1], logs[2], logs[3], n_act / max(float(n_inst), 1.0), logs[4]]
-        mean, std = self.mean, self.std
-        return array("f", [((mean[j] if v != v else v) - mean[j]) / std[j] for j, v in enumerate(raw)])
+        mean = self.mean
+        if mlat != mlat:  # no valid point: the NumPy path puts the mean where the value is NaN
+            mlat, mlon, slat, slon = mean[_LAT_MEAN:_LAT_MEAN + 4]
+        log1p = _LOG1P
+        raw = [log1p[readable], *shares, weekend, share, mlat, mlon, slat, slon,
+               log1p[n_places], log1p[n_inst], log1p[n_act], n_act / max(float(n_inst), 1.0), log1p[n_cat]]
+        return list(map(truediv, map(sub, raw, mean), self.std))
 
 
 _LISTS = ("event_timestamps", "event_lats", "event_lons", "installed_apps", "active_apps", "app_categories")
@@ -126,17 +171,17 @@ def _columns(records: list[dict[str, Any]]) -> list[list[Any]]:
     return [lists.lists(c) for c in _LISTS]
 
 
-_LOG1P: dict[int, float] = {}
+class _Log1p(dict[int, float]):
+    """NumPy's log1p of a count as float64 (the value the frame path computes), remembered."""
 
-
-def _log1p(count: int) -> float:
-    """NumPy's log1p of a count as float64 (the value _dense computes), remembered."""
-    value = _LOG1P.get(count)
-    if value is None:
+    def __missing__(self, count: int) -> float:
         value = float(np.log1p(np.array([count], dtype=np.float64))[0])
-        if len(_LOG1P) < 4096:
-            _LOG1P[count] = value
-    return value
+        if len(self) < 4096:
+            self[count] = value
+        return value
+
+
+_LOG1P = _Log1p()
 
 
 def _geo(lats: list[Any], lons: list[Any]) -> tuple[float, float, float, float, float, int] | None:

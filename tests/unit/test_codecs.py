@@ -152,3 +152,45 @@ def test_large_json_answers_match_the_record_encoder() -> None:
 ])
 def test_a_column_of_csv_cells_at_once_equals_cell_by_cell(column: list[object]) -> None:
     assert list(codecs._csv_cells(column)) == [codecs.csv_cell(v) for v in column]
+
+
+def _odd_value(rng: np.random.Generator) -> object:
+    kind = int(rng.integers(9))
+    if kind == 0:
+        return "".join(chr(int(c)) for c in rng.choice([0, 9, 10, 31, 34, 92, 47, 127, 233, 0x4E2D, 0x1F600,
+                                                          65, 122], size=int(rng.integers(0, 6))))
+    if kind == 1:
+        return int(rng.integers(-2**62, 2**62)) * int(rng.choice([1, 2**70]))
+    if kind == 2:
+        return float(rng.choice([0.0, -0.0, float("nan"), float("inf"), -float("inf"), 1e-320, 1e300]))
+    if kind == 3:
+        return float(rng.normal() * 10.0 ** int(rng.integers(-8, 9)))
+    if kind == 4:
+        return bool(rng.integers(2))
+    if kind == 5:
+        return None
+    if kind == 6:
+        return (0.25, "a")  # not a plain type: json.dumps' own path
+    if kind == 7:
+        return [1, None]
+    return round(float(rng.random()), 6)
+
+
+def test_a_few_json_predictions_are_json_dumps_byte_for_byte() -> None:
+    rng = np.random.default_rng(11)
+    written = 0
+    for _ in range(3000):
+        n, width = int(rng.integers(0, 5)), int(rng.integers(1, 5))
+        names = [str(rng.choice(["label", "probability", 'a "q"', "é", "probability_M", "device_id"]))
+                 + str(j) for j in range(width)]
+        columns = {name: [_odd_value(rng) for _ in range(n)] for name in names}
+        out = codecs.Outputs(columns, csv_columns=names[:1])
+        want = json.dumps({"predictions": out.rows()}, ensure_ascii=False).encode()
+        if any(type(v) in (tuple, list) for col in columns.values() for v in col):
+            assert codecs._json_predictions(columns) is None
+        else:
+            written += 1
+            assert codecs._json_predictions(columns) == want.decode()
+        assert codecs.encode(out, "application/json")[0] == want
+    assert written > 1000
+    assert codecs._json_predictions({1: [0.5]}) is None  # json.dumps spells a non-str key itself

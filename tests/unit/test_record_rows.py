@@ -50,7 +50,7 @@ def test_rows_are_the_csr_paths_rows_bit_for_bit() -> None:
     train["installed_apps"] = [[*apps, "5001", "5002"] for apps in train["installed_apps"]]  # numeric ids
     pipeline = features.DevicePipeline().fit(train.drop(columns=["gender"]))
     rows = RecordRows(pipeline)
-    taken = 0
+    taken = plains = 0
     for batch, odd in _batches(range(16)):
         got = rows.rows(batch)
         want = pipeline.transform_records(batch)
@@ -64,7 +64,14 @@ def test_rows_are_the_csr_paths_rows_bit_for_bit() -> None:
         missing = np.isnan(theirs)
         assert np.array_equal(np.isnan(mine), missing), batch
         assert np.array_equal(mine[~missing].view(np.uint32), theirs[~missing].view(np.uint32)), batch
+        plain = rows.plain_rows(batch)
+        if plain is not None:  # records as SDKs send them: the same bytes without the checks
+            assert plain.tobytes() == got.tobytes(), batch
+            plains += 1
+        else:
+            assert odd, batch
     assert taken >= 70
+    assert plains >= 40
 
 
 def test_records_only_pandas_reads_fall_back() -> None:
@@ -76,6 +83,21 @@ def test_records_only_pandas_reads_fall_back() -> None:
     assert rows.rows([{**base, "event_timestamps": [1462100000] * 300}]) is None  # NumPy's many
     assert rows.rows([{**base, "phone_brand": 7}]) is None
     assert isinstance(rows.rows([base]), array)
+
+
+def test_only_records_with_every_field_a_plain_list_take_the_plain_rows() -> None:
+    pipeline = features.DevicePipeline().fit(synth.generate(200, seed=1).drop(columns=["gender"]))
+    rows = RecordRows(pipeline)
+    plain = {"phone_brand": " Xiaomi ", "device_model": "MI 4", "installed_apps": ["a", 5001],
+             "active_apps": [], "app_categories": ["Finance"], "event_timestamps": ["2016-05-01 10:22:05"],
+             "event_lats": [31.2], "event_lons": [121.4]}
+    got = rows.plain_rows([plain, plain])
+    assert got is not None and got.tobytes() == rows.rows([plain, plain]).tobytes()
+    for change in ({"installed_apps": "a|b"}, {"phone_brand": None}, {"device_model": 3},
+                   {"events": []}, {"event_lats": (31.2,)}):
+        assert rows.plain_rows([plain, {**plain, **change}]) is None, change
+    for missing in ("phone_brand", "event_lons", "app_categories"):
+        assert rows.plain_rows([{k: v for k, v in plain.items() if k != missing}]) is None, missing
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -99,3 +121,27 @@ def test_predictions_are_xgboosts_own(gender_model: MLPaths, seed: int) -> None:
         positive = model.score_column  # type: ignore[attr-defined]
         assert np.allclose(got.columns[positive], np.round(want, 6), atol=1e-6, rtol=0), batch
     assert fast >= 10
+
+
+def test_the_compiled_row_writers_round_as_array_f_and_refuse_what_is_not_theirs() -> None:
+    from modelformat.forest import compiled
+
+    if compiled is None:
+        pytest.skip("modelformat._forest was not built")
+    values = [0.1, -0.0, 0.0, 1e-46, -1e-46, 3.5e38, 1e39, -2.5, float("nan")]
+    out = array("f", [7.0]) * (len(values) + 2)
+    compiled.put_dense(out, 1, values)
+    want = array("f", values)
+    for j, v in enumerate(want):  # 0 as float32 (also an underflow) is missing
+        got = out[1 + j]
+        assert (np.isnan(got) if v == 0.0 or np.isnan(v) else got == v), (j, got, v)
+    assert out[0] == 7.0 and out[-1] == 7.0
+    assert compiled.mark(out, 2, {"a": 0, "b": 3}, ["b", 5001, "zzz", 2.5]) == 2 and out[5] == 1.0
+    with pytest.raises(ValueError):
+        compiled.mark(out, 9, {"a": 5}, ["a"])  # past the end
+    with pytest.raises(ValueError):
+        compiled.put_dense(out, 8, values)
+    with pytest.raises(TypeError):
+        compiled.put_dense(array("d", [0.0]) * 20, 0, values)  # not float32
+    with pytest.raises(TypeError):
+        compiled.put_dense(out, 0, [1])  # an int is not a float here
