@@ -164,23 +164,28 @@ TOO_LARGE = "A number in the body is beyond the range of 32-bit floats (about 3.
 def decode(body: bytes, media_type: str, charset: str = "utf-8",
            scalar_fields: frozenset[str] = frozenset()) -> Inputs:
     """``scalar_fields``: the model's single-valued fields (see ``decode_json``)."""
-    # A cast to float32 that overflows is the client's number, not our error (found by the property run).
-    with np.errstate(over="raise"):
-        try:
-            return _decode(body, media_type, charset, scalar_fields)
-        except FloatingPointError:
-            raise BadInput(TOO_LARGE) from None
-
-
-def _decode(body: bytes, media_type: str, charset: str, scalar_fields: frozenset[str]) -> Inputs:
     if media_type == CSV:
-        text = _text(body, charset)
-        return decode_csv(text, body if body.isascii() else None)
+        # A cast to float32 that overflows is the client's number, not our error (found by the property run).
+        with np.errstate(over="raise"):
+            try:
+                return decode_csv(_text(body, charset), body if body.isascii() else None)
+            except FloatingPointError:
+                raise BadInput(TOO_LARGE) from None
+    # JSON's rows of numbers are cast by _float32, which says the same; records are not cast here.
     if media_type == JSON:
         return decode_json(_text(body, charset), scalar_fields)
     if media_type == JSONLINES:
         return decode_jsonlines(_text(body, charset))
     raise UnsupportedMediaType(f"Content-Type '{media_type}' is not supported")
+
+
+def _float32(rows: Any) -> np.ndarray:
+    """``np.asarray(rows, dtype=float32)``; a number beyond float32's range is a 400 naming it."""
+    with np.errstate(over="raise"):
+        try:
+            return np.asarray(rows, dtype=np.float32)
+        except FloatingPointError:
+            raise BadInput(TOO_LARGE) from None
 
 
 def decode_csv(text: str, ascii_body: bytes | None = None) -> Inputs:
@@ -269,13 +274,12 @@ def _from_items(items: list[Any], where: str) -> Inputs:
             if len(row) != width:
                 raise BadInput(f"{where}: row {number} has {len(row)} values but row 1 has {width}")
         try:
-            matrix = np.asarray(
-                [[np.nan if v is None else v for v in row] for row in items], dtype=np.float32)
+            matrix = _float32([[np.nan if v is None else v for v in row] for row in items])
         except (TypeError, ValueError):
             raise BadInput(f"{where}: rows given as lists must hold only numbers") from None
         return Inputs(matrix=matrix)
     if all(isinstance(i, (int, float)) and not isinstance(i, bool) for i in items):
-        return Inputs(matrix=np.asarray([items], dtype=np.float32))
+        return Inputs(matrix=_float32([items]))
     raise BadInput(f"{where}: every instance must be an object (named fields) or a list of numbers, "
                    "not a mix")
 
@@ -410,19 +414,12 @@ def _csv_cells(column: Sequence[Any]) -> Sequence[str]:
 _FLOAT_CELL = "{:.6g}".format
 
 
-def _json_float(value: float) -> str:
-    if value != value:
-        return "NaN"
-    if value in (_INF, -_INF):
-        return "Infinity" if value > 0 else "-Infinity"
-    return float.__repr__(value)
-
-
-_INF = float("inf")
-# Each plain type as json.dumps(..., ensure_ascii=False) writes it (its C encoder's own calls).
+# Each plain type as json.dumps(..., ensure_ascii=False) writes it (its C encoder's own calls),
+# except a float that is not finite: repr's 'nan', 'inf' and '-inf' where json.dumps writes NaN,
+# Infinity and -Infinity, so an answer holding one is left to json.dumps.
 _JSON_WRITERS: dict[type, Callable[[Any], str]] = {
-    str: encode_basestring, int: int.__repr__, float: _json_float, bool: lambda v: "true" if v else "false",
-    type(None): lambda v: "null",
+    str: encode_basestring, int: int.__repr__, float: float.__repr__,
+    bool: lambda v: "true" if v else "false", type(None): lambda v: "null",
 }
 
 
@@ -450,7 +447,8 @@ def _json_predictions(columns: dict[str, Sequence[Any]]) -> str | None:
         rows = ["{" + ", ".join(map(str.__add__, keys, row)) + "}" for row in zip(*cells, strict=True)]
     except ValueError:  # columns of unequal length: rows() says so
         return None
-    return '{"predictions": [' + ", ".join(rows) + "]}"
+    text = '{"predictions": [' + ", ".join(rows) + "]}"
+    return None if "nan" in text or "inf" in text else text  # (or a string holding those letters)
 
 
 def encode(outputs: Outputs, media_type: str, batch: bool = False) -> tuple[bytes, str]:

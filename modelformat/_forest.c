@@ -434,37 +434,53 @@ static int f32_buffer(PyObject *obj, Py_buffer *view) {
     return 0;
 }
 
-/* put_dense(out, start, values): out[start + j] = values[j] as float32 (C's cast, as array('f')
- * rounds), NaN where that is 0: a sparse matrix stores no zeros, and XGBoost reads an entry it
- * does not store as missing. ``values``: a list of floats. */
+/* put_dense(out, start, raw, mean, std): out[start + j] = ((raw[j] if not NaN else mean[j]) - mean[j]) /
+ * std[j] in double (the float64 operations of NumPy's scaling, in its order), then as float32 (C's cast,
+ * as array('f') rounds), and NaN where that is 0: a sparse matrix stores no zeros, and XGBoost reads an
+ * entry it does not store as missing. ``raw``: a list of floats; ``mean``, ``std``: buffers of float64
+ * (array('d')) as long. */
 static PyObject *put_dense(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyList_CheckExact(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "put_dense(out, start, values: list of float)");
+    if (nargs != 5 || !PyList_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "put_dense(out, start, raw: list of float, mean, std)");
         return NULL;
     }
     Py_ssize_t start = PyLong_AsSsize_t(args[1]), n = PyList_GET_SIZE(args[2]);
     if (start == -1 && PyErr_Occurred()) return NULL;
-    Py_buffer out;
+    Py_buffer out, mean, std;
     if (f32_buffer(args[0], &out) < 0) return NULL;
+    if (PyObject_GetBuffer(args[3], &mean, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[4], &std, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&out);
+        PyBuffer_Release(&mean);
+        return NULL;
+    }
     PyObject *result = NULL;
-    if (start < 0 || start + n > out.len / 4) {
-        PyErr_SetString(PyExc_ValueError, "the values run past the end of out");
+    if (start < 0 || start + n > out.len / 4 || mean.len != n * (Py_ssize_t)sizeof(double)
+        || std.len != n * (Py_ssize_t)sizeof(double)) {
+        PyErr_SetString(PyExc_ValueError, "put_dense: raw, mean and std differ in length or run past out");
         goto done;
     }
     float *o = (float *)out.buf + start;
+    const double *m = (const double *)mean.buf, *d = (const double *)std.buf;
     for (Py_ssize_t j = 0; j < n; j++) {
         PyObject *item = PyList_GET_ITEM(args[2], j);
         if (!PyFloat_CheckExact(item)) {  /* nothing that runs Python code while the list is read */
-            PyErr_SetString(PyExc_TypeError, "put_dense values must be floats");
+            PyErr_SetString(PyExc_TypeError, "put_dense raw values must be floats");
             goto done;
         }
-        float f = (float)PyFloat_AS_DOUBLE(item);
+        double v = PyFloat_AS_DOUBLE(item);
+        float f = (float)(((v != v ? m[j] : v) - m[j]) / d[j]);
         o[j] = f == 0.0f ? NAN : f;
     }
     result = Py_None;
     Py_INCREF(result);
 done:
     PyBuffer_Release(&out);
+    PyBuffer_Release(&mean);
+    PyBuffer_Release(&std);
     return result;
 }
 
@@ -510,7 +526,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"csv_rows", csv_rows, METH_VARARGS, "csv_rows(body, n_features, max_rows)"},
-    {"put_dense", (PyCFunction)(void (*)(void))put_dense, METH_FASTCALL, "put_dense(out, start, values)"},
+    {"put_dense", (PyCFunction)(void (*)(void))put_dense, METH_FASTCALL, "put_dense(out, start, raw, mean, std)"},
     {"mark", (PyCFunction)(void (*)(void))mark, METH_FASTCALL, "mark(out, start, positions, values) -> int"},
     {"classify_csv", classify_csv, METH_VARARGS,
      "classify_csv(nodes, leaf, depth, n_trees, n_features, base, sigmoid, max_rows, threshold, negative_cell, "

@@ -13,11 +13,12 @@ timestamp only pandas can read, a coordinate that is not a plain number, hundred
 returns None and the caller featurises through ``transform_records``.
 tests/unit/test_record_rows.py compares both over many random records.
 
-The features are computed here; the two loops that write them into the row (35 floats, and a 1
-for each known app and category) are the compiled forest module's ``put_dense`` and ``mark``,
-which cost a fifth of the Python loops. Without that module the records take the general path,
-as they would for its walk anyway. Records as clients send them (``plain_rows``: every list field
-a JSON list) skip the per-field checks that the general path makes.
+The features are computed here; the loops that scale and write them into the row (35 floats,
+and a 1 for each known app and category) are the compiled forest module's ``put_dense`` and
+``mark`` (the same float64 operations, then C's cast to float32), which cost a fifth of the
+Python loops. Without that module the records take the general path, as they would for its walk
+anyway. Records as clients send them (``plain_rows``: every list field a JSON list) skip the
+per-field checks that the general path makes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Iterable, Sequence
-from operator import itemgetter, sub, truediv
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,6 @@ _MANY = 256  # beyond this many events a column takes NumPy's (and pandas') path
 _N_DENSE = len(DENSE_NAMES)
 NAN = float("nan")
 _NO_HOURS = [0.0] * 24
-_LAT_MEAN = DENSE_NAMES.index("lat_mean")  # then lon_mean, lat_std, lon_std
 _PLAIN = itemgetter("phone_brand", "device_model", "event_timestamps", "event_lats", "event_lons",
                     "installed_apps", "active_apps", "app_categories")
 _PLAIN_TYPES = (str, str, list, list, list, list, list, list)
@@ -54,8 +54,8 @@ class RecordRows:
 
     def __init__(self, pipeline: DevicePipeline) -> None:
         self.n_features = pipeline.n_features
-        self.mean = list(pipeline.dense_mean)
-        self.std = list(pipeline.dense_std)
+        self.mean = array("d", pipeline.dense_mean)
+        self.std = array("d", pipeline.dense_std)
         lookup = pipeline._lookups()  # the dicts transform_records reads too, built once per pipeline
         self.brands, self.models = lookup["brands"], lookup["models"]
         self.apps, self.categories = lookup["apps"], lookup["categories"]
@@ -109,7 +109,7 @@ class RecordRows:
             if dense is None:
                 return None
             base = i * width
-            put_dense(out, base, dense)  # float32, and NaN where 0: the CSR matrix stores no zeros
+            put_dense(out, base, dense, self.mean, self.std)  # scaled, float32, NaN where 0
             brand = brands[i]
             out[base + self.brand_start + self.brands.get(brand, self.other_brand)] = 1.0
             out[base + self.model_start + self.models.get(brand + "|" + models[i], self.other_model)] = 1.0
@@ -124,7 +124,8 @@ class RecordRows:
 
     def _dense(self, stamps: list[Any], lats: list[Any], lons: list[Any], n_inst: int, n_act: int,
                n_cat: int) -> list[float] | None:
-        """The 35 dense features of one record, scaled (float64), or None."""
+        """The 35 dense features of one record before scaling (float64, NaN where the frame path
+        puts the mean), or None."""
         if len(stamps) > _MANY or len(lats) > _MANY:
             return None
         readable = 0
@@ -149,13 +150,9 @@ class RecordRows:
         if geo is None:
             return None
         share, mlat, mlon, slat, slon, n_places = geo
-        mean = self.mean
-        if mlat != mlat:  # no valid point: the NumPy path puts the mean where the value is NaN
-            mlat, mlon, slat, slon = mean[_LAT_MEAN:_LAT_MEAN + 4]
         log1p = _LOG1P
-        raw = [log1p[readable], *shares, weekend, share, mlat, mlon, slat, slon,
-               log1p[n_places], log1p[n_inst], log1p[n_act], n_act / max(float(n_inst), 1.0), log1p[n_cat]]
-        return list(map(truediv, map(sub, raw, mean), self.std))
+        return [log1p[readable], *shares, weekend, share, mlat, mlon, slat, slon,
+                log1p[n_places], log1p[n_inst], log1p[n_act], n_act / max(float(n_inst), 1.0), log1p[n_cat]]
 
 
 _LISTS = ("event_timestamps", "event_lats", "event_lons", "installed_apps", "active_apps", "app_categories")

@@ -128,20 +128,28 @@ def test_the_compiled_row_writers_round_as_array_f_and_refuse_what_is_not_theirs
 
     if compiled is None:
         pytest.skip("modelformat._forest was not built")
-    values = [0.1, -0.0, 0.0, 1e-46, -1e-46, 3.5e38, 1e39, -2.5, float("nan")]
+    values = [0.1, -0.0, 0.0, 1e-46, -1e-46, 3.5e38, 1e39, -2.5, float("nan"), 0.7]
+    mean = array("d", [0.0] * 9 + [0.7])
+    std = array("d", [1.0] * 9 + [0.3])
     out = array("f", [7.0]) * (len(values) + 2)
-    compiled.put_dense(out, 1, values)
-    want = array("f", values)
-    for j, v in enumerate(want):  # 0 as float32 (also an underflow) is missing
+    compiled.put_dense(out, 1, values, mean, std)
+    # (NaN -> the mean) - mean, / std in float64, then float32; 0 as float32 (an underflow too) is missing
+    want = array("f", [((m if v != v else v) - m) / d for v, m, d in zip(values, mean, std, strict=True)])
+    for j, v in enumerate(want):
         got = out[1 + j]
-        assert (np.isnan(got) if v == 0.0 or np.isnan(v) else got == v), (j, got, v)
+        assert (np.isnan(got) if v == 0.0 else got == v), (j, got, v)
+    rng = np.random.default_rng(3)
+    raw, mean, std = rng.normal(size=35) * 50, rng.normal(size=35), rng.uniform(1e-9, 9, size=35)
+    row = array("f", [0.0]) * 35
+    compiled.put_dense(row, 0, raw.tolist(), array("d", mean), array("d", std))
+    assert row.tobytes() == ((raw - mean) / std).astype(np.float32).tobytes()  # NumPy's own scaling
     assert out[0] == 7.0 and out[-1] == 7.0
     assert compiled.mark(out, 2, {"a": 0, "b": 3}, ["b", 5001, "zzz", 2.5]) == 2 and out[5] == 1.0
     with pytest.raises(ValueError):
         compiled.mark(out, 9, {"a": 5}, ["a"])  # past the end
     with pytest.raises(ValueError):
-        compiled.put_dense(out, 8, values)
+        compiled.put_dense(out, 8, values, mean, std)  # past the end, and mean of another length
     with pytest.raises(TypeError):
-        compiled.put_dense(array("d", [0.0]) * 20, 0, values)  # not float32
+        compiled.put_dense(array("d", [0.0]) * 20, 0, values, mean, std)  # not float32
     with pytest.raises(TypeError):
-        compiled.put_dense(out, 0, [1])  # an int is not a float here
+        compiled.put_dense(out, 0, [1], array("d", [0.0]), array("d", [1.0]))  # an int is not a float here
