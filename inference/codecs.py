@@ -414,6 +414,7 @@ def _csv_cells(column: Sequence[Any]) -> Sequence[str]:
 _FLOAT_CELL = "{:.6g}".format
 
 
+_MANY_JSON_ROWS = 64  # from here a JSON answer is written column-wise by pandas, below it directly
 # Each plain type as json.dumps(..., ensure_ascii=False) writes it (its C encoder's own calls),
 # except a float that is not finite: repr's 'nan', 'inf' and '-inf' where json.dumps writes NaN,
 # Infinity and -Infinity, so an answer holding one is left to json.dumps.
@@ -434,7 +435,7 @@ def _json_predictions(columns: dict[str, Sequence[Any]]) -> str | None:
     """``json.dumps({"predictions": rows}, ensure_ascii=False)`` of a few rows of plain values (str,
     int, float, bool, None), written directly; None for anything else. For one row, json.dumps'
     encoder set-up costs several times the writing (tests/unit/test_codecs.py compares the two)."""
-    if not columns or len(next(iter(columns.values()))) >= 64:
+    if not columns or len(next(iter(columns.values()))) >= _MANY_JSON_ROWS:
         return None
     keys = _json_keys(tuple(columns))
     if keys is None:
@@ -459,7 +460,7 @@ def encode(outputs: Outputs, media_type: str, batch: bool = False) -> tuple[byte
             return (",".join([csv_cell(col[0]) for col in cols]) + "\n").encode(), CSV
         lines = list(map(",".join, zip(*map(_csv_cells, cols), strict=True)))
         return ("\n".join(lines) + ("\n" if lines else "")).encode(), CSV
-    if media_type == JSON and not batch and outputs.n_rows >= 64 and _scalar_columns(outputs):
+    if media_type == JSON and not batch and outputs.n_rows >= _MANY_JSON_ROWS and _scalar_columns(outputs):
         # Column-wise through pandas' C encoder: a third of the time of dicts + json.dumps.
         table = pd.DataFrame(outputs.columns).to_json(orient="records", force_ascii=False,
                                                       double_precision=15)

@@ -1,3 +1,5 @@
+from typing import Any
+
 from typing_extensions import Buffer
 
 def margin(x: Buffer, nodes: Buffer, leaf: Buffer, depth: int, n_trees: int, n_features: int, base: float,
@@ -8,3 +10,5 @@ def score_csv(body: Buffer, nodes: Buffer, leaf: Buffer, depth: int, n_trees: in
 def classify_csv(nodes: Buffer, leaf: Buffer, depth: int, n_trees: int, n_features: int, base: float,
                  sigmoid: bool, max_rows: int, threshold: float, negative_cell: bytes, positive_cell: bytes,
                  body: Buffer, /) -> tuple[bytes, int] | None: ...
+def put_dense(out: Buffer, start: int, raw: list[float], mean: Buffer, std: Buffer, /) -> None: ...
+def mark(out: Buffer, start: int, positions: dict[str, int], values: list[Any], /) -> int: ...

@@ -50,7 +50,7 @@ _PLAIN_TYPES = (str, str, list, list, list, list, list, list)
 
 
 class RecordRows:
-    """One fitted pipeline's vocabularies (its own lookup dicts) and scaling as plain lists."""
+    """One fitted pipeline's vocabularies (as positions in a row) and scaling (as float64 arrays)."""
 
     def __init__(self, pipeline: DevicePipeline) -> None:
         self.n_features = pipeline.n_features
@@ -58,19 +58,18 @@ class RecordRows:
         self.std = array("d", pipeline.dense_std)
         lookup = pipeline._lookups()  # the dicts transform_records reads too, built once per pipeline
         self.brands, self.models = lookup["brands"], lookup["models"]
-        self.apps, self.categories = lookup["apps"], lookup["categories"]
         n_brands, n_models, n_apps = len(pipeline.brands) + 1, len(pipeline.models) + 1, len(pipeline.apps)
         self.brand_start = _N_DENSE
         self.model_start = self.brand_start + n_brands
-        self.installed_start = self.model_start + n_models
-        self.active_start = self.installed_start + n_apps
-        self.category_start = self.active_start + n_apps
+        installed_start = self.model_start + n_models
+        active_start = installed_start + n_apps
+        category_start = active_start + n_apps
         self.other_brand, self.other_model = n_brands - 1, n_models - 1
         self._blank = array("f", [NAN]) * self.n_features
-        # Each known value's position in a row, block start included.
-        self.installed_at = {app: self.installed_start + code for app, code in self.apps.items()}
-        self.active_at = {app: self.active_start + code for app, code in self.apps.items()}
-        self.category_at = {name: self.category_start + code for name, code in self.categories.items()}
+        # Each known app's and category's position in a row, its block's start included.
+        self.installed_at = {app: installed_start + code for app, code in lookup["apps"].items()}
+        self.active_at = {app: active_start + code for app, code in lookup["apps"].items()}
+        self.category_at = {name: category_start + code for name, code in lookup["categories"].items()}
 
     def rows(self, records: list[dict[str, Any]]) -> array[float] | None:
         """The records' rows, one after another (``len(records) * n_features`` float32), or None."""
