@@ -54,20 +54,33 @@ class Aws:
 
     @classmethod
     def connect(cls, region: str, endpoint_url: str | None = None) -> Aws:
-        import boto3
+        """The one place a deploy's clients are built, each for `region` and `endpoint_url`."""
         from botocore.config import Config
 
-        session = boto3.Session(region_name=region)
-        if endpoint_url:
-            session._session.set_config_variable("endpoint_url", endpoint_url)
+        session = _session(region, endpoint_url)
         session.events.register("after-call.sagemaker", _drop_empty)
         config = Config(retries={"max_attempts": 3, "mode": "standard"})
 
         def client(name: str) -> Any:
-            return session.client(name, config=config)
+            return session.client(name, region_name=region, endpoint_url=endpoint_url, config=config)
 
         return cls(session, region, client("sagemaker"), client("sagemaker-runtime"), client("s3"),
                    client("cloudwatch"), client("application-autoscaling"))
+
+
+def _session(region: str, endpoint_url: str | None) -> Any:
+    """A boto3 session whose every client goes to endpoint_url: the SDK's resources make their own
+    clients from it (`session.client("sagemaker", region)`), and boto3 has no session-wide endpoint
+    setting but the environment (AWS_ENDPOINT_URL), which an operator's --endpoint-url is not."""
+    import boto3
+
+    class Session(boto3.Session):
+        def client(self, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("endpoint_url") is None:
+                kwargs["endpoint_url"] = endpoint_url
+            return super().client(*args, **kwargs)
+
+    return Session(region_name=region)
 
 
 @dataclass(frozen=True)
