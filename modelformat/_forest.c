@@ -80,6 +80,25 @@ static float walk_finite(const float *row, const Node *all, const float *leaves,
     return walk_rows(row, all, leaves, depth, n_trees, inner, base, sigmoid, 1);
 }
 
+/* Whether a buffer's values can be read through a pointer of their type: a misaligned read is
+ * undefined in C, and every caller passes NumPy arrays, array.array or bytes, which are aligned. */
+static int aligned(const Py_buffer *view, size_t alignment) {
+    return (uintptr_t)view->buf % alignment == 0;
+}
+
+/* Whether a forest's arrays have the sizes its depth and tree count say, checked before the depth
+ * is used as a shift, and are aligned for their float32 values. */
+static int forest_fits(int depth, int n_trees, int n_features, const Py_buffer *nodes, const Py_buffer *leaf) {
+    if (depth < 1 || depth > 20 || n_trees < 1 || n_features < 1) return 0;
+    Py_ssize_t inner = ((Py_ssize_t)1 << depth) - 1;
+    return nodes->len == (Py_ssize_t)n_trees * inner * (Py_ssize_t)sizeof(Node)
+           && leaf->len == ((Py_ssize_t)n_trees << depth) * (Py_ssize_t)sizeof(float);
+}
+
+static int forest_aligned(const Py_buffer *nodes, const Py_buffer *leaf) {
+    return aligned(nodes, _Alignof(Node)) && aligned(leaf, _Alignof(float));
+}
+
 static PyObject *margin(PyObject *self, PyObject *args) {
     Py_buffer x, nodes, leaf, out;
     int depth, n_trees, n_features, sigmoid;
@@ -88,16 +107,17 @@ static PyObject *margin(PyObject *self, PyObject *args) {
                           &sigmoid, &out))
         return NULL;
     PyObject *result = NULL;
-    Py_ssize_t inner = ((Py_ssize_t)1 << depth) - 1;
     Py_ssize_t rows = n_features > 0 ? x.len / ((Py_ssize_t)sizeof(float) * n_features) : 0;
-    if (depth < 1 || depth > 20 || n_trees < 1 || n_features < 1
-        || x.len != rows * (Py_ssize_t)sizeof(float) * n_features
-        || nodes.len != (Py_ssize_t)n_trees * inner * (Py_ssize_t)sizeof(Node)
-        || leaf.len != ((Py_ssize_t)n_trees << depth) * (Py_ssize_t)sizeof(float)
-        || out.len != rows * (Py_ssize_t)sizeof(float)) {
+    if (!forest_fits(depth, n_trees, n_features, &nodes, &leaf)
+        || x.len != rows * (Py_ssize_t)sizeof(float) * n_features || out.len != rows * (Py_ssize_t)sizeof(float)) {
         PyErr_SetString(PyExc_ValueError, "forest arrays do not match their shapes");
         goto done;
     }
+    if (!forest_aligned(&nodes, &leaf) || !aligned(&x, _Alignof(float)) || !aligned(&out, _Alignof(float))) {
+        PyErr_SetString(PyExc_ValueError, "forest arrays must be aligned for their float32 values");
+        goto done;
+    }
+    Py_ssize_t inner = ((Py_ssize_t)1 << depth) - 1;
     /* Every feature index is inside the row: compile_model refuses a forest where one is not. */
     const float *xs = (const float *)x.buf, *leaves = (const float *)leaf.buf;
     const Node *all = (const Node *)nodes.buf;
@@ -246,6 +266,11 @@ static int csv_parse(const char *p, Py_ssize_t len, int n_features, int max_rows
         for (const char *c = p; (c = memchr(c, '\n', (size_t)(end - c))) != NULL; c++) rows++;
     }
     if (rows < 1 || rows > max_rows || n_features < 1) return 0;
+    /* A row of n_features fields is at least 2 * n_features - 1 bytes (one-digit fields, single
+     * commas) plus its newline: a body too short for the rows its newlines promise is not plain
+     * CSV, and is refused before the rows are allocated, so the allocation stays within twice the
+     * body whatever the model's width. */
+    if (rows > (end - p + 1) / (2 * (Py_ssize_t)n_features)) return 0;
     float *out = PyMem_Malloc((size_t)rows * (size_t)n_features * sizeof(float));
     if (out == NULL) {
         PyErr_NoMemory();
@@ -303,14 +328,6 @@ static PyObject *csv_rows(PyObject *self, PyObject *args) {
     return result;
 }
 
-/* Whether a forest's arrays have the sizes its depth and tree count say (score_csv, classify_csv). */
-static int forest_fits(int depth, int n_trees, int n_features, Py_ssize_t nodes_len, Py_ssize_t leaf_len) {
-    if (depth < 1 || depth > 20 || n_trees < 1 || n_features < 1) return 0;
-    Py_ssize_t inner = ((Py_ssize_t)1 << depth) - 1;
-    return nodes_len == (Py_ssize_t)n_trees * inner * (Py_ssize_t)sizeof(Node)
-           && leaf_len == ((Py_ssize_t)n_trees << depth) * (Py_ssize_t)sizeof(float);
-}
-
 /* A plain numeric CSV body scored in one call (no arrays made on the way): a list of floats, one
  * per row, or None when csv_parse refuses the body. */
 static PyObject *score_csv(PyObject *self, PyObject *args) {
@@ -322,11 +339,16 @@ static PyObject *score_csv(PyObject *self, PyObject *args) {
         return NULL;
     PyObject *result = NULL;
     float *xs = NULL;
-    Py_ssize_t rows = 0, inner = ((Py_ssize_t)1 << depth) - 1;
-    if (!forest_fits(depth, n_trees, n_features, nodes.len, leaf.len)) {
+    Py_ssize_t rows = 0;
+    if (!forest_fits(depth, n_trees, n_features, &nodes, &leaf)) {
         PyErr_SetString(PyExc_ValueError, "forest arrays do not match their shapes");
         goto done;
     }
+    if (!forest_aligned(&nodes, &leaf)) {
+        PyErr_SetString(PyExc_ValueError, "forest arrays must be aligned for their float32 values");
+        goto done;
+    }
+    Py_ssize_t inner = ((Py_ssize_t)1 << depth) - 1;
     int read = csv_parse((const char *)body.buf, body.len, n_features, max_rows, &xs, &rows);
     if (read < 0) goto done;
     if (read == 0) {
@@ -372,12 +394,16 @@ static PyObject *classify_csv(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     float *xs = NULL;
     char *text = NULL;
-    Py_ssize_t rows = 0, inner = ((Py_ssize_t)1 << depth) - 1;
-    if (!forest_fits(depth, n_trees, n_features, nodes.len, leaf.len) || negative.len > 256
-        || positive.len > 256) {
+    Py_ssize_t rows = 0;
+    if (!forest_fits(depth, n_trees, n_features, &nodes, &leaf) || negative.len > 256 || positive.len > 256) {
         PyErr_SetString(PyExc_ValueError, "forest arrays do not match their shapes");
         goto done;
     }
+    if (!forest_aligned(&nodes, &leaf)) {
+        PyErr_SetString(PyExc_ValueError, "forest arrays must be aligned for their float32 values");
+        goto done;
+    }
+    Py_ssize_t inner = ((Py_ssize_t)1 << depth) - 1;
     int read = csv_parse((const char *)body.buf, body.len, n_features, max_rows, &xs, &rows);
     if (read < 0) goto done;
     if (read == 0) goto none;
@@ -425,10 +451,15 @@ done:
  * the two loops of a row that cost most there, one call each. ``out`` is a writable buffer of
  * float32 (an array('f')), ``start`` the offset of the row in it. */
 static int f32_buffer(PyObject *obj, Py_buffer *view) {
-    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) return -1;
+    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return -1;
     if (view->itemsize != 4 || view->format == NULL || strcmp(view->format, "f") != 0) {
         PyBuffer_Release(view);
         PyErr_SetString(PyExc_TypeError, "out must be a writable buffer of float32");
+        return -1;
+    }
+    if (!aligned(view, _Alignof(float))) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "out must be aligned for its float32 values");
         return -1;
     }
     return 0;
@@ -458,9 +489,15 @@ static PyObject *put_dense(PyObject *self, PyObject *const *args, Py_ssize_t nar
         return NULL;
     }
     PyObject *result = NULL;
-    if (start < 0 || start + n > out.len / 4 || mean.len != n * (Py_ssize_t)sizeof(double)
+    Py_ssize_t size = out.len / 4;
+    /* start + n may not be computed: a start near PY_SSIZE_T_MAX wraps it round below size */
+    if (start < 0 || n > size || start > size - n || mean.len != n * (Py_ssize_t)sizeof(double)
         || std.len != n * (Py_ssize_t)sizeof(double)) {
         PyErr_SetString(PyExc_ValueError, "put_dense: raw, mean and std differ in length or run past out");
+        goto done;
+    }
+    if (!aligned(&mean, _Alignof(double)) || !aligned(&std, _Alignof(double))) {
+        PyErr_SetString(PyExc_ValueError, "put_dense: mean and std must be aligned for their float64 values");
         goto done;
     }
     float *o = (float *)out.buf + start;
@@ -494,6 +531,10 @@ static PyObject *mark(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     }
     Py_ssize_t start = PyLong_AsSsize_t(args[1]);
     if (start == -1 && PyErr_Occurred()) return NULL;
+    if (start < 0) {
+        PyErr_SetString(PyExc_ValueError, "mark: start must not be negative");
+        return NULL;
+    }
     Py_buffer out;
     if (f32_buffer(args[0], &out) < 0) return NULL;
     PyObject *result = NULL, *values = args[3];
@@ -512,7 +553,7 @@ static PyObject *mark(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         }
         Py_ssize_t p = PyLong_AsSsize_t(position);
         if (p == -1 && PyErr_Occurred()) goto done;
-        if (start < 0 || p < 0 || start + p >= size) {
+        if (p < 0 || p >= size - start) {  /* not start + p: that may wrap round below size */
             PyErr_SetString(PyExc_ValueError, "a position runs past the end of out");
             goto done;
         }

@@ -97,9 +97,11 @@ class Forest:
         """The C walk; ``link``: with the objective's link applied there too, as XGBoost computes it."""
         out = np.empty(x.shape[0], dtype=np.float32)
         assert compiled is not None, "modelformat._forest was not built"
-        compiled.margin(np.ascontiguousarray(x, dtype=np.float32), self.nodes, self.leaf, self.depth,
-                        self.n_trees, self.n_features, float(self.base_margin),
-                        link and self.link == "sigmoid", out)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not x.flags.aligned:  # a view into bytes at an odd offset: the C walk refuses it
+            x = x.copy()
+        compiled.margin(x, self.nodes, self.leaf, self.depth, self.n_trees, self.n_features,
+                        float(self.base_margin), link and self.link == "sigmoid", out)
         return out
 
     def margin_numpy(self, x: np.ndarray) -> np.ndarray:

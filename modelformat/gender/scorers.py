@@ -37,6 +37,9 @@ class XGBoostScorer:
     MODEL_FILE = "xgboost-model.ubj"
     SMALL_BATCH = forest_module.SMALL_BATCH
     MAX_CSV_ROWS = 1 << 30  # the C parse's row limit (an int); the payload limit binds long before
+    # Objectives whose prediction is one probability per row: anything else (a regression value, a raw
+    # margin, a hinge 0/1, a row of class probabilities) would be served as a probability.
+    OBJECTIVES = ("binary:logistic", "reg:logistic")
 
     def __init__(self, booster: Any, forest: Forest | None = None) -> None:
         self.booster = booster
@@ -97,8 +100,30 @@ class XGBoostScorer:
         import xgboost as xgb
 
         booster = xgb.Booster(model_file=str(folder / cls.MODEL_FILE))
+        cls.check_servable(booster)
         booster.set_param({"nthread": threads})
         return cls(booster, compile_booster(booster))
+
+    @classmethod
+    def check_servable(cls, booster: Any) -> None:
+        """Refuse a booster whose predictions are not one positive-class probability per row, naming
+        why: loaded anyway, a multi-class one failed on one row and answered lists for several."""
+        learner = json.loads(booster.save_config())["learner"]
+        objective = str(learner["objective"]["name"])
+        params = learner["learner_model_param"]
+        classes, targets = int(params.get("num_class", 0)), int(params.get("num_target", 1))
+        problems = []
+        if classes > 1:
+            problems.append(f"{classes} classes")
+        if targets > 1:
+            problems.append(f"{targets} targets")
+        if objective not in cls.OBJECTIVES:
+            problems.append(f"objective {objective}")
+        if problems:
+            raise ValueError(
+                f"{cls.MODEL_FILE} holds a booster with {', '.join(problems)}; the gender model serves one "
+                f"probability per row, from a booster with objective {' or '.join(cls.OBJECTIVES)}, one "
+                "target and no classes (train it with this image's xgboost algorithm)")
 
 
 class LinearScorer:

@@ -5,6 +5,7 @@ bytes whether the shortcut or the general path served the request."""
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from inference.families import gender
 from inference.registry import ModelRegistry, ModelSlot
 from modelformat import forest as forest_module
 from modelformat.forest import compile_booster
+from modelformat.gender.scorers import XGBoostScorer
 
 compiled = forest_module.compiled
 pytestmark = pytest.mark.skipif(compiled is None, reason="modelformat._forest was not built")
@@ -198,3 +200,60 @@ def test_a_body_the_shortcut_refuses_gets_the_general_answer(dataplane: DataPlan
         dataplane.invoke(Invocation((",".join(["1e39"] * 6)).encode(), "text/csv", "text/csv"))
     missing = dataplane.invoke(Invocation((",".join(["1"] * 5) + ",").encode(), "text/csv", "text/csv"))
     assert missing.status == 200  # an empty field is a missing value, as before
+
+
+def _peak_bytes(call: Any, *args: Any) -> int:
+    """The most memory Python's allocator (PyMem_Malloc, which the C parse uses) held during the call."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        call(*args)
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("lines", [b"a\n", b"1\n", b"1,2\n", b"\r\n1\n"])
+def test_the_parse_allocates_no_more_than_the_body_can_fill(lines: bytes) -> None:
+    """Rows were counted by their newlines and rows x features x 4 bytes allocated before a field was
+    read: 3,000,000 lines against a 45,000-feature model asked for 540 GB (a MemoryError, a 500), 2.7 GB
+    against the 228-feature gender model. A row of F features takes at least 2F - 1 bytes, so a body
+    that cannot hold its rows is refused before anything is allocated (the general decoder answers it)."""
+    assert compiled is not None
+    body = lines * 1000
+    for features in (228, 45_000):
+        assert _peak_bytes(compiled.csv_rows, body, features, 1 << 30) < 4 * len(body) + 4096
+        assert compiled.csv_rows(body, features, 1 << 30) is None
+    forest = compile_booster(_tiny_booster(features=228))
+    assert forest is not None
+    assert _peak_bytes(forest.score_csv, body, 1 << 30) < 4 * len(body) + 4096
+    classify = forest.csv_classifier(0.5, "F", "M", max_rows=1 << 30)
+    assert classify is not None and _peak_bytes(classify, body) < 4 * len(body) + 4096
+
+
+def test_a_body_of_many_short_lines_against_a_wide_model_is_refused_not_a_memory_error() -> None:
+    forest = compile_booster(_tiny_booster(features=45_000))
+    assert forest is not None
+    scorer = XGBoostScorer(booster=None, forest=forest)
+    assert scorer.score_csv(b"a\n" * 3_000_000) is None  # so the general decoder's 400
+
+
+def test_a_body_that_fills_its_rows_exactly_is_still_read() -> None:
+    """The bound is the least a row can be written in: one-digit fields, single commas, \\n."""
+    assert compiled is not None
+    for features in (1, 2, 7):
+        for rows in (1, 2, 129):
+            body = ("\n".join([",".join(["1"] * features)] * rows)).encode()
+            assert len(body) == 2 * features * rows - 1
+            got = compiled.csv_rows(body, features, 1 << 30)
+            assert got is not None and len(got) == 4 * features * rows
+
+
+def _tiny_booster(features: int) -> xgb.Booster:
+    """A two-round booster over ``features`` columns (only the first few used), trained on 50 rows."""
+    rng = np.random.default_rng(0)
+    x = np.zeros((50, features), dtype=np.float32)
+    x[:, :3] = rng.normal(size=(50, 3))
+    return xgb.train({"objective": "binary:logistic", "max_depth": 2, "nthread": 1},
+                     xgb.DMatrix(x, label=(x[:, 0] > 0).astype(float)), num_boost_round=2)

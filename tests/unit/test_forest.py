@@ -3,6 +3,9 @@ shape it accepts, and refuses the shapes it does not reproduce."""
 
 from __future__ import annotations
 
+import sys
+from array import array
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,3 +131,111 @@ def test_a_few_scores_round_to_the_same_bits_as_numpy() -> None:
         assert labels == ["M" if v else "F" for v in positive.tolist()]
         assert confidence == np.round(np.where(positive, p, 1.0 - p), 6).tolist()
         assert scores == np.round(p, 6).tolist()
+
+
+def _row_writers() -> Any:
+    compiled = forest_module.compiled
+    if compiled is None:
+        pytest.skip("modelformat._forest was not built")
+    return compiled
+
+
+@pytest.mark.parametrize("start", [sys.maxsize, sys.maxsize - 1, sys.maxsize // 4 + 1, -1, -sys.maxsize - 1])
+def test_put_dense_refuses_a_start_past_the_row_even_where_start_plus_length_overflows(start: int) -> None:
+    """``start + len(raw)`` wrapped round to a small number passed the old check, and the row was
+    written before the buffer: here into the array the view starts inside, where the test sees it."""
+    compiled = _row_writers()
+    backing = array("f", [0.0] * 8)
+    out = memoryview(backing)[4:]  # the last 4 floats: a write before them lands in backing[:4]
+    mean, std = array("d", [0.0, 0.0]), array("d", [1.0, 1.0])
+    with pytest.raises(ValueError, match="run past out"):
+        compiled.put_dense(out, start, [1.0, 2.0], mean, std)
+    assert backing.tolist() == [0.0] * 8
+
+
+@pytest.mark.parametrize(("start", "position"), [
+    (sys.maxsize, 1), (sys.maxsize - 2, 5), (1, sys.maxsize), (sys.maxsize // 2, sys.maxsize // 2 + 3),
+    (-1, 1), (-sys.maxsize - 1, 1), (0, -1), (0, 4),
+])
+def test_mark_refuses_a_position_past_the_row_even_where_the_sum_overflows(start: int, position: int) -> None:
+    compiled = _row_writers()
+    backing = array("f", [0.0] * 8)
+    out = memoryview(backing)[4:]
+    with pytest.raises(ValueError, match="run|negative"):
+        compiled.mark(out, start, {"app": position}, ["app"])
+    assert backing.tolist() == [0.0] * 8
+
+
+def test_the_row_writers_still_write_inside_the_row() -> None:
+    compiled = _row_writers()
+    out = array("f", [0.0] * 6)
+    compiled.put_dense(out, 4, [3.0, float("nan")], array("d", [1.0, 5.0]), array("d", [2.0, 1.0]))
+    assert compiled.mark(out, 1, {"a": 0, "b": 2}, ["a", 7, "b", "zzz"]) == 1
+    assert out.tolist()[:4] == [0.0, 1.0, 0.0, 1.0] and out[4] == 1.0 and np.isnan(out[5])
+
+
+def _unaligned(data: bytes, fmt: str = "B") -> memoryview:
+    """The bytes one past an aligned address: a float or double read there is misaligned."""
+    view = memoryview(bytearray(len(data) + 1))[1:]
+    view[:] = data
+    return view if fmt == "B" else view.cast(fmt)
+
+
+def test_the_compiled_calls_refuse_misaligned_buffers_rather_than_read_through_them() -> None:
+    """A float read through a pointer that is not 4-byte aligned is undefined behaviour in C (and a
+    fault on some CPUs): buffers that are not aligned for their values are refused."""
+    compiled = _row_writers()
+    booster, x = _booster("binary:logistic", 3, 5, 0.0, seed=4)
+    forest = compile_booster(booster)
+    assert forest is not None
+    rows, out = np.ascontiguousarray(x[:2]), np.empty(2, np.float32)
+    args = (forest.depth, forest.n_trees, forest.n_features, 0.0, False)
+    for bad in ((_unaligned(rows.tobytes()), forest.nodes, forest.leaf, *args, out),
+                (rows, _unaligned(forest.nodes.tobytes()), forest.leaf, *args, out),
+                (rows, forest.nodes, _unaligned(forest.leaf.tobytes()), *args, out),
+                (rows, forest.nodes, forest.leaf, *args, _unaligned(out.tobytes()))):
+        with pytest.raises(ValueError, match="aligned"):
+            compiled.margin(*bad)
+    body = b"1,2,3,4,5,6,7,8,9,10,11,12\n"
+    with pytest.raises(ValueError, match="aligned"):
+        compiled.score_csv(body, _unaligned(forest.nodes.tobytes()), forest.leaf, *args[:4], False, 8)
+    with pytest.raises(ValueError, match="aligned"):
+        compiled.classify_csv(forest.nodes, _unaligned(forest.leaf.tobytes()), *args, 8, 0.5, b"F", b"M", body)
+    mean, std = array("d", [0.0]), array("d", [1.0])
+    with pytest.raises(ValueError, match="aligned"):
+        compiled.put_dense(_unaligned(bytes(8), "f"), 0, [1.0], mean, std)
+    with pytest.raises(ValueError, match="aligned"):
+        compiled.put_dense(array("f", [0.0]), 0, [1.0], _unaligned(mean.tobytes()), std)
+    with pytest.raises(ValueError, match="aligned"):
+        compiled.mark(_unaligned(bytes(8), "f"), 0, {"a": 0}, ["a"])
+
+
+@pytest.mark.parametrize(("objective", "extra", "named"), [
+    ("multi:softprob", {"num_class": 3}, "3 classes"),
+    ("multi:softmax", {"num_class": 3}, "3 classes"),
+    ("reg:squarederror", {}, "reg:squarederror"),
+    ("binary:logitraw", {}, "binary:logitraw"),
+    ("binary:logistic", {"multi_strategy": "multi_output_tree", "tree_method": "hist"}, "2 targets"),
+])
+def test_a_booster_the_scorer_cannot_serve_is_refused_at_load(tmp_path: Path, objective: str,
+                                                               extra: dict[str, Any], named: str) -> None:
+    """Served anyway, a multi-class booster answered one row with a 500 and several with a list per
+    probability; the load now fails, naming what is wrong (what /ping then reports)."""
+    if named == "2 targets":
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(200, 4)).astype(np.float32)
+        y = np.stack([x[:, 0] > 0, x[:, 1] > 0], axis=1).astype(float)
+        booster = xgb.train({"objective": objective, "nthread": 1, **extra}, xgb.DMatrix(x, label=y), 3)
+    else:
+        booster, _ = _booster(objective, 3, 5, 0.0, seed=1, **extra)
+    booster.save_model(str(tmp_path / XGBoostScorer.MODEL_FILE))
+    with pytest.raises(ValueError, match=named):
+        XGBoostScorer.load(tmp_path, {}, threads=1)
+
+
+@pytest.mark.parametrize("objective", ["binary:logistic", "reg:logistic"])
+def test_a_probability_booster_loads(tmp_path: Path, objective: str) -> None:
+    booster, x = _booster(objective, 3, 5, 0.0, seed=1)
+    booster.save_model(str(tmp_path / XGBoostScorer.MODEL_FILE))
+    scorer = XGBoostScorer.load(tmp_path, {}, threads=1)
+    assert scorer.predict_proba(x[:3]).shape == (3,)
