@@ -190,7 +190,8 @@ def deploy(aws: Aws, rel: Release, sleep: Any = time.sleep) -> dict[str, Any]:
                               f"{previous} serves") from exc
         action = "updated"
     try:
-        desc = rollout.wait(aws.sm, rel.endpoint, name, rel.wait_seconds, rel.poll_seconds, sleep)
+        desc = rollout.wait(aws.sm, rel.endpoint, name, rel.wait_seconds, rel.poll_seconds, sleep,
+                            previous=previous)
     except DeployError:
         _rescale(aws, rel, unscaled)  # the old config serves on: give it its scaling back
         raise

@@ -2,7 +2,9 @@
 
 SageMaker reports a failed update by leaving the endpoint InService on the OLD config with a
 FailureReason; it rolls a guarded update back (RollingBack) when an alarm fires; and it can end in
-UpdateRollbackFailed. Each of those is a failure here, reported as soon as it is seen. The smoke test
+UpdateRollbackFailed. Each of those is a failure here, reported as soon as it is seen, except that a
+rollback is reported once it has finished: the old config serves only when the endpoint is InService
+on it again. The smoke test
 sends the model's own warm-up examples through sagemaker-runtime and checks one prediction per
 example comes back; if it fails, the endpoint goes back to the config it served before."""
 
@@ -42,21 +44,29 @@ def current(sm: Any, endpoint: str) -> dict[str, Any] | None:
     return desc
 
 
+def _broken(endpoint: str, new_config: str, desc: dict[str, Any]) -> DeployError | None:
+    """The statuses that end a wait for good, whatever it waits for."""
+    status = desc["EndpointStatus"]
+    if status == "UpdateRollbackFailed":
+        return DeployError(f"endpoint {endpoint}: the rollback from {new_config} failed "
+                           f"({_reason(desc)}); the endpoint needs a manual repair")
+    if status in ("Failed", "OutOfService"):
+        return DeployError(f"endpoint {endpoint} is {status} ({_reason(desc)}); nothing serves")
+    return None
+
+
 def wait(sm: Any, endpoint: str, new_config: str, timeout: float, poll: float,
-         sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
-    """Poll until the endpoint settles; return its description only if it serves new_config."""
+         sleep: Callable[[float], None] = time.sleep, previous: str | None = None) -> dict[str, Any]:
+    """Poll until the endpoint settles; return its description only if it serves new_config.
+    `previous` is the config an update started from, the one a rollback returns to."""
     deadline = time.monotonic() + timeout
     while True:
         desc: dict[str, Any] = sm.describe_endpoint(EndpointName=endpoint)
         status, serving = desc["EndpointStatus"], desc.get("EndpointConfigName")
         if status == "RollingBack":
-            raise DeployError(f"endpoint {endpoint} is rolling back from {new_config} ({_reason(desc)}); "
-                              f"an alarm or a failed health check stopped the update; {serving} serves")
-        if status == "UpdateRollbackFailed":
-            raise DeployError(f"endpoint {endpoint}: the rollback from {new_config} failed "
-                              f"({_reason(desc)}); the endpoint needs a manual repair")
-        if status in ("Failed", "OutOfService"):
-            raise DeployError(f"endpoint {endpoint} is {status} ({_reason(desc)}); nothing serves")
+            raise _rolled_back(sm, endpoint, new_config, previous, desc, timeout, poll, sleep)
+        if (broken := _broken(endpoint, new_config, desc)) is not None:
+            raise broken
         if status == "InService":
             if serving != new_config:
                 raise DeployError(f"update of {endpoint} to {new_config} failed ({_reason(desc)}); "
@@ -65,6 +75,29 @@ def wait(sm: Any, endpoint: str, new_config: str, timeout: float, poll: float,
         if time.monotonic() > deadline:
             raise DeployError(f"endpoint {endpoint} still {status} after {timeout:.0f}s; {serving} serves")
         sleep(poll)
+
+
+def _rolled_back(sm: Any, endpoint: str, new_config: str, previous: str | None, desc: dict[str, Any],
+                 timeout: float, poll: float, sleep: Callable[[float], None]) -> DeployError:
+    """SageMaker is rolling the update back: the old config serves again only once the endpoint is
+    InService on it, so that is what this waits for before saying so."""
+    why = (f"endpoint {endpoint} rolled back from {new_config} ({_reason(desc)}): an alarm or a failed "
+           "health check stopped the update")
+    if previous is None:  # nothing to return to (a new endpoint is not rolled back)
+        return DeployError(f"{why}; nothing served before it")
+    # A deadline of its own: the old fleet is still up, so this is quick unless something is wrong.
+    deadline = time.monotonic() + timeout
+    while True:
+        status, serving = desc["EndpointStatus"], desc.get("EndpointConfigName")
+        if status == "InService" and serving == previous:
+            return DeployError(f"{why}; {previous} serves")
+        if (broken := _broken(endpoint, new_config, desc)) is not None:
+            return broken
+        if time.monotonic() > deadline:
+            return DeployError(f"{why}; still {status} on {serving} after {timeout:.0f}s: the rollback "
+                               f"to {previous} has not finished")
+        sleep(poll)
+        desc = sm.describe_endpoint(EndpointName=endpoint)
 
 
 def smoke(runtime: Any, endpoint: str, examples: list[dict[str, Any]]) -> str | None:
@@ -100,7 +133,7 @@ def roll_back(sm: Any, endpoint: str, previous: str, failed: str, why: str, time
     """Put the previous config back (all at once: it ran fine before) and describe what serves."""
     try:
         sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=previous)
-        wait(sm, endpoint, previous, timeout, poll, sleep)
+        wait(sm, endpoint, previous, timeout, poll, sleep, previous=failed)
     except Exception as exc:
         return DeployError(f"{failed} on {endpoint} failed its smoke test ({why}); the rollback to "
                            f"{previous} failed too: {exc}")

@@ -277,7 +277,7 @@ def test_linear_and_all_at_once_are_valid_update_requests(traffic: str, key: str
     ("InService", OLD, "Model container failed to pass ping", "update of gender to .* failed .*ping.*; "
      f"{OLD} still serves"),
     ("UpdateRollbackFailed", OLD, "rollback timed out", "the rollback from .* failed .*manual repair"),
-    ("RollingBack", NEW, "alarm tripped", "rolling back .*alarm tripped"),
+    ("RollingBack", NEW, "alarm tripped", f"rolled back from .*alarm tripped.*; {OLD} serves"),
     ("Failed", NEW, "out of capacity", "is Failed .*out of capacity.*nothing serves"),
 ])
 def test_failed_updates_exit_non_zero_at_once_naming_the_cause(
@@ -287,6 +287,8 @@ def test_failed_updates_exit_non_zero_at_once_naming_the_cause(
     _update_stubs(stub, model_tar, CANARY)
     stub.add_response("describe_endpoint", _described("Updating", OLD))
     stub.add_response("describe_endpoint", _described(status, config, reason))
+    if status == "RollingBack":  # reported once the rollback has finished
+        stub.add_response("describe_endpoint", _described("InService", OLD))
     aws = _aws(aws_env, sm=sm)
     monkeypatch.setattr(sagemaker.Aws, "connect", classmethod(lambda cls, *a, **k: aws))
     argv = ["sagemaker", "--image-uri", IMAGE, "--model-tar", str(model_tar), "--bucket", "models",
