@@ -157,8 +157,19 @@ def _text(body: bytes, charset: str) -> str:
         raise BadInput(f"Body is not valid UTF-8 (byte {exc.start}); send UTF-8 text") from None
 
 
-# What a number beyond float32's range (the models' input type) is told.
+# The one rule for numbers a model reads as features, on every door (README, "Numbers in requests"):
+# NaN, null and an empty CSV field are a missing value; an infinity (Infinity, inf, or a literal
+# beyond float64 such as 1e400) or a finite number beyond float32 (the models' input type) is a 400.
 TOO_LARGE = "A number in the body is beyond the range of 32-bit floats (about 3.4e38); send smaller values"
+NOT_FINITE = ("A number in the body is not finite (Infinity, or a literal beyond 64-bit floats such as "
+              "1e400); send finite numbers, with null, NaN or an empty CSV field for a missing value")
+
+
+def finite(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` of features, after a 400 for an infinity in it (NOT_FINITE)."""
+    if matrix.size and matrix.dtype.kind == "f" and np.isinf(matrix).any():
+        raise BadInput(NOT_FINITE)
+    return matrix
 
 
 def decode(body: bytes, media_type: str, charset: str = "utf-8",
@@ -168,9 +179,12 @@ def decode(body: bytes, media_type: str, charset: str = "utf-8",
         # A cast to float32 that overflows is the client's number, not our error (found by the property run).
         with np.errstate(over="raise"):
             try:
-                return decode_csv(_text(body, charset), body if body.isascii() else None)
+                inputs = decode_csv(_text(body, charset), body if body.isascii() else None)
             except FloatingPointError:
                 raise BadInput(TOO_LARGE) from None
+        if inputs.matrix is not None:
+            finite(inputs.matrix)
+        return inputs
     # JSON's rows of numbers are cast by _float32, which says the same; records are not cast here.
     if media_type == JSON:
         return decode_json(_text(body, charset), scalar_fields)
@@ -183,8 +197,8 @@ def _float32(rows: Any) -> np.ndarray:
     """``np.asarray(rows, dtype=float32)``; a number beyond float32's range is a 400 naming it."""
     with np.errstate(over="raise"):
         try:
-            return np.asarray(rows, dtype=np.float32)
-        except FloatingPointError:
+            return finite(np.asarray(rows, dtype=np.float32))
+        except (FloatingPointError, OverflowError):  # OverflowError: an integer beyond float64
             raise BadInput(TOO_LARGE) from None
 
 
@@ -284,10 +298,20 @@ def _from_items(items: list[Any], where: str) -> Inputs:
                    "not a mix")
 
 
+# A \\u escape of a UTF-16 surrogate: json.loads turns a lone one into a str that no encoder can
+# write back (the store, pyarrow and the answer all fail on it), so such a document is refused.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _parse_json(text: str | bytes, what: str) -> Any:
-    """json.loads, with every way a hostile document can fail it as a BadInput naming the problem."""
+    """json.loads, with every way a hostile document can fail it as a BadInput naming the problem.
+
+    Bytes are read as strict UTF-8 (json.loads itself would take UTF-16 and CESU-8's encoded
+    surrogates); a string holding a lone surrogate, escaped or not, is refused."""
+    if isinstance(text, bytes):
+        text = _text(text, "utf-8")
     try:
-        return json.loads(text)
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadInput(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
                        ) from None
@@ -296,8 +320,28 @@ def _parse_json(text: str | bytes, what: str) -> Any:
     except ValueError as exc:  # an integer literal beyond Python's int-string limit (4,300 digits)
         raise BadInput(f"{what} holds a number too long to read ({exc}); send numbers of at most "
                        f"{sys.get_int_max_str_digits()} digits") from None
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{what} is not valid UTF-8 (byte {exc.start}); send UTF-8 text") from None
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(doc, what)
+    return doc
+
+
+def _refuse_lone_surrogates(doc: Any, what: str) -> None:
+    """BadInput when a key or string of ``doc`` holds a surrogate that pairs with nothing."""
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                code = ord(item[exc.start])
+                raise BadInput(f"{what} holds a lone UTF-16 surrogate escape (\\u{code:04x}) in the string "
+                               f"{item[:40]!r}; escape characters beyond U+FFFF as a pair") from None
 
 
 def decode_json(text: str, scalar_fields: frozenset[str] = frozenset()) -> Inputs:

@@ -62,7 +62,9 @@ def json_response(body: bytes | str, status: int = 200, headers: dict[str, str] 
 def answer_response(answer: Answer) -> Response:
     g.model_version = answer.model.version
     if answer.status == 204:
-        return Response(status=204)
+        empty = Response(status=204)
+        del empty.headers["Content-Type"]  # no content, so no type (Flask's default says text/html)
+        return empty
     return Response(answer.body, status=answer.status, mimetype=answer.content_type)
 
 

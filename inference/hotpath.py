@@ -147,9 +147,9 @@ class HotPath:
         version = ""
         try:
             status, body, media, version = route(environ)
-            headers = [("Content-Type", content_type(media))]
-            if status != 204:  # a 204 carries no Content-Length (RFC 9110, 8.6)
-                headers.append(("Content-Length", str(len(body))))
+            # A 204 carries no content, so neither a Content-Type nor a Content-Length (RFC 9110, 8.6).
+            headers = [("Content-Type", content_type(media)), ("Content-Length", str(len(body)))] \
+                if status != 204 else []
         except Exception as exc:
             if not isinstance(exc, ServiceError):
                 log.exception("unhandled error on %s %s", method, path)
@@ -183,5 +183,5 @@ class HotPath:
                                                   request_id_var.get()))
         version = answer.model.version
         if answer.status == 204:
-            return 204, b"", "text/html", version  # Flask's empty Response says text/html
+            return 204, b"", "", version
         return answer.status, answer.body, answer.content_type or "application/octet-stream", version

@@ -18,6 +18,7 @@ from inference.errors import BadInput
 from inference.predictors import ModelFiles, OutputSpec
 from modelformat import scorers
 from modelformat.arrowtypes import arrow_lists
+from modelformat.errors import DataError
 from modelformat.gender.features import (
     LIST_FIELDS,
     DevicePipeline,
@@ -107,7 +108,9 @@ class Predictor(ModelFiles):
             raise BadInput(f"Missing feature column(s): {', '.join(missing[:10])}",
                            details={"missing": missing[:50]})
         try:
-            return frame.to_numpy(dtype=np.float32)
+            return codecs.finite(frame.to_numpy(dtype=np.float32))
+        except OverflowError:  # an integer beyond float64 in a JSON record
+            raise BadInput(codecs.TOO_LARGE) from None
         except (TypeError, ValueError):
             bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
             raise BadInput(f"Feature column(s) {', '.join(map(str, bad[:5]))} must be numbers"
@@ -115,10 +118,13 @@ class Predictor(ModelFiles):
 
     # --- prediction -------------------------------------------------------------------
     def predict(self, inputs: Inputs) -> Outputs:
-        few = self._few_records(inputs)
-        if few is not None:
-            return self._outputs(few, inputs)
-        x = self.features(inputs)
+        try:
+            few = self._few_records(inputs)
+            if few is not None:
+                return self._outputs(few, inputs)
+            x = self.features(inputs)
+        except DataError as exc:  # a record the pipeline cannot read: the message names it
+            raise BadInput(str(exc)) from None
         p = self.scorer.predict_proba(x) if x.shape[0] else np.empty(0)
         return self._outputs(p.tolist() if len(p) <= FEW_ROWS else p, inputs)
 

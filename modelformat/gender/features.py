@@ -276,7 +276,8 @@ class _Lists:
 
     def __getitem__(self, column: str) -> tuple[np.ndarray, Values]:
         if column not in self._cache:
-            self._cache[column] = _explode(self.frame[column], numeric_split=column not in TEXT_LISTS)
+            rows, values = _explode(self.frame[column], numeric_split=column not in TEXT_LISTS)
+            self._cache[column] = rows, _scalar_items(column, rows, values)
         return self._cache[column]
 
     def counts(self, column: str, n: int) -> np.ndarray:
@@ -301,9 +302,16 @@ class _RecordLists:
         if column not in self._lists:
             split = column not in TEXT_LISTS
             keys = self._derived.get(column)
-            self._lists[column] = [_pick(r.get("events"), keys) if keys else
-                                   (v if type(v := r.get(column)) is list else _to_list(v, split))
-                                   for r in self.records]
+            lists = [_pick(r.get("events"), keys) if keys else
+                     (v if type(v := r.get(column)) is list else _to_list(v, split)) for r in self.records]
+            kinds = set(map(type, itertools.chain.from_iterable(lists)))
+            if any(issubclass(kind, _NESTED) for kind in kinds):
+                number = next(i for i, items in enumerate(lists, start=1)
+                              if any(isinstance(v, _NESTED) for v in items))
+                items = lists[number - 1]
+                _scalar_items(column, np.full(len(items), number - 1),
+                              np.fromiter(items, dtype=object, count=len(items)))
+            self._lists[column] = lists
         return self._lists[column]
 
     def __getitem__(self, column: str) -> tuple[np.ndarray, Values]:
@@ -317,6 +325,28 @@ class _RecordLists:
 
     def counts(self, column: str, n: int) -> np.ndarray:
         return np.fromiter((len(v) for v in self.lists(column)), dtype=np.int64, count=n)
+
+
+_NESTED = (list, tuple, dict, set, np.ndarray)
+
+
+def _scalar_items(column: str, rows: np.ndarray, values: Values) -> Values:
+    """``values``, after a DataError naming the record whose ``column`` holds a list or an object
+    as an item: a list field holds strings or numbers (the few-records path leaves such records
+    here, so every path refuses them alike)."""
+    if _is_arrow(values) or not values.size:
+        return values  # Arrow lists of strings or numbers only (arrowtypes)
+    kinds = set(map(type, values.tolist()))
+    if any(issubclass(kind, _NESTED) for kind in kinds):
+        at = next(i for i, v in enumerate(values.tolist()) if isinstance(v, _NESTED))
+        raise DataError(f"Record {int(rows[at]) + 1}: '{column}' must be a list of strings or numbers; "
+                        f"an item is {_shown(values[at])}")
+    return values
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _text_field(records: list[dict[str, Any]], name: str) -> list[str] | None:
@@ -459,9 +489,14 @@ def _geo_features(lists: _ListColumns, n: int) -> np.ndarray:
     out = np.full((n, 6), np.nan)
     out[:, 0] = 0.0
     out[:, 5] = 0.0
-    if len(lat) == 0 or len(lat) != len(lon) or not np.array_equal(r_lat, r_lon):
+    la, lo = _coordinates("event_lats", r_lat, lat), _coordinates("event_lons", r_lon, lon)
+    if len(la) != len(lo) or not np.array_equal(r_lat, r_lon):
+        # A record whose lists differ in length has no points; the others keep theirs.
+        same = np.bincount(r_lat, minlength=n) == np.bincount(r_lon, minlength=n)
+        keep_lat, keep_lon = same[r_lat], same[r_lon]
+        r_lat, la, lo = r_lat[keep_lat], la[keep_lat], lo[keep_lon]
+    if len(la) == 0:
         return out
-    la, lo = _floats(lat), _floats(lon)
     valid = (np.isfinite(la) & np.isfinite(lo) & (np.abs(la) <= 90) & (np.abs(lo) <= 180)
              & ((np.abs(la) > 0.01) | (np.abs(lo) > 0.01)))
     total = np.bincount(r_lat, minlength=n).astype(np.float64)
@@ -488,6 +523,38 @@ def _geo_features(lists: _ListColumns, n: int) -> np.ndarray:
     out[has, 4] = np.sqrt(np.maximum(vlon[has], 0.0))
     out[:, 5] = np.log1p(n_places)
     return out
+
+
+# The models read numbers as 32-bit floats: beyond this a value is not the number that was sent.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _coordinates(column: str, rows: np.ndarray, values: Values) -> np.ndarray:
+    """``_floats`` of one coordinate column, after a DataError naming the record that holds a number
+    that is not a finite 32-bit float (Infinity, 1e400, an integer of 400 digits, 1e39). Missing
+    points (null, NaN, text) stay NaN: the feature counts them as invalid points."""
+    try:
+        out = _floats(values)
+    except OverflowError:  # a number beyond float64: NumPy and pandas refuse the whole column
+        out = np.array([_overflowed(v) for v in _objects(values).tolist()], dtype=np.float64)
+    bad = np.abs(out) > FLOAT32_MAX  # inf included; NaN compares False
+    if bad.any():
+        at = int(np.argmax(bad))
+        shown = _shown(_objects(values)[at])
+        raise DataError(f"Record {int(rows[at]) + 1}: '{column}' holds {shown}, which is not a finite "
+                        "32-bit float; send finite coordinates (null or NaN for a missing one)")
+    return out
+
+
+def _overflowed(value: Any) -> float:
+    """inf for a value float() cannot hold, else NaN: only to find the culprit."""
+    try:
+        float(value)
+    except OverflowError:
+        return math.inf
+    except (TypeError, ValueError):
+        pass
+    return math.nan
 
 
 def _floats(values: Values) -> np.ndarray:

@@ -33,7 +33,9 @@ import numpy as np
 
 from modelformat.forest import compiled
 from modelformat.gender.features import (
+    _NESTED,
     DENSE_NAMES,
+    FLOAT32_MAX,
     DevicePipeline,
     _parse_one,
     _RecordLists,
@@ -117,7 +119,11 @@ class RecordRows:
                 values = values if type(values) is list else list(values)
                 if mark(out, base, at, values):  # number ids: the frame path reads them as str()
                     for value in values:
-                        if type(value) is not str and (position := at.get(str(value))) is not None:
+                        if type(value) is str:
+                            continue
+                        if isinstance(value, _NESTED):
+                            return None  # features.py refuses the record, naming it
+                        if (position := at.get(str(value))) is not None:
                             out[base + position] = 1.0
         return out
 
@@ -183,7 +189,9 @@ _LOG1P = _Log1p()
 def _geo(lats: list[Any], lons: list[Any]) -> tuple[float, float, float, float, float, int] | None:
     """_geo_features of one record: share of valid points, mean and spread of latitude and
     longitude (NaN without a valid point), distinct places; None where NumPy's path must read."""
-    if not lats or len(lats) != len(lons):
+    if len(lats) != len(lons):
+        return None  # features.py checks each value, then gives such a record no points
+    if not lats:
         return 0.0, NAN, NAN, NAN, NAN, 0
     kinds = {type(v) for v in lats} | {type(v) for v in lons}
     if not kinds <= {int, float}:
@@ -192,9 +200,15 @@ def _geo(lats: list[Any], lons: list[Any]) -> tuple[float, float, float, float, 
     count = 0
     sum_lat = sum_lon = sq_lat = sq_lon = 0.0
     places = set()
-    for la, lo in zip(map(float, lats), map(float, lons), strict=True):
+    try:
+        pairs = list(zip(map(float, lats), map(float, lons), strict=True))
+    except OverflowError:
+        return None  # an integer beyond float64: features.py names it
+    for la, lo in pairs:
         if not (math.isfinite(la) and math.isfinite(lo) and abs(la) <= 90 and abs(lo) <= 180
                 and (abs(la) > 0.01 or abs(lo) > 0.01)):
+            if abs(la) > FLOAT32_MAX or abs(lo) > FLOAT32_MAX:
+                return None  # not a float32 (inf too): features.py names it
             continue
         count += 1
         sum_lat += la
