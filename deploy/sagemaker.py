@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy import sagemaker_alarms as alarms
+from deploy import sagemaker_ranges as ranges
 from deploy import sagemaker_requests as requests
 from deploy import sagemaker_rollout as rollout
 from deploy.errors import DeployError
@@ -151,6 +152,7 @@ def deploy(aws: Aws, rel: Release, sleep: Any = time.sleep) -> dict[str, Any]:
     from sagemaker.core.resources import Endpoint
 
     opts = rel.options
+    ranges.check(rel.endpoint, opts, rel.limits, rel.scaling)  # before any request: AWS would refuse late
     before = rollout.current(aws.sm, rel.endpoint)  # refuses a busy or broken endpoint first
     previous = before["EndpointConfigName"] if before else None
     if previous and rel.scaling is None and (scaled := alarms.scaled_variants(aws.autoscaling, rel.endpoint)):
@@ -271,11 +273,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def release_from(args: argparse.Namespace) -> Release:
     if not args.model_tar.is_file():
         raise DeployError(f"--model-tar {args.model_tar} does not exist")
-    if args.ab_weight is not None and not 0 < args.ab_weight < 1:
-        raise DeployError("--ab-weight must be between 0 and 1")
     scaling = None
     if args.autoscale:
         low, _, high = args.autoscale.partition(":")
+        if not (low.isdigit() and high.isdigit()):
+            raise DeployError(f"--autoscale takes MIN:MAX, two whole numbers, not {args.autoscale!r}; "
+                              "nothing was changed")
         scaling = alarms.Scaling(int(low), int(high), args.invocations_per_instance)
     guard = requests.Guardrails(args.traffic, args.step_percent, args.bake_seconds,
                                 args.termination_wait_seconds, min(28800, max(600, int(args.wait_seconds))))

@@ -1,0 +1,136 @@
+"""The deploy's options against the ranges SageMaker's API reference gives them, checked before
+anything is described, uploaded or created. AWS refuses an out-of-range value only when the request
+carrying it is sent, and UpdateEndpoint's DeploymentConfig (the guardrails) goes last: by then the
+release's model, endpoint config and alarms exist.
+
+The ranges (SageMaker API reference, and botocore's sagemaker-2017-07-24 model where it has them):
+TrafficRoutingConfig.WaitIntervalInSeconds 0..3600; BlueGreenUpdatePolicy.TerminationWaitInSeconds
+0..3600 and MaximumExecutionTimeoutInSeconds 600..28800, "larger than the total waiting time";
+CanarySize at most 50% of the variant's instances, LinearStepSize 10-50% (CapacitySize.Value >= 1);
+ProductionVariant.InitialInstanceCount >= 1; ServerlessConfig MemorySizeInMB 1024..6144 in 1 GB steps,
+MaxConcurrency 1..200; DataCaptureConfig.InitialSamplingPercentage 0..100; S3 URIs
+`(https|s3)://...` of at most 512 characters; EndpointName, EndpointConfigName and ModelName at most
+63 letters, digits and hyphens; Application Auto Scaling's MinCapacity >= 1 for endpoint variants.
+AutoRollbackConfiguration takes 1..10 alarms: the deploy always sends its two."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from deploy.errors import DeployError
+from deploy.sagemaker_alarms import AlarmLimits, Scaling
+from deploy.sagemaker_requests import TRAFFIC_TYPES, Guardrails, Options
+
+NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+NAME_MAX = 63
+RELEASE_SUFFIX = len("-20261201-090000")  # a release is named <endpoint>-<UTC stamp>
+S3_URI = re.compile(r"(https|s3)://[^/].*")
+S3_URI_MAX = 512
+STEP_PERCENT = {"CANARY": (1, 50), "LINEAR": (10, 50)}
+SERVERLESS_MEMORY_MB = (1024, 6144)
+
+
+def _outside(option: str, value: float, low: float, high: float | None, field: str) -> list[str]:
+    if low <= value and (high is None or value <= high):
+        return []
+    span = f"{low}..{high}" if high is not None else f"at least {low}"
+    return [f"{option} {value} is outside {span} ({field})"]
+
+
+def shifts(guard: Guardrails) -> int:
+    """How many traffic shifts an update makes; each is followed by a baking period (the canary's
+    second shift too: SageMaker bakes the full fleet once more before it ends the update)."""
+    if guard.traffic == "CANARY":
+        return 2
+    if guard.traffic == "LINEAR":
+        return math.ceil(100 / guard.step_percent)
+    return 1
+
+
+def _guardrails(guard: Guardrails) -> list[str]:
+    if guard.traffic not in TRAFFIC_TYPES:
+        return [f"--traffic {guard.traffic} is not one of {', '.join(TRAFFIC_TYPES)}"]
+    found = [*_outside("--bake-seconds", guard.wait_seconds, 0, 3600,
+                       "TrafficRoutingConfig.WaitIntervalInSeconds"),
+             *_outside("--termination-wait-seconds", guard.termination_wait_seconds, 0, 3600,
+                       "BlueGreenUpdatePolicy.TerminationWaitInSeconds"),
+             *_outside("--wait-seconds", guard.max_execution_seconds, 600, 28800,
+                       "BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds")]
+    if guard.traffic in STEP_PERCENT:
+        low, high = STEP_PERCENT[guard.traffic]
+        size = "CanarySize" if guard.traffic == "CANARY" else "LinearStepSize"
+        found += _outside(f"--step-percent (--traffic {guard.traffic})", guard.step_percent, low, high,
+                          f"TrafficRoutingConfig.{size}, CAPACITY_PERCENT of the variant's instances")
+    if found:
+        return found  # the total below means nothing with a value out of range
+    n = shifts(guard)
+    total = n * guard.wait_seconds + guard.termination_wait_seconds
+    if total >= guard.max_execution_seconds:
+        return [f"--traffic {guard.traffic} makes {n} shift(s), each baked --bake-seconds "
+                f"{guard.wait_seconds}, then --termination-wait-seconds {guard.termination_wait_seconds}: "
+                f"{total} s, which must stay under MaximumExecutionTimeoutInSeconds "
+                f"{guard.max_execution_seconds} (--wait-seconds, 600..28800)"]
+    return []
+
+
+def _s3(option: str, uri: str | None) -> list[str]:
+    if uri is None or (S3_URI.fullmatch(uri) and len(uri) <= S3_URI_MAX):
+        return []
+    return [f"{option} {uri!r} is not an s3:// (or https://) URI of at most {S3_URI_MAX} characters"]
+
+
+def _endpoint(endpoint: str) -> list[str]:
+    longest = NAME_MAX - RELEASE_SUFFIX
+    if NAME.fullmatch(endpoint) and len(endpoint) <= longest:
+        return []
+    return [f"--endpoint {endpoint!r} must be 1..{longest} letters, digits and hyphens, starting and ending "
+            f"with a letter or digit (its releases, {endpoint}-<UTC stamp>, name models and endpoint "
+            f"configs: at most {NAME_MAX})"]
+
+
+def problems(endpoint: str, options: Options, limits: AlarmLimits, scaling: Scaling | None) -> list[str]:
+    """Every option out of its range, each naming the option, its range and the API field."""
+    found = _endpoint(endpoint)
+    if options.serverless_memory_mb is None:
+        found += _outside("--instance-count", options.instance_count, 1, None,
+                          "ProductionVariant.InitialInstanceCount")
+        # only updates of instance endpoints carry the guardrails (serverless ones go without)
+        found += _guardrails(options.guardrails)
+    else:
+        low, high = SERVERLESS_MEMORY_MB
+        found += _outside("--serverless-memory-mb", options.serverless_memory_mb, low, high,
+                          "ServerlessConfig.MemorySizeInMB")
+        if options.serverless_memory_mb % 1024:
+            found.append(f"--serverless-memory-mb {options.serverless_memory_mb} is not a multiple of 1024 "
+                         "(ServerlessConfig.MemorySizeInMB: 1 GB steps)")
+        found += _outside("--serverless-max-concurrency", options.serverless_max_concurrency, 1, 200,
+                          "ServerlessConfig.MaxConcurrency")
+    if options.capture_s3_uri is not None:
+        found += _outside("--capture-percent", options.capture_percent, 0, 100,
+                          "DataCaptureConfig.InitialSamplingPercentage")
+    found += _s3("--capture-s3-uri", options.capture_s3_uri)
+    found += _s3("--async-output-s3-uri", options.async_output_s3_uri)
+    if options.ab_weight is not None and not 0 < options.ab_weight < 1:
+        found.append(f"--ab-weight {options.ab_weight} is outside 0..1, both excluded (each variant's "
+                     "InitialVariantWeight: a weight of 0 or 1 leaves one variant without traffic)")
+    # The alarms compare with >=: a limit of 0 trips on every minute with data and rolls every update back.
+    found += _outside("--max-5xx", limits.errors_5xx, 1, None, "the 5xx alarm's threshold")
+    found += _outside("--max-latency-ms", limits.latency_ms, 1, None, "the latency alarm's threshold")
+    if scaling is not None:
+        found += _outside("--autoscale MIN", scaling.min_instances, 1, None,
+                          "RegisterScalableTarget.MinCapacity for an endpoint variant")
+        if scaling.max_instances < scaling.min_instances:
+            found.append(f"--autoscale {scaling.min_instances}:{scaling.max_instances}: MAX is below MIN "
+                         "(RegisterScalableTarget.MaxCapacity)")
+        if scaling.invocations_per_instance <= 0:
+            found.append(f"--invocations-per-instance {scaling.invocations_per_instance} must be above 0 "
+                         "(TargetTrackingScalingPolicyConfiguration.TargetValue)")
+    return found
+
+
+def check(endpoint: str, options: Options, limits: AlarmLimits, scaling: Scaling | None) -> None:
+    """Raise a DeployError naming every option out of range; nothing has been sent yet."""
+    found = problems(endpoint, options, limits, scaling)
+    if found:
+        raise DeployError(f"options out of range: {'; '.join(found)}; nothing was changed")
