@@ -7,6 +7,7 @@ the frozen object. A bad value fails start-up with a message naming the variable
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -42,7 +43,7 @@ def _number(accept: Callable[[float], bool], rule: str) -> Callable[[str], float
 
     def parse(raw: str) -> float:
         value = float(raw)
-        if not accept(value):
+        if not math.isfinite(value) or not accept(value):
             raise ValueError(rule)
         return value
 
@@ -52,6 +53,7 @@ def _number(accept: Callable[[float], bool], rule: str) -> Callable[[str], float
 _payload_mb = _number(lambda v: 0 < v <= 100, "must be > 0 and <= 100 (batch transform's maximum)")
 _percent = _number(lambda v: 0 <= v <= 100, "must be between 0 and 100")
 _seconds = _number(lambda v: 1 <= v <= 3600, "must be between 1 and 3600 seconds")
+_rate = _number(lambda v: v >= 0, "must be a number of rows per second >= 0 (0: no cap)")
 
 
 def _log_level(raw: str) -> str:
@@ -225,7 +227,7 @@ class Settings:
     job_max_rows_per_second: float = env(
         "MLAPP_JOB_MAX_ROWS_PER_SECOND", 0.0,
         "Cap on the rows per second a batch job processes in a serve process, so that online requests "
-        "on the same host keep their latency (0: no cap).", _seconds,
+        "on the same host keep their latency (0: no cap).", _rate,
     )
     lease_seconds: float = env(
         "MLAPP_LEASE_SECONDS", 30.0,

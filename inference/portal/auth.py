@@ -58,7 +58,7 @@ class KeyChecker:
                 if self._failure is None:
                     log.warning("API keys could not be read from the store (%s)%s", type(exc).__name__,
                                 "; the last ones read stand" if self._known else "")
-                self._failure = f"API keys unreadable: {type(exc).__name__}"
+                self._failure = "API keys unreadable"
         if not self._known:
             raise unavailable(self._failure or "API keys not read yet")
         return self._hashes

@@ -20,38 +20,56 @@ RETRY_AFTER = 5  # seconds a client is told to wait
 
 
 class StoreHealth:
-    def __init__(self, store: Store, first_retry: float = 0.5, max_retry: float = 15.0) -> None:
+    """The background thread backs off (``first_retry`` doubling up to ``max_retry``) while nobody
+    asks, and a portal request tries at once (at most every ``min_gap`` seconds, waiting up to
+    ``demand_wait`` for the answer): a store that is back serves the next request, not the one
+    after the back-off."""
+
+    def __init__(self, store: Store, first_retry: float = 0.5, max_retry: float = 15.0,
+                 min_gap: float = 0.5, demand_wait: float = 1.0) -> None:
         self.store = store
         self.ready = False
-        self.reason = "not yet connected"
+        self.reason = "not yet connected"  # the driver's words: for the log, never for clients
         self._on_ready: list[Callable[[], None]] = []
         self._lock = threading.Lock()
-        self._first, self._max = first_retry, max_retry
+        self._first, self._max, self._gap, self._wait = first_retry, max_retry, min_gap, demand_wait
         self._stopped = threading.Event()
+        self._asked = threading.Event()
+        self._tried = threading.Condition()
+        self._attempts, self._last_attempt = 0, time.monotonic()
         if not self._try():
             threading.Thread(target=self._retry, name="mlapp-store", daemon=True).start()
 
     def _try(self) -> bool:
+        self._last_attempt = time.monotonic()
         try:
             self.store.migrate()
         except Exception as exc:  # any driver error: the store is not usable yet
-            self.reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            return False
-        with self._lock:
-            self.ready, self.reason = True, "ok"
-            waiting, self._on_ready = self._on_ready, []
-        for action in waiting:
-            action()
-        return True
+            self.reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            ok = False
+        else:
+            with self._lock:
+                self.ready, self.reason = True, "ok"
+                waiting, self._on_ready = self._on_ready, []
+            for action in waiting:
+                action()
+            ok = True
+        with self._tried:
+            self._attempts += 1
+            self._tried.notify_all()
+        return ok
 
     def _retry(self) -> None:
-        delay, attempts = self._first, 1
+        delay = self._first
         log.warning("portal store unavailable (%s); /ping and /invocations serve on, the portal answers "
                     "503 until it is back", self.reason)
-        while not self._stopped.wait(delay):
-            attempts += 1
+        while not self._stopped.is_set():
+            self._asked.wait(delay)
+            self._asked.clear()
+            if self._stopped.is_set():
+                return
             if self._try():
-                log.info("portal store reachable after %d attempts", attempts)
+                log.info("portal store reachable after %d attempts", self._attempts)
                 return
             delay = min(delay * 2, self._max)
 
@@ -64,15 +82,25 @@ class StoreHealth:
         action()
 
     def require(self) -> None:
+        if self.ready:
+            return
+        if time.monotonic() - self._last_attempt >= self._gap:  # ask the thread to try now
+            with self._tried:
+                seen = self._attempts
+                self._asked.set()
+                self._tried.wait_for(lambda: self.ready or self._attempts > seen, timeout=self._wait)
         if not self.ready:
-            raise unavailable(self.reason)
+            raise unavailable("it cannot be reached")
 
     def stop(self) -> None:
         self._stopped.set()
+        self._asked.set()
 
 
-def unavailable(reason: str) -> StoreUnavailable:
-    return StoreUnavailable(f"The portal's store is unavailable ({reason}); /invocations is not affected. "
+def unavailable(what: str) -> StoreUnavailable:
+    """The 503 of a portal request while the store is down. ``what`` is said to the client, so it
+    names no driver, host or port (the log has those)."""
+    return StoreUnavailable(f"The portal's store is unavailable ({what}); /invocations is not affected. "
                             f"Retry in {RETRY_AFTER} s", headers={"Retry-After": str(RETRY_AFTER)})
 
 

@@ -8,6 +8,7 @@ gauge to /metrics.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from inference.portal.auth import KeyChecker
 from inference.portal.capture import Capture
 from inference.portal.collector import JobsCollector
 from inference.portal.config import PortalConfig
-from inference.portal.health import StoreHealth, unavailable
+from inference.portal.health import RateLimitedLog, StoreHealth, unavailable
 from inference.portal.jobs import JobService
 from inference.portal.store import Store
 
@@ -48,6 +49,7 @@ def install(app: Flask, hosting: Hosting) -> None:
     # The schema is applied here or, while the store is down, by a retrying thread: a worker boots
     # (and /ping, /invocations serve) whatever state the store is in.
     health = StoreHealth(store)
+    store_errors = RateLimitedLog(logging.getLogger("inference.portal"))
     jobs = JobService(store, hosting.dataplane, PortalConfig.from_settings(settings))
     keys = KeyChecker(jobs.store, settings.auth)
     capture = Capture(jobs.store, settings.capture_percent) if settings.capture_percent else None
@@ -71,8 +73,10 @@ def install(app: Flask, hosting: Hosting) -> None:
     @api.errorhandler(InterfaceError)
     @api.errorhandler(sa_exc.TimeoutError)
     def _store_down(exc: Exception) -> Response:
-        # The store went away mid-request: a 503 naming it (the caller may retry), not a 500.
-        return current_app.handle_user_exception(unavailable(type(exc).__name__))  # type: ignore[return-value]
+        # The store went away mid-request: a 503 naming it (the caller may retry), not a 500; the
+        # driver's words (host, port) go to the log only.
+        store_errors.exception(f"portal store failed mid-request ({type(exc).__name__})")
+        return current_app.handle_user_exception(unavailable("a query failed"))  # type: ignore[return-value]
 
     @api.post("/api/providers/prediction/create")
     def create() -> Response:

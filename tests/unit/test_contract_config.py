@@ -148,3 +148,20 @@ def test_a_database_url_the_store_cannot_use_fails_start_up_naming_it(url: str) 
     with pytest.raises(SettingsError, match="MLAPP_DATABASE_URL"):
         Settings.from_env({"MLAPP_DATABASE_URL": url})
     assert Settings.from_env({"MLAPP_DATABASE_URL": "postgresql://u@h:5432/db"}).database_url
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("0", 0.0), ("100", 100.0), ("5000", 5000.0), ("2.5", 2.5)])
+def test_the_batch_rows_cap_is_a_rate_and_zero_means_no_cap(raw: str, expected: float) -> None:
+    assert Settings.from_env({"MLAPP_JOB_MAX_ROWS_PER_SECOND": raw}).job_max_rows_per_second == expected
+
+
+@pytest.mark.parametrize("raw", ["-1", "inf", "nan", "fast"])
+def test_the_batch_rows_cap_refuses_what_is_not_a_rate(raw: str) -> None:
+    with pytest.raises(SettingsError, match="MLAPP_JOB_MAX_ROWS_PER_SECOND"):
+        Settings.from_env({"MLAPP_JOB_MAX_ROWS_PER_SECOND": raw})
+
+
+@pytest.mark.parametrize("raw", ["inf", "nan"])
+def test_no_number_setting_takes_a_non_finite_value(raw: str) -> None:
+    with pytest.raises(SettingsError, match="MLAPP_LEASE_SECONDS"):
+        Settings.from_env({"MLAPP_LEASE_SECONDS": raw})
