@@ -173,8 +173,14 @@ class KeepAliveWorker(ThreadWorker):
             conn.parser.unreader.unread(head)
         # handle() answers errors itself; what escapes it (the SystemExit of gunicorn's timeout
         # abort) must end the worker, as it ends a sync worker.
+        keep = self.handle(conn)
+        # gthread's finish_request hands a connection whose next request is already buffered back
+        # to enqueue_req: inline here, each pipelined request was one call deeper, and the stack
+        # ran out after some 480. They are answered in this loop instead.
+        while keep is True and conn.parser.unreader.buf.getvalue():
+            keep = self.handle(conn)
         done: Future[Any] = Future()
-        done.set_result(self.handle(conn))
+        done.set_result(keep)
         self.finish_request(conn, done)
 
     def _may_keep_alive(self) -> bool:

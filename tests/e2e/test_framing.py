@@ -1,0 +1,76 @@
+"""HTTP framing on a real `serve` (issue 26), over raw sockets: a long pipeline on gunicorn's path,
+a body that ends before its Content-Length, and the errors the server itself answers, which are
+JSON in the project's error shape like every other answer."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from container.paths import MLPaths
+from tests.e2e.helpers import free_port, start_serve, stop, wait_ready
+
+pytestmark = pytest.mark.e2e
+
+CSV_ROWS = b"1,2,3,4,5,6\n" * 3
+
+
+@pytest.fixture(scope="module")
+def port(numeric_model: MLPaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    port, log = free_port(), tmp_path_factory.mktemp("framing") / "serve.log"
+    proc = start_serve(numeric_model.base, port, log, workers=1)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/ping", proc=proc)
+        yield port
+    finally:
+        stop(proc)
+
+
+def _connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=30)
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    parts = []
+    while chunk := sock.recv(1 << 16):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _split(raw: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """Status line, header fields (lower-case names) and body of one whole answer."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    fields = {k.lower(): v for k, _, v in (x.partition(b": ") for x in lines)}
+    return status, fields, body
+
+
+def _answers(data: bytes) -> list[bytes]:
+    """The answers in ``data``, each framed by its Content-Length."""
+    answers = []
+    while data:
+        head_end = data.index(b"\r\n\r\n") + 4
+        length = int(_split(data[:head_end])[1].get(b"content-length", b"0"))
+        answers.append(data[:head_end + length])
+        data = data[head_end + length:]
+    return answers
+
+
+def test_thousands_of_pipelined_requests_on_gunicorns_path_are_all_answered(port: int) -> None:
+    # A Flask route and a hot one the fast lane leaves to gunicorn (TE): both parsed by gunicorn,
+    # the next one already buffered when each is answered.
+    requests = [b"GET /execution-parameters HTTP/1.1\r\nHost: a\r\n\r\n",
+                b"GET /ping HTTP/1.1\r\nHost: a\r\nTE: trailers\r\n\r\n"] * 1000
+    closing = b"GET /ping HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    with _connect(port) as sock:
+        # sent from a thread: the answers come back while the requests are still going out
+        sender = threading.Thread(target=sock.sendall, args=(b"".join(requests) + closing,))
+        sender.start()
+        answers = _answers(_until_closed(sock))
+        sender.join()
+    assert len(answers) == len(requests) + 1
+    assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers)
