@@ -135,12 +135,15 @@ class Dates:
 
 
 _SERVER = f"Server: {SERVER}\r\nDate: ".encode("latin-1")
-_KEEP_ALIVE = b"\r\nConnection: keep-alive\r\n"
+KEEP_ALIVE = b"\r\nConnection: keep-alive\r\n"
+CLOSE = b"\r\nConnection: close\r\n"
 _BLANKS = " \t"  # gunicorn strips these around a header value (RFC 9110 5.5)
 
 
-def response(status: str, headers: list[tuple[str, str]], body: bytes, date: bytes) -> bytes:
-    """The bytes gunicorn writes for this answer on a kept-alive HTTP/1.1 connection."""
+def response(status: str, headers: list[tuple[str, str]], body: bytes, date: bytes,
+             connection: bytes = KEEP_ALIVE) -> bytes:
+    """The bytes gunicorn writes for this answer on an HTTP/1.1 connection (kept alive unless
+    ``connection`` is CLOSE)."""
     fields = "".join(f"{name}: {value.strip(_BLANKS)}\r\n" for name, value in headers)
-    return b"".join((b"HTTP/1.1 ", status.encode("latin-1"), b"\r\n", _SERVER, date, _KEEP_ALIVE,
+    return b"".join((b"HTTP/1.1 ", status.encode("latin-1"), b"\r\n", _SERVER, date, connection,
                      fields.encode("latin-1"), b"\r\n", body))

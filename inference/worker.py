@@ -21,6 +21,11 @@ why); the connection stays registered with the loop, so a kept-alive client cost
 changes between its requests. Everything else, and every request while the worker is stopping
 or about to close the connection, takes gunicorn's path as before.
 
+A body that ends before its Content-Length (the client closed its side, or went away) is never
+handed to a route as if it were whole: on both paths the request is answered 400 (the JSON error
+every route answers, ``bad_input``) with ``Connection: close``, and the connection closes. A route
+that does not read its body (a 404, a 405) answers as it does, and the connection closes after.
+
 New connections are spread evenly over the workers (inference/balance.py says why and how).
 
 The access lines of the requests one pass of the loop answers are written together when the
@@ -39,10 +44,12 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
+from gunicorn.http.body import LengthReader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from inference import fastlane, metrics
 from inference.balance import Balancer
+from inference.errors import BadInput
 from inference.hotpath import HotPath, access_lines
 
 # A head this long without its blank line goes to gunicorn's parser, which answers 400 (its own
@@ -64,12 +71,58 @@ def _head_complete(head: bytes) -> bool:
     return len(head) >= HEAD_LIMIT or any(end in head for end in _HEAD_ENDS)
 
 
+def _ended_early(length: int) -> BadInput:
+    return BadInput(f"The request body ended before the {length} bytes its Content-Length gives; "
+                    "send the whole body")
+
+
+class _EndedEarly:
+    """The fast lane's wsgi.input for a body that ended early: reading it raises what gunicorn's
+    path raises (_WholeBody), so the route answers the same 400."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def read(self, size: int = -1) -> bytes:
+        raise _ended_early(self.length)
+
+
+class _WholeBody(LengthReader):
+    """gunicorn's Content-Length reader, which returns a short body as if it were all; this one
+    raises instead, and makes the answer close the connection (where the next request would
+    start is unknown)."""
+
+    def __init__(self, req: Any, reader: Any) -> None:
+        super().__init__(reader.unreader, reader.length)
+        self.req, self.declared = req, reader.length
+
+    def read(self, size: int) -> bytes:
+        wanted = min(self.length, size)
+        data: bytes = super().read(size)
+        if len(data) < wanted:
+            self.req.force_close()
+            raise _ended_early(self.declared)
+        return data
+
+
 class KeepAliveWorker(ThreadWorker):
     hot: HotPath | None = None
     balancer: Balancer | None = None
 
     def get_thread_pool(self) -> Any:
         return _NoPool()
+
+    def handle_request(self, req: Any, conn: Any) -> bool:
+        reader = req.body.reader
+        if type(reader) is LengthReader and reader.length:
+            req.body.reader = _WholeBody(req, reader)
+        return bool(super().handle_request(req, conn))
+
+    def _keepalive_after(self, conn: Any, keepalive: bool) -> bool:
+        try:
+            return bool(super()._keepalive_after(conn, keepalive))
+        except BadInput:  # a body the route left unread ended early: its answer is out, only close
+            return False
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
@@ -206,6 +259,7 @@ class KeepAliveWorker(ThreadWorker):
             if len(buf) < end:
                 rest = _read_exactly(conn.sock, end - len(buf))
                 if rest is None:
+                    self._refuse_ended_early(conn, route, request)
                     return _CLOSED
                 buf += rest
             request.environ["wsgi.input"] = io.BytesIO(buf[request.head_size:end])
@@ -216,6 +270,14 @@ class KeepAliveWorker(ThreadWorker):
             conn.head = buf[end:]
             if not _head_complete(conn.head):
                 return _KEPT
+
+    def _refuse_ended_early(self, conn: Any, route: Any, request: fastlane.Request) -> None:
+        """The 400 gunicorn's path answers for a body that ended early, closing the connection."""
+        assert self.hot is not None
+        request.environ["wsgi.input"] = _EndedEarly(request.body_size)
+        status, headers, body = self.hot.respond(route, request.environ)
+        self.nr += 1
+        _send(conn.sock, fastlane.response(status, headers, body, self.dates.now(), fastlane.CLOSE))
 
 
 def _read_exactly(sock: socket.socket, size: int) -> bytes | None:

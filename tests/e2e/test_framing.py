@@ -4,6 +4,7 @@ JSON in the project's error shape like every other answer."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -74,3 +75,34 @@ def test_thousands_of_pipelined_requests_on_gunicorns_path_are_all_answered(port
         sender.join()
     assert len(answers) == len(requests) + 1
     assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers)
+
+
+def _short_body(port: int, extra: bytes = b"", path: bytes = b"/invocations") -> bytes:
+    """A POST whose Content-Length says three rows, of which two are sent, then a half-close."""
+    head = (b"POST " + path + b" HTTP/1.1\r\nHost: a\r\nContent-Type: text/csv\r\nX-Request-Id: short-1\r\n"
+            b"Content-Length: %d\r\n" % len(CSV_ROWS) + extra + b"\r\n")
+    with _connect(port) as sock:
+        sock.sendall(head + CSV_ROWS[:24])
+        sock.shutdown(socket.SHUT_WR)
+        return _until_closed(sock)
+
+
+def _without_date(answer: bytes) -> bytes:
+    return b"\r\n".join(x for x in answer.split(b"\r\n") if not x.startswith(b"Date: "))
+
+
+def test_a_body_shorter_than_its_content_length_is_refused_alike_on_both_paths(port: int) -> None:
+    fast = _short_body(port)
+    slow = _short_body(port, b"TE: trailers\r\n")  # the same request, parsed by gunicorn
+    assert _without_date(fast) == _without_date(slow)
+    status, fields, body = _split(fast)
+    assert status == b"HTTP/1.1 400 BAD REQUEST"
+    assert fields[b"connection"] == b"close" and fields[b"content-type"] == b"application/json"
+    error = json.loads(body)
+    assert error["request_id"] == "short-1" and error["error"]["code"] == "bad_input"
+    assert "Content-Length" in error["error"]["message"]
+
+
+def test_a_route_that_leaves_a_short_body_unread_answers_once(port: int) -> None:
+    answer = _short_body(port, path=b"/execution-parameters")  # a GET route: 405, body unread
+    assert len(_answers(answer)) == 1 and _split(answer)[0].startswith(b"HTTP/1.1 405 ")
