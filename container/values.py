@@ -33,3 +33,15 @@ def plain(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+EXACT_INT = 2**53  # beyond this a JSON number loses digits in JavaScript and in every float64 reader
+
+
+def identifier(value: Any) -> Any:
+    """An id as answers carry it: ``plain``, and an integer a float64 cannot hold exactly as its
+    decimal string (CSV and JSON inputs give the same answer for a 19-digit device id)."""
+    value = plain(value)
+    if type(value) is int and not -EXACT_INT <= value <= EXACT_INT:
+        return str(value)
+    return value

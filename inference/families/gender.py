@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from container.mediatypes import CSV
-from container.values import plain
+from container.values import identifier
 from inference import codecs
 from inference.codecs import Inputs, Outputs
 from inference.errors import BadInput
@@ -180,9 +180,9 @@ class Predictor(ModelFiles):
         records = inputs.records if inputs is not None else None
         if records is not None:
             if any("device_id" in r for r in records):
-                columns["device_id"] = [plain(r.get("device_id", np.nan)) for r in records]
+                columns["device_id"] = [identifier(r.get("device_id", np.nan)) for r in records]
         elif inputs is not None and inputs.table is not None and "device_id" in inputs.table.columns:
-            columns["device_id"] = [plain(v) for v in inputs.table["device_id"].tolist()]
+            columns["device_id"] = [identifier(v) for v in inputs.table["device_id"].tolist()]
         columns["label"] = label_values
         columns["probability"] = confidence
         columns[self.score_column] = scores

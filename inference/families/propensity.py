@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from container.values import boolean, plain
+from container.values import boolean, identifier
 from inference.codecs import Inputs, Outputs
 from inference.errors import BadInput
 from inference.predictors import ModelFiles, OutputSpec
@@ -161,5 +161,5 @@ def _plain_all(values: list[Any]) -> list[Any]:
     """Ids as given; strings (the usual case) pass through untouched."""
     if all(type(v) is str for v in values):
         return values
-    return [plain(v) for v in values]
+    return [identifier(v) for v in values]
 

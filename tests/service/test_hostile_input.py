@@ -240,3 +240,29 @@ def test_an_empty_json_array_is_a_204_without_a_content_type(client: FlaskClient
     resp = client.post("/invocations", data="[]", content_type="application/json")
     assert resp.status_code == 204 and resp.get_data() == b""
     assert "Content-Type" not in resp.headers
+
+
+# ----------------------------------------------------------------- ids keep their precision (issue 27)
+def test_a_device_id_beyond_2_53_is_the_same_string_from_csv_and_json(client: FlaskClient) -> None:
+    from training.gender import synth
+
+    devices = factories.devices(3, seed=11).drop(columns=["gender"])
+    devices["device_id"] = ["-6401643145415154744", "9223372036854775807", "42"]
+    records = json.loads(devices.to_json(orient="records"))
+    as_numbers = json.loads(json.dumps(records).replace('"device_id": "-6401643145415154744"', '"device_id": -6401643145415154744')
+                            .replace('"device_id": "9223372036854775807"', '"device_id": 9223372036854775807')
+                            .replace('"device_id": "42"', '"device_id": 42'))
+    csv_body = synth.to_csv_frame(devices).to_csv(index=False)
+    answers = {
+        "json strings": client.post("/invocations", json=records),
+        "json numbers": client.post("/invocations", json=as_numbers),
+        "json numbers, many": client.post("/invocations", json=as_numbers * 4),
+        "csv": client.post("/invocations", data=csv_body, content_type="text/csv",
+                           headers={"Accept": "application/json"}),
+    }
+    for name, resp in answers.items():
+        ids = [p["device_id"] for p in resp.get_json()["predictions"]][:3]
+        if name == "json strings":
+            assert ids == ["-6401643145415154744", "9223372036854775807", "42"]
+        else:  # numbers that fit a double stay numbers; the others come back exact, as strings
+            assert ids == ["-6401643145415154744", "9223372036854775807", 42], name
