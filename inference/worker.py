@@ -25,6 +25,8 @@ A body that ends before its Content-Length (the client closed its side, or went 
 handed to a route as if it were whole: on both paths the request is answered 400 (the JSON error
 every route answers, ``bad_input``) with ``Connection: close``, and the connection closes. A route
 that does not read its body (a 404, a 405) answers as it does, and the connection closes after.
+What gunicorn itself refuses (a bad request line or header, an over-long URL or head) is answered
+in the same JSON shape, not gunicorn's HTML page.
 
 New connections are spread evenly over the workers (inference/balance.py says why and how).
 
@@ -37,6 +39,7 @@ the pass it was in.
 from __future__ import annotations
 
 import io
+import json
 import selectors
 import socket
 import time
@@ -44,16 +47,19 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
+from gunicorn import util
 from gunicorn.http.body import LengthReader
+from gunicorn.http.errors import LimitRequestHeaders
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from container.logs import request_id_var
 from inference import fastlane, metrics
 from inference.balance import Balancer
-from inference.errors import BadInput
-from inference.hotpath import HotPath, access_lines
+from inference.errors import BadInput, ServiceError
+from inference.hotpath import REQUEST_ID_HEADERS, HotPath, access_lines, request_id, status_line
 
-# A head this long without its blank line goes to gunicorn's parser, which answers 400 (its own
-# limits: 8190-byte request line, 100 fields of 8190 bytes).
+# A head this long without its blank line is refused (431) by the worker: gunicorn's parser would
+# wait for the rest (its own limits allow 100 fields of 8190 bytes) with the loop blocked.
 HEAD_LIMIT = 64 * 1024
 _HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
 # What _serve_fast did with a connection.
@@ -69,6 +75,10 @@ class _NoPool:
 
 def _head_complete(head: bytes) -> bool:
     return len(head) >= HEAD_LIMIT or any(end in head for end in _HEAD_ENDS)
+
+
+def _overlong(head: bytes) -> bool:
+    return len(head) >= HEAD_LIMIT and not any(end in head for end in _HEAD_ENDS)
 
 
 def _ended_early(length: int) -> BadInput:
@@ -105,12 +115,43 @@ class _WholeBody(LengthReader):
         return data
 
 
+def _field(req: Any, name: str) -> str | None:
+    upper = name.upper()
+    return next((value for key, value in getattr(req, "headers", None) or () if key == upper), None)
+
+
+def _write_json_error(sock: Any, status: int, reason: str, message: str) -> None:
+    """gunicorn's util.write_error (called by handle_error only) in the project's JSON error shape."""
+    error = ServiceError(message or "Internal error; see the server log for this request id")
+    if status != 500:
+        error.status, error.code = status, reason.lower().replace(" ", "_")  # hosting.py's naming
+    rid = request_id_var.get() or request_id(())
+    body = json.dumps(error.body(rid)).encode()
+    head = (f"HTTP/1.1 {status_line(status)}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nX-Request-Id: {rid}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
 class KeepAliveWorker(ThreadWorker):
     hot: HotPath | None = None
     balancer: Balancer | None = None
 
     def get_thread_pool(self) -> Any:
         return _NoPool()
+
+    def init_process(self) -> None:
+        util.write_error = _write_json_error  # this process serves this worker alone
+        super().init_process()
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        # gunicorn picks the status and logs the refusal; the request id set here is in its log
+        # line and in the JSON answer (_write_json_error).
+        parsed = req or getattr(exc, "req", None)  # a refused header's exception holds its request
+        token = request_id_var.set(request_id(_field(parsed, name) for name in REQUEST_ID_HEADERS))
+        try:
+            super().handle_error(req, client, addr, exc)
+        finally:
+            request_id_var.reset(token)
 
     def handle_request(self, req: Any, conn: Any) -> bool:
         reader = req.body.reader
@@ -207,6 +248,12 @@ class KeepAliveWorker(ThreadWorker):
         if complete is None:
             self.nr_conns -= 1
             conn.close()
+            return
+        if _overlong(conn.head):
+            self.nr_conns -= 1
+            self.handle_error(None, conn.sock, conn.client,
+                              LimitRequestHeaders(f"no end of the request head in {HEAD_LIMIT} bytes"))
+            conn.close(graceful=True)  # as gthread closes what it refused: no reset cuts the answer
             return
         conn.data_ready = True
         self.enqueue_req(conn)

@@ -106,3 +106,37 @@ def test_a_body_shorter_than_its_content_length_is_refused_alike_on_both_paths(p
 def test_a_route_that_leaves_a_short_body_unread_answers_once(port: int) -> None:
     answer = _short_body(port, path=b"/execution-parameters")  # a GET route: 405, body unread
     assert len(_answers(answer)) == 1 and _split(answer)[0].startswith(b"HTTP/1.1 405 ")
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", b"414"),
+    (b"GARBAGE\r\n\r\n", b"400"),
+    (b"GET /ping HTTP/1.1\r\nBad Name: x\r\n\r\n", b"400"),
+    (b"GET /ping HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", b"400"),
+    (b"GET /ping HTTP/1.1\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", b"431"),
+    (b"GET /ping HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 120 + b"\r\n", b"431"),
+    (b"POST /invocations HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", b"400"),
+    (b"POST /invocations HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: foo\r\n\r\n", b"501"),
+    (b"GET /ping HTTP/1.1\r\n" + b"x" * 70_000, b"431"),  # no end of head within the worker's limit
+])
+def test_what_the_server_refuses_itself_is_a_json_error(port: int, raw: bytes, status: bytes) -> None:
+    with _connect(port) as sock:
+        sock.sendall(raw)
+        answer = _until_closed(sock)
+    line, fields, body = _split(answer)
+    assert line.split(b" ")[1] == status, answer[:300]
+    assert fields[b"content-type"] == b"application/json" and fields[b"connection"] == b"close"
+    assert int(fields[b"content-length"]) == len(body)
+    error = json.loads(body)
+    assert set(error) == {"error", "request_id"} and error["request_id"]
+    assert fields[b"x-request-id"].decode() == error["request_id"]
+    assert isinstance(error["error"]["code"], str) and error["error"]["message"]
+
+
+def test_a_refused_request_keeps_the_request_id_it_sent(port: int) -> None:
+    with _connect(port) as sock:  # its head was read before the refusal
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: a\r\nX-Request-Id: mine-7\r\n"
+                     b"Transfer-Encoding: gzip\r\n\r\n")
+        line, fields, body = _split(_until_closed(sock))
+    assert line.startswith(b"HTTP/1.1 400 ") and fields[b"x-request-id"] == b"mine-7"
+    assert json.loads(body)["request_id"] == "mine-7"
