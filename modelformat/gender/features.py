@@ -159,6 +159,8 @@ def _parse_one(value: Any) -> tuple[dt.datetime | None, bool]:
     if _is_missing(value):
         return None, True
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if type(value) is int and abs(value) > _EPOCH_LIMIT:
+            return None, True  # float() may overflow: unreadable, as _parse_times has it
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip()
@@ -221,6 +223,14 @@ def _us(stamps: pd.Series) -> pd.Series:
     return stamps.dt.as_unit("us")
 
 
+def _epoch_number(value: Any) -> Any:
+    """A value _parse_times reads as epoch seconds, or None: text is read as text, and an integer
+    beyond _EPOCH_LIMIT is unreadable (pandas refuses a whole column holding one beyond float64)."""
+    if isinstance(value, str) or (type(value) is int and abs(value) > _EPOCH_LIMIT):
+        return None
+    return value
+
+
 def _parse_times(values: np.ndarray) -> pd.Series:
     """Wall-clock datetimes (NaT where unreadable) from text or epoch seconds, freely mixed.
 
@@ -231,7 +241,7 @@ def _parse_times(values: np.ndarray) -> pd.Series:
     stamps = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us]")
     is_num = pd.Series(False, index=raw.index)
     if set(map(type, values)) - {str}:
-        num = pd.to_numeric(raw.where(raw.map(lambda v: not isinstance(v, str))), errors="coerce")
+        num = pd.to_numeric(raw.map(_epoch_number), errors="coerce")
         num = num.where(num.abs() <= _EPOCH_LIMIT)  # beyond pandas' datetimes: unreadable, not an error
         is_num = num.notna()
         if is_num.any():

@@ -163,7 +163,8 @@ def test_answers_are_the_same_on_both_paths_for_odd_but_valid_records(client: Fl
            _record(phone_brand=None, device_model=7), _record(event_lats=[], event_lons=[]),
            _record(installed_apps="app_1|app_2", app_categories="Games"), _record(device_id=2**60),
            _record(event_lats=[10**20, 31.3]), _record(event_lats=[31.2], event_lons=[121.4, 121.5]),
-           _record(event_lats=[31.2, "x"])]
+           _record(event_lats=[31.2, "x"]), _record(event_timestamps=[10**400, "2016-05-01 17:02:47"]),
+           _record(event_timestamps=[-(10**30), 1462121000])]
     alone = [client.post("/invocations", json=[record]).get_json()["predictions"][0] for record in odd]
     for record, one in zip(odd, alone, strict=True):
         many = client.post("/invocations", json=[record] * n).get_json()["predictions"]

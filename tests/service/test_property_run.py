@@ -32,12 +32,20 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(-(10**30), 10**30),
 json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=5),
                                                             st.dictionaries(st.text(max_size=10), inner, max_size=5)),
                            max_leaves=12)
-field_values = st.one_of(scalars, st.lists(scalars, max_size=4), st.sampled_from(["vivo", "1|2|3", "a b", ""]))
+# What an auditor sent (issue 26): integers of hundreds of digits, lone surrogates, lists inside lists.
+huge = st.integers(-(10**400), 10**400)
+surrogates = st.text(alphabet=st.characters(categories=["Cs"]), min_size=1, max_size=3)
+odd_scalars = st.one_of(scalars, huge, surrogates)
+items = st.one_of(odd_scalars, st.lists(scalars, max_size=2), st.dictionaries(st.text(max_size=4), scalars, max_size=2))
+field_values = st.one_of(odd_scalars, st.lists(scalars, max_size=4), st.lists(items, max_size=4),
+                         st.sampled_from(["vivo", "1|2|3", "a b", ""]))
 records = st.lists(st.dictionaries(st.sampled_from([*RAW_FIELDS, "events", "extra", "truth"]), field_values,
                                    max_size=len(RAW_FIELDS) + 2), max_size=4)
-# Real records with one field swapped for a generated value: valid shape, odd content.
-mutated = st.builds(lambda n, key, value: [{**REAL[n], key: value}],
-                    st.integers(0, len(REAL) - 1), st.sampled_from([*RAW_FIELDS, "events"]), field_values)
+# Real records with one field swapped for a generated value: valid shape, odd content; sent alone and
+# as a batch of more than the few-record path takes (FEW_RECORDS), so both paths meet each value.
+one_mutated = st.builds(lambda n, key, value: {**REAL[n], key: value},
+                        st.integers(0, len(REAL) - 1), st.sampled_from([*RAW_FIELDS, "events"]), field_values)
+mutated = st.builds(lambda record, copies: [record] * copies, one_mutated, st.sampled_from([1, 1, 3, 9, 12]))
 cells = st.one_of(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters=",\n\r"),
                           max_size=12),
                   st.integers(-(10**6), 10**6).map(str), st.floats().map(str))
@@ -109,3 +117,30 @@ def test_generated_requests_never_get_a_5xx_or_a_traceback(app: Flask) -> None:
     print(f"property run: {total} requests, statuses {dict(sorted(statuses.items()))}")
     assert total >= REQUESTS
     assert statuses[200] >= REQUESTS // 50  # valid requests were generated and answered, not only errors
+
+
+@pytest.mark.slow
+def test_a_record_gets_the_same_answer_alone_and_in_a_batch(app: Flask) -> None:
+    """The few-record path (up to FEW_RECORDS) and the general one read every record alike: the same
+    status, and the same prediction for each copy."""
+    client = app.test_client()
+    compared: Counter[int] = Counter()
+
+    @given(record=one_mutated, copies=st.sampled_from([2, 9, 12]))
+    @settings(max_examples=REQUESTS // 10, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    def exercise(record: dict[str, Any], copies: int) -> None:
+        alone = client.post("/invocations", data=_json([record]), content_type="application/json")
+        batch = client.post("/invocations", data=_json([record] * copies), content_type="application/json")
+        assert alone.status_code == batch.status_code, (record, alone.get_data(as_text=True)[:200],
+                                                        batch.get_data(as_text=True)[:200])
+        compared[alone.status_code] += 1
+        if alone.status_code == 200:
+            one = alone.get_json()["predictions"][0]
+            assert all(row == one for row in batch.get_json()["predictions"]), record
+        else:
+            assert alone.get_json()["error"]["message"] == batch.get_json()["error"]["message"]
+
+    exercise()
+    print(f"alone vs batch: {dict(compared)}")
+    assert compared[200] >= REQUESTS // 100 and sum(compared[s] for s in compared if s >= 400) >= REQUESTS // 100
