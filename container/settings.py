@@ -74,6 +74,24 @@ def _paths(raw: str) -> tuple[str, ...]:
     return tuple(os.path.abspath(p) for p in raw.split(":") if p.strip())
 
 
+# SAGEMAKER_INFERENCE_OUTPUT's keys for a binary classifier, as AWS's built-in XGBoost container reads
+# them (sagemaker-xgboost-container, algorithm_mode/serve_utils.py); its regression key
+# predicted_score has no meaning for a classifier (AWS answers NaN for it) and is refused here.
+INFERENCE_KEYS = ("predicted_label", "labels", "probability", "probabilities", "raw_score", "raw_scores")
+
+
+def _inference_keys(raw: str) -> tuple[str, ...]:
+    """'predicted_label, Probability' -> ('predicted_label', 'probability'): comma-separated, spaces
+    dropped and lower-cased as AWS's container does; an unknown or repeated key is refused."""
+    keys = tuple(k for k in raw.replace(" ", "").lower().split(",") if k)
+    unknown = [k for k in keys if k not in INFERENCE_KEYS]
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)}; the keys are {', '.join(INFERENCE_KEYS)}")
+    if len(set(keys)) != len(keys):
+        raise ValueError("names a key twice")
+    return keys
+
+
 def _str(raw: str) -> str:
     return raw.strip()
 
@@ -175,6 +193,18 @@ class Settings:
     batch: bool = env(
         "SAGEMAKER_BATCH", False,
         "Batch transform mode: one output line per input line.", _bool,
+    )
+    inference_output: tuple[str, ...] = env(
+        "SAGEMAKER_INFERENCE_OUTPUT", (),
+        "Keys of each gender answer, in this order, as AWS's built-in XGBoost container reads them "
+        "(comma-separated: " + ", ".join(INFERENCE_KEYS) + "; README, Output keys); unset: label, "
+        "probability, probability_<positive>.", _inference_keys, shown_default="(unset)",
+    )
+    inference_supported: tuple[str, ...] = env(
+        "SAGEMAKER_INFERENCE_SUPPORTED", (),
+        "Keys a deployment declares the container may be asked for, as Autopilot's container "
+        "definitions list them; when set, SAGEMAKER_INFERENCE_OUTPUT must be among them.",
+        _inference_keys, shown_default="(unset)",
     )
     model_name: str = env(
         "MODEL_NAME", "",
@@ -279,6 +309,7 @@ class Settings:
                 values[f.name] = f.metadata["parse"](raw)
             except ValueError as exc:
                 raise SettingsError(f"{f.metadata['env']}={raw!r} is invalid: {exc}") from None
+        _check_supported(values.get("inference_output", ()), values.get("inference_supported"))
         if "base_dir" not in values:
             values["base_dir"] = str(base_dir(source))
         if "workers" not in values:
@@ -321,6 +352,16 @@ class Settings:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{os.path.join(self.resolved_data_dir, 'mlapp.db')}"
+
+
+def _check_supported(output: tuple[str, ...], supported: tuple[str, ...] | None) -> None:
+    """SAGEMAKER_INFERENCE_OUTPUT within SAGEMAKER_INFERENCE_SUPPORTED, where that is set (the check
+    SageMaker's Python SDK makes against Autopilot's container definitions before deploying)."""
+    outside = [k for k in output if supported is not None and k not in supported]
+    if outside:
+        raise SettingsError(f"SAGEMAKER_INFERENCE_OUTPUT={','.join(output)!r} is invalid: "
+                            f"{', '.join(outside)} not in SAGEMAKER_INFERENCE_SUPPORTED "
+                            f"({','.join(supported or ())})")
 
 
 def markdown_table() -> str:

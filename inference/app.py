@@ -7,11 +7,13 @@ Only this module and `serve` know that both exist; the hosting core never import
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from flask import Flask
 
 from container.settings import Settings
+from inference import predictors
 from inference.dataplane import DataPlane
 from inference.hosting import Hosting, Plugin, create_hosting_app
 from inference.predictors import Predictor
@@ -25,10 +27,13 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     root = Path(settings.model_repository) if settings.model_repository else settings.paths.models_dir
     # /ping stays instant and says 503 while loading; a prediction that arrives at a worker
     # still warming up waits for it rather than failing (other workers may already be ready).
+    # SAGEMAKER_INFERENCE_OUTPUT reaches every model the registry loads (default and multi-model).
+    loader = partial(predictors.load, output_keys=settings.inference_output) \
+        if settings.inference_output else None
     registry = ModelRegistry.for_directory(settings.paths.model_dir, root, settings.model_threads,
                                            settings.model_name or None,
-                                           load_wait=max(1.0, settings.timeout - 5.0), predictor=predictor,
-                                           deferred=True)
+                                           load_wait=max(1.0, settings.timeout - 5.0), loader=loader,
+                                           predictor=predictor, deferred=True)
     hosting = Hosting(settings, registry, DataPlane(registry, settings.default_accept, settings.batch))
     app = create_hosting_app(hosting)
     if plugins is None:

@@ -401,6 +401,9 @@ class Outputs:
 
     columns: dict[str, Sequence[Any]]
     csv_columns: Sequence[str]
+    # CSV cells as AWS's built-in containers write selected keys (SAGEMAKER_INFERENCE_OUTPUT):
+    # a list as its Python text in quotes ("[0.9, 0.1]", "['F', 'M']"), a float as repr.
+    aws_cells: bool = False
 
     @property
     def n_rows(self) -> int:
@@ -458,6 +461,20 @@ def _csv_cells(column: Sequence[Any]) -> Sequence[str]:
 _FLOAT_CELL = "{:.6g}".format
 
 
+def aws_cell(value: Any) -> str:
+    """One value as AWS's XGBoost container writes it in a CSV answer of selected keys
+    (serve_utils._encode_selected_predictions_csv: '"{}"'.format(a list), else str(value)); a quote
+    inside is doubled and a string holding a comma quoted, where AWS's text would not be CSV."""
+    if isinstance(value, (list, tuple)):
+        return '"' + str(list(value)).replace('"', '""') + '"'
+    return csv_cell(value) if isinstance(value, str) else str(value)
+
+
+def _aws_csv(outputs: Outputs) -> bytes:
+    cols = [outputs.columns[c] for c in outputs.csv_columns]
+    return "".join(",".join(map(aws_cell, row)) + "\n" for row in zip(*cols, strict=True)).encode()
+
+
 _MANY_JSON_ROWS = 64  # from here a JSON answer is written column-wise by pandas, below it directly
 # Each plain type as json.dumps(..., ensure_ascii=False) writes it (its C encoder's own calls),
 # except a float that is not finite: repr's 'nan', 'inf' and '-inf' where json.dumps writes NaN,
@@ -499,6 +516,8 @@ def _json_predictions(columns: dict[str, Sequence[Any]]) -> str | None:
 def encode(outputs: Outputs, media_type: str, batch: bool = False) -> tuple[bytes, str]:
     """Body and its content type; batch mode writes exactly one line per input row."""
     if media_type == CSV:
+        if outputs.aws_cells:
+            return _aws_csv(outputs), CSV
         cols = [outputs.columns[c] for c in outputs.csv_columns]
         if cols and all(len(col) == 1 for col in cols):  # one row, the usual answer: no zip, no generator
             return (",".join([csv_cell(col[0]) for col in cols]) + "\n").encode(), CSV

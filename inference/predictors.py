@@ -101,10 +101,17 @@ def describe(manifest: dict[str, Any]) -> OutputSpec:
     return spec
 
 
-def load(model_dir: Path, threads: int = 1, name: str | None = None) -> Predictor:
-    """The predictor for a model directory made by `train` (not yet warmed up)."""
+def load(model_dir: Path, threads: int = 1, name: str | None = None,
+         output_keys: tuple[str, ...] = ()) -> Predictor:
+    """The predictor for a model directory made by `train` (not yet warmed up). ``output_keys``
+    (SAGEMAKER_INFERENCE_OUTPUT) reach a family that answers in them (``SELECTABLE_OUTPUT``);
+    the others answer as always."""
     manifest = manifest_io.read(model_dir)
-    predictor: Predictor = _family(manifest).Predictor(model_dir, manifest, threads, name)
+    module = _family(manifest)
+    if output_keys and getattr(module, "SELECTABLE_OUTPUT", False):
+        selected: Predictor = module.Predictor(model_dir, manifest, threads, name, output_keys=output_keys)
+        return selected
+    predictor: Predictor = module.Predictor(model_dir, manifest, threads, name)
     return predictor
 
 

@@ -32,13 +32,19 @@ from modelformat.gender.scorers import legacy_scorer
 SCALAR_FIELDS = ("phone_brand", "device_model")
 FEW_RECORDS = 8  # up to this many JSON records are featurised as sent, without a DataFrame
 FEW_ROWS = 8  # up to this many scores become labels and rounded probabilities in plain floats
+SELECTABLE_OUTPUT = True  # answers in SAGEMAKER_INFERENCE_OUTPUT's keys when it is set
 
 
-def describe(manifest: dict[str, Any]) -> OutputSpec:
+def describe(manifest: dict[str, Any], output_keys: tuple[str, ...] = ()) -> OutputSpec:
     positive = str(manifest["classes"][1]) if len(manifest.get("classes") or ()) == 2 else None
+    truths = ("truth", "label", "gender", "target")
+    if output_keys:  # AWS's keys: predicted_label is the class, probability P(positive)
+        return OutputSpec(label_column="predicted_label" if "predicted_label" in output_keys else None,
+                          score_column="probability" if "probability" in output_keys else None,
+                          positive_label=positive, truth_columns=truths)
     return OutputSpec(label_column="label",
                       score_column=f"probability_{positive}" if positive is not None else None,
-                      positive_label=positive, truth_columns=("truth", "label", "gender", "target"))
+                      positive_label=positive, truth_columns=truths)
 
 
 class Predictor(ModelFiles):
@@ -47,8 +53,8 @@ class Predictor(ModelFiles):
     scalar_fields = frozenset(SCALAR_FIELDS)
 
     def __init__(self, model_dir: Path, manifest: dict[str, Any], threads: int = 1,
-                 name: str | None = None) -> None:
-        super().__init__(model_dir, manifest, name, describe(manifest))
+                 name: str | None = None, output_keys: tuple[str, ...] = ()) -> None:
+        super().__init__(model_dir, manifest, name, describe(manifest, output_keys))
         self.scorer = scorers.load(model_dir, manifest, threads, legacy_scorer)
         self.pipeline = load_pipeline(model_dir)
         self.classes = list(manifest["classes"])
@@ -63,6 +69,12 @@ class Predictor(ModelFiles):
         classifier = getattr(self.scorer, "csv_classifier", None)
         self._classify_csv = classifier(self.threshold, codecs.csv_cell(neg), codecs.csv_cell(pos)) \
             if classifier is not None else None
+        self.output_keys = output_keys
+        if output_keys:
+            # The compiled writer knows only label,probability: off. answer_csv's other way
+            # encodes these outputs as the general path does, so its bytes are the same.
+            self._classify_csv = None
+            self._outputs = self._selected_outputs  # type: ignore[method-assign]
 
     # --- inputs -> features ---------------------------------------------------------
     def features(self, inputs: Inputs) -> Any:
@@ -188,13 +200,46 @@ class Predictor(ModelFiles):
         columns[self.score_column] = scores
         return Outputs(columns=columns, csv_columns=["label", "probability"])
 
+    def _selected_outputs(self, p: list[float] | np.ndarray, inputs: Inputs | None) -> Outputs:
+        """``_outputs`` in SAGEMAKER_INFERENCE_OUTPUT's keys, in their order, with the meaning AWS's
+        XGBoost container gives them for binary:logistic (its serve_utils.get_selected_predictions):
+        predicted_label the class (our threshold, as ``label``), labels the classes (negative,
+        positive), probability P(positive), probabilities [P(negative), P(positive)], raw_score and
+        raw_scores the model's output, which for binary:logistic is that probability (AWS's too, not
+        the margin). Rounded to 6 decimals like the default answer; device_id kept in front."""
+        neg, pos = self.classes
+        q = np.asarray(p, dtype=np.float64)
+        positive = (q >= self.threshold).tolist()
+        score = np.round(q, 6).tolist()
+        pairs = [list(pair) for pair in zip(np.round(1.0 - q, 6).tolist(), score, strict=True)]
+        values: dict[str, Any] = {
+            "predicted_label": lambda: [pos if v else neg for v in positive],
+            "labels": lambda: [[neg, pos] for _ in positive],
+            "probability": lambda: score,
+            "probabilities": lambda: pairs,
+            "raw_score": lambda: list(score),
+            "raw_scores": lambda: [list(pair) for pair in pairs],
+        }
+        columns: dict[str, Any] = {}
+        records = inputs.records if inputs is not None else None
+        if records is not None:
+            if any("device_id" in r for r in records):
+                columns["device_id"] = [identifier(r.get("device_id", np.nan)) for r in records]
+        elif inputs is not None and inputs.table is not None and "device_id" in inputs.table.columns:
+            columns["device_id"] = [identifier(v) for v in inputs.table["device_id"].tolist()]
+        for key in self.output_keys:
+            columns[key] = values[key]()
+        return Outputs(columns=columns, csv_columns=list(self.output_keys), aws_cells=True)
+
     def warmup(self) -> None:
         path = self.model_dir / "warmup.json"
         records = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
         if not records:
             raise RuntimeError("model directory has no warmup.json example to test with")
-        out = self.predict(Inputs(table=pd.DataFrame.from_records(records)))
-        probs = np.asarray(out.columns["probability"], dtype=float)
+        inputs = Inputs(table=pd.DataFrame.from_records(records))
+        out = self.predict(inputs)
+        probs = np.asarray(out.columns["probability"] if not self.output_keys
+                           else self.scorer.predict_proba(self.features(inputs)), dtype=float)
         if not np.all(np.isfinite(probs)):
             raise RuntimeError("warm-up prediction produced non-finite probabilities")
 
