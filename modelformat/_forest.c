@@ -81,13 +81,13 @@ static float walk_finite(const float *row, const Node *all, const float *leaves,
 }
 
 /* Whether a buffer's values can be read through a pointer of their type: a misaligned read is
- * undefined in C, and every caller passes NumPy arrays, array.array or bytes, which are aligned. */
+ * undefined in C. NumPy arrays, array.array and bytes are aligned; a view at an odd offset is not. */
 static int aligned(const Py_buffer *view, size_t alignment) {
     return (uintptr_t)view->buf % alignment == 0;
 }
 
-/* Whether a forest's arrays have the sizes its depth and tree count say, checked before the depth
- * is used as a shift, and are aligned for their float32 values. */
+/* Whether a forest's arrays have the sizes its depth and tree count say; the depth is checked before
+ * it is used as a shift. */
 static int forest_fits(int depth, int n_trees, int n_features, const Py_buffer *nodes, const Py_buffer *leaf) {
     if (depth < 1 || depth > 20 || n_trees < 1 || n_features < 1) return 0;
     Py_ssize_t inner = ((Py_ssize_t)1 << depth) - 1;
@@ -448,8 +448,8 @@ done:
 }
 
 /* Row building for a featuriser that writes float32 rows from Python (modelformat.gender.record_rows):
- * the two loops of a row that cost most there, one call each. ``out`` is a writable buffer of
- * float32 (an array('f')), ``start`` the offset of the row in it. */
+ * the two loops of a row that cost most there, one call each. ``out`` is a writable, contiguous and
+ * aligned buffer of float32 (an array('f'), a NumPy array), ``start`` the offset of the row in it. */
 static int f32_buffer(PyObject *obj, Py_buffer *view) {
     if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return -1;
     if (view->itemsize != 4 || view->format == NULL || strcmp(view->format, "f") != 0) {
@@ -546,10 +546,18 @@ static PyObject *mark(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
             others++;
             continue;
         }
+        /* held: a key of another type in the dict may compare with it in Python code, which could
+         * drop the list's reference */
+        Py_INCREF(item);
         PyObject *position = PyDict_GetItemWithError(args[2], item);
+        Py_DECREF(item);
         if (position == NULL) {
             if (PyErr_Occurred()) goto done;
             continue;
+        }
+        if (!PyLong_CheckExact(position)) {  /* an int subclass's __index__ would run Python code */
+            PyErr_SetString(PyExc_TypeError, "mark: positions must be ints");
+            goto done;
         }
         Py_ssize_t p = PyLong_AsSsize_t(position);
         if (p == -1 && PyErr_Occurred()) goto done;
