@@ -174,11 +174,11 @@ def test_the_row_writers_still_write_inside_the_row() -> None:
     assert out.tolist()[:4] == [0.0, 1.0, 0.0, 1.0] and out[4] == 1.0 and np.isnan(out[5])
 
 
-def _unaligned(data: bytes, fmt: str = "B") -> memoryview:
-    """The bytes one past an aligned address: a float or double read there is misaligned."""
+def _unaligned(data: bytes, floats: bool = False) -> memoryview:
+    """The bytes one past an aligned address (as float32 with ``floats``): a value read there is misaligned."""
     view = memoryview(bytearray(len(data) + 1))[1:]
     view[:] = data
-    return view if fmt == "B" else view.cast(fmt)
+    return view.cast("f") if floats else view
 
 
 def test_the_compiled_calls_refuse_misaligned_buffers_rather_than_read_through_them() -> None:
@@ -203,11 +203,11 @@ def test_the_compiled_calls_refuse_misaligned_buffers_rather_than_read_through_t
         compiled.classify_csv(forest.nodes, _unaligned(forest.leaf.tobytes()), *args, 8, 0.5, b"F", b"M", body)
     mean, std = array("d", [0.0]), array("d", [1.0])
     with pytest.raises(ValueError, match="aligned"):
-        compiled.put_dense(_unaligned(bytes(8), "f"), 0, [1.0], mean, std)
+        compiled.put_dense(_unaligned(bytes(8), floats=True), 0, [1.0], mean, std)
     with pytest.raises(ValueError, match="aligned"):
         compiled.put_dense(array("f", [0.0]), 0, [1.0], _unaligned(mean.tobytes()), std)
     with pytest.raises(ValueError, match="aligned"):
-        compiled.mark(_unaligned(bytes(8), "f"), 0, {"a": 0}, ["a"])
+        compiled.mark(_unaligned(bytes(8), floats=True), 0, {"a": 0}, ["a"])
 
 
 @pytest.mark.parametrize(("objective", "extra", "named"), [
