@@ -174,7 +174,7 @@ def test_the_row_writers_still_write_inside_the_row() -> None:
     assert out.tolist()[:4] == [0.0, 1.0, 0.0, 1.0] and out[4] == 1.0 and np.isnan(out[5])
 
 
-def _unaligned(data: bytes, floats: bool = False) -> memoryview:
+def _unaligned(data: bytes, floats: bool = False) -> memoryview[Any]:
     """The bytes one past an aligned address (as float32 with ``floats``): a value read there is misaligned."""
     view = memoryview(bytearray(len(data) + 1))[1:]
     view[:] = data
