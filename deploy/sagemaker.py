@@ -54,11 +54,15 @@ class Aws:
     autoscaling: Any
 
     @classmethod
-    def connect(cls, region: str, endpoint_url: str | None = None) -> Aws:
-        """The one place a deploy's clients are built, each for `region` and `endpoint_url`."""
+    def connect(cls, region: str | None, endpoint_url: str | None = None) -> Aws:
+        """The one place a deploy's clients are built, each for `region` (None: the environment's,
+        AWS_REGION or ~/.aws/config) and `endpoint_url`."""
         from botocore.config import Config
 
         session = _session(region, endpoint_url)
+        region = region or session.region_name
+        if not region:
+            raise DeployError("no AWS region: pass --region or set AWS_REGION; nothing was changed")
         session.events.register("after-call.sagemaker", _drop_empty)
         config = Config(retries={"max_attempts": 3, "mode": "standard"})
 
@@ -68,16 +72,48 @@ class Aws:
         return cls(session, region, client("sagemaker"), client("sagemaker-runtime"), client("s3"),
                    client("cloudwatch"), client("application-autoscaling"))
 
+    def sdk_session(self) -> Any:
+        """The sagemaker SDK's Session (what ModelTrainer takes) over these clients and this session:
+        the clients it makes itself (S3, feature store, metrics, STS, IAM, logs) come from `session`."""
+        from sagemaker.core.helper.session_helper import Session
 
-def _session(region: str, endpoint_url: str | None) -> Any:
+        return Session(boto_session=self.session, sagemaker_client=self.sm,
+                       sagemaker_runtime_client=self.runtime)
+
+    @contextlib.contextmanager
+    def sdk_logs(self) -> Iterator[None]:
+        """While it lasts, the SDK reads a training job's logs through a client of this session: it
+        keeps a process-wide CloudWatchLogsClient, made from boto3's default session otherwise (the
+        environment's region, and AWS_ENDPOINT_URL alone for the endpoint)."""
+        from botocore.config import Config
+        from sagemaker.core.utils.logs import CloudWatchLogsClient
+        from sagemaker.core.utils.utils import SingletonMeta
+
+        ours = object.__new__(CloudWatchLogsClient)
+        ours.client = self.session.client("logs", region_name=self.region,
+                                          config=Config(retries={"max_attempts": 10, "mode": "standard"}))
+        instances: dict[type, Any] = SingletonMeta._instances
+        before = instances.get(CloudWatchLogsClient)
+        instances[CloudWatchLogsClient] = ours
+        try:
+            yield
+        finally:
+            if before is None:
+                instances.pop(CloudWatchLogsClient, None)
+            else:
+                instances[CloudWatchLogsClient] = before
+
+
+def _session(region: str | None, endpoint_url: str | None) -> Any:
     """A boto3 session whose every client goes to endpoint_url: the SDK's resources make their own
     clients from it (`session.client("sagemaker", region)`), and boto3 has no session-wide endpoint
-    setting but the environment (AWS_ENDPOINT_URL), which an operator's --endpoint-url is not."""
+    setting but the environment (AWS_ENDPOINT_URL), which an operator's --endpoint-url is not. The
+    operator's URL wins over one the SDK names itself (it asks for STS at sts.REGION.amazonaws.com)."""
     import boto3
 
     class Session(boto3.Session):
         def client(self, *args: Any, **kwargs: Any) -> Any:
-            if kwargs.get("endpoint_url") is None:
+            if endpoint_url is not None or kwargs.get("endpoint_url") is None:
                 kwargs["endpoint_url"] = endpoint_url
             return super().client(*args, **kwargs)
 
@@ -291,4 +327,8 @@ def release_from(args: argparse.Namespace) -> Release:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    return deploy(Aws.connect(args.region, args.endpoint_url), release_from(args))
+    rel = release_from(args)
+    # --wait-seconds against the update's own waits too: the deploy would give up before the update
+    # could end (deploy() leaves that out: the tests' stubbed endpoints settle at once)
+    ranges.check(rel.endpoint, rel.options, rel.limits, rel.scaling, wait_seconds=rel.wait_seconds)
+    return deploy(Aws.connect(args.region, args.endpoint_url), rel)

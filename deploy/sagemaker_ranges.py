@@ -11,7 +11,9 @@ ProductionVariant.InitialInstanceCount >= 1; ServerlessConfig MemorySizeInMB 102
 MaxConcurrency 1..200; DataCaptureConfig.InitialSamplingPercentage 0..100; S3 URIs
 `(https|s3)://...` of at most 512 characters; EndpointName, EndpointConfigName and ModelName at most
 63 letters, digits and hyphens; Application Auto Scaling's MinCapacity >= 1 for endpoint variants.
-AutoRollbackConfiguration takes 1..10 alarms: the deploy always sends its two."""
+AutoRollbackConfiguration takes 1..10 alarms: the deploy always sends its two. The deploy's own wait
+(--wait-seconds, which the timeout takes clamped to 600..28800) must outlast the update's waits as well:
+under 600 s the clamped timeout passes, but the deploy would stop waiting before the update could end."""
 
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ def shifts(guard: Guardrails) -> int:
     return 1
 
 
-def _guardrails(guard: Guardrails) -> list[str]:
+def _guardrails(guard: Guardrails, wait_seconds: float | None = None) -> list[str]:
     if guard.traffic not in TRAFFIC_TYPES:
         return [f"--traffic {guard.traffic} is not one of {', '.join(TRAFFIC_TYPES)}"]
     found = [*_outside("--bake-seconds", guard.wait_seconds, 0, 3600,
@@ -71,6 +73,11 @@ def _guardrails(guard: Guardrails) -> list[str]:
                 f"{guard.wait_seconds}, then --termination-wait-seconds {guard.termination_wait_seconds}: "
                 f"{total} s, which must stay under MaximumExecutionTimeoutInSeconds "
                 f"{guard.max_execution_seconds} (--wait-seconds, 600..28800)"]
+    if wait_seconds is not None and wait_seconds <= total:  # under 600 s the timeout above is 600
+        return [f"--wait-seconds {wait_seconds:g} must be longer than the update's total wait: --traffic "
+                f"{guard.traffic} makes {n} shift(s), each baked --bake-seconds {guard.wait_seconds}, then "
+                f"--termination-wait-seconds {guard.termination_wait_seconds}: {total} s (the deploy would "
+                "stop waiting before the update could end)"]
     return []
 
 
@@ -89,14 +96,16 @@ def _endpoint(endpoint: str) -> list[str]:
             f"configs: at most {NAME_MAX})"]
 
 
-def problems(endpoint: str, options: Options, limits: AlarmLimits, scaling: Scaling | None) -> list[str]:
-    """Every option out of its range, each naming the option, its range and the API field."""
+def problems(endpoint: str, options: Options, limits: AlarmLimits, scaling: Scaling | None,
+             wait_seconds: float | None = None) -> list[str]:
+    """Every option out of its range, each naming the option, its range and the API field;
+    `wait_seconds`, the deploy's own wait (--wait-seconds), must outlast a guarded update's waits."""
     found = _endpoint(endpoint)
     if options.serverless_memory_mb is None:
         found += _outside("--instance-count", options.instance_count, 1, None,
                           "ProductionVariant.InitialInstanceCount")
         # only updates of instance endpoints carry the guardrails (serverless ones go without)
-        found += _guardrails(options.guardrails)
+        found += _guardrails(options.guardrails, wait_seconds)
     else:
         low, high = SERVERLESS_MEMORY_MB
         found += _outside("--serverless-memory-mb", options.serverless_memory_mb, low, high,
@@ -129,8 +138,9 @@ def problems(endpoint: str, options: Options, limits: AlarmLimits, scaling: Scal
     return found
 
 
-def check(endpoint: str, options: Options, limits: AlarmLimits, scaling: Scaling | None) -> None:
+def check(endpoint: str, options: Options, limits: AlarmLimits, scaling: Scaling | None,
+          wait_seconds: float | None = None) -> None:
     """Raise a DeployError naming every option out of range; nothing has been sent yet."""
-    found = problems(endpoint, options, limits, scaling)
+    found = problems(endpoint, options, limits, scaling, wait_seconds)
     if found:
         raise DeployError(f"options out of range: {'; '.join(found)}; nothing was changed")

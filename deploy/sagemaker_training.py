@@ -7,17 +7,21 @@
 `--local-root` the SDK's local-container mode runs the image through a Docker API (podman's
 service here) and docker compose, as SageMaker would, and leaves model.tar.gz under that root;
 otherwise a real training job writes model.tar.gz under --output. No chmod on the client side:
-the image hands /opt/ml's folders to its own user."""
+the image hands /opt/ml's folders to its own user. Every AWS client (the job's, and in local mode those
+for S3 data or an ECR login) comes from `Aws.connect`, for --region and --endpoint-url."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
 
 from deploy.errors import DeployError
+from deploy.sagemaker import Aws
 
 CHANNELS = ("train", "validation")
 
@@ -36,8 +40,10 @@ def _channels(data: str) -> list[Any]:
 
 def train(*, image: str, data: str, hyperparameters: dict[str, str], role: str,
           local_root: Path | None = None, output: str | None = None, instance_type: str = "ml.m5.xlarge",
-          job_name: str = "mlship-train", max_run_seconds: int = 3600) -> dict[str, Any]:
-    """Train and return where model.tar.gz is (a local path in local mode, an S3 URI otherwise)."""
+          job_name: str = "mlship-train", max_run_seconds: int = 3600, region: str | None = None,
+          endpoint_url: str | None = None) -> dict[str, Any]:
+    """Train and return where model.tar.gz is (a local path in local mode, an S3 URI otherwise).
+    The SDK's session is `Aws.connect(region, endpoint_url)`'s (region None: the environment's)."""
     from sagemaker.core.shapes import OutputDataConfig, StoppingCondition
     from sagemaker.core.training.configs import Compute
 
@@ -48,6 +54,7 @@ def train(*, image: str, data: str, hyperparameters: dict[str, str], role: str,
 
     local = local_root is not None
     kw: dict[str, Any] = {}
+    aws: Aws | None = None
     if local_root is not None:
         local_root.mkdir(parents=True, exist_ok=True)
         kw["local_container_root"] = str(local_root.resolve())
@@ -55,6 +62,11 @@ def train(*, image: str, data: str, hyperparameters: dict[str, str], role: str,
         raise DeployError("a SageMaker training job needs --output s3://bucket/prefix for model.tar.gz")
     else:
         kw["output_data_config"] = OutputDataConfig(s3_output_path=output)
+    if not local or _local_needs_aws(image, data):
+        # Local mode makes a session of its own only for S3 data or an ECR login, and with a session
+        # it hands the container the session's credentials: give it ours in just those cases.
+        aws = Aws.connect(region, endpoint_url)
+        kw["sagemaker_session"] = aws.sdk_session()
     trainer = ModelTrainer(
         training_mode=Mode.LOCAL_CONTAINER if local else Mode.SAGEMAKER_TRAINING_JOB,
         training_image=image, role=role, base_job_name=job_name, hyperparameters=hyperparameters,
@@ -62,7 +74,8 @@ def train(*, image: str, data: str, hyperparameters: dict[str, str], role: str,
         stopping_condition=StoppingCondition(max_runtime_in_seconds=max_run_seconds),
         input_data_config=_channels(data), **kw)
     try:
-        trainer.train(wait=True, logs=True)
+        with aws.sdk_logs() if aws is not None else contextlib.nullcontext():
+            trainer.train(wait=True, logs=True)
     except Exception as exc:  # the SDK raises its own and docker-compose's errors; name them
         raise DeployError(f"training with {image} failed: {exc}") from exc
     job = trainer._latest_training_job
@@ -75,6 +88,12 @@ def train(*, image: str, data: str, hyperparameters: dict[str, str], role: str,
             "model_tar": job.model_artifacts.s3_model_artifacts}
 
 
+def _local_needs_aws(image: str, data: str) -> bool:
+    from sagemaker.core.common_utils import ECR_URI_PATTERN
+
+    return data.startswith("s3://") or re.match(ECR_URI_PATTERN, image) is not None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", required=True)
     parser.add_argument("--data", required=True, help="folder or s3:// prefix with train/ [validation/]")
@@ -85,10 +104,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="s3://bucket/prefix for a real job's model.tar.gz")
     parser.add_argument("--instance-type", default="ml.m5.xlarge")
     parser.add_argument("--job-name", default="mlship-train")
+    parser.add_argument("--region", help="default: the environment's (AWS_REGION, AWS_DEFAULT_REGION, "
+                        "~/.aws/config)")
+    parser.add_argument("--endpoint-url", help="another AWS implementation (moto server in tests)")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     hps = dict(h.split("=", 1) for h in args.hp if "=" in h)
     return train(image=args.image, data=args.data, hyperparameters=hps, role=args.role,
                  local_root=args.local_root, output=args.output, instance_type=args.instance_type,
-                 job_name=args.job_name)
+                 job_name=args.job_name, region=args.region, endpoint_url=args.endpoint_url)

@@ -69,6 +69,15 @@ OUT_OF_RANGE = [
      "--traffic LINEAR makes 10 shift(s), each baked --bake-seconds 360, then --termination-wait-seconds 120: "
      "3720 s, which must stay under MaximumExecutionTimeoutInSeconds 3600"),
     (["--bake-seconds", "1800"], "--traffic CANARY makes 2 shift(s)"),
+    # under 600 s the update's timeout is 600 (clamped), but the deploy itself would stop waiting first
+    (["--traffic", "ALL_AT_ONCE", "--bake-seconds", "0", "--wait-seconds", "100"],
+     "--wait-seconds 100 must be longer than the update's total wait: --traffic ALL_AT_ONCE makes 1 shift(s), "
+     "each baked --bake-seconds 0, then --termination-wait-seconds 120: 120 s"),
+    (["--bake-seconds", "100", "--termination-wait-seconds", "60", "--wait-seconds", "260"],
+     "--wait-seconds 260 must be longer than the update's total wait: --traffic CANARY makes 2 shift(s), "
+     "each baked --bake-seconds 100, then --termination-wait-seconds 60: 260 s"),
+    (["--traffic", "LINEAR", "--step-percent", "25", "--bake-seconds", "60", "--wait-seconds", "299.5"],
+     "--wait-seconds 299.5 must be longer than the update's total wait: --traffic LINEAR makes 4 shift(s)"),
     (["--instance-count", "0"], "--instance-count 0 is outside at least 1 (ProductionVariant.InitialInstanceCount)"),
     (["--capture-s3-uri", "s3://models/capture", "--capture-percent", "101"],
      "--capture-percent 101 is outside 0..100 (DataCaptureConfig.InitialSamplingPercentage)"),
@@ -129,6 +138,31 @@ def test_every_option_out_of_range_is_named_at_once(tmp_path: Path, calls: list[
 def test_options_at_the_edges_of_the_ranges_pass(options: Options) -> None:
     assert ranges.problems("gender", options, AlarmLimits(), Scaling(1, 1, 0.5)) == []
     assert ranges.problems("a" * 47, options, AlarmLimits(), None) == []
+
+
+def test_the_deploys_own_wait_is_checked_against_the_updates_waits() -> None:
+    guard = Guardrails("ALL_AT_ONCE", wait_seconds=0, termination_wait_seconds=120, max_execution_seconds=600)
+    assert ranges.problems("gender", Options(guardrails=guard), AlarmLimits(), None, wait_seconds=121) == []
+    [found] = ranges.problems("gender", Options(guardrails=guard), AlarmLimits(), None, wait_seconds=120)
+    assert found.startswith("--wait-seconds 120 must be longer than the update's total wait") and "120 s" in found
+    # the defaults (CANARY: two bakes of 300 s and 120 s more) against --wait-seconds' default, 3600
+    assert ranges.problems("gender", Options(), AlarmLimits(), None, wait_seconds=3600) == []
+    # serverless updates go without guardrails: nothing to outlast
+    serverless = Options(serverless_memory_mb=2048, guardrails=guard)
+    assert ranges.problems("gender", serverless, AlarmLimits(), None, wait_seconds=1) == []
+    # within 600..28800 the timeout is --wait-seconds itself: one message, the timeout's
+    long = Guardrails("CANARY", wait_seconds=400, termination_wait_seconds=0, max_execution_seconds=700)
+    [found] = ranges.problems("gender", Options(guardrails=long), AlarmLimits(), None, wait_seconds=700)
+    assert "MaximumExecutionTimeoutInSeconds 700" in found
+
+
+def test_a_short_wait_seconds_is_refused_with_the_other_options_at_once(
+        tmp_path: Path, calls: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert deploy_main(_argv(tmp_path, "--traffic", "ALL_AT_ONCE", "--bake-seconds", "0",
+                             "--wait-seconds", "60", "--max-5xx", "0")) == 1
+    err = capsys.readouterr().err
+    assert "--wait-seconds 60 must be longer than the update's total wait" in err and "--max-5xx 0" in err
+    assert calls == []
 
 
 def test_the_guardrails_are_checked_before_the_release_is_prepared_on_a_live_endpoint(
