@@ -172,6 +172,12 @@ class Settings:
         "gunicorn worker processes; each holds one copy of the model.",
         _positive_int, shown_default="CPUs the container may use (affinity, cgroup quota)",
     )
+    fast: bool = env(
+        "MLSHIP_FAST", True,
+        "The speed layer (inference/fast: our gunicorn worker, the hot path, compiled tree walks and "
+        "row writers); false: gunicorn's gthread worker, Flask routes, the general codecs and each "
+        "model library's own predict, with the same answers.", _bool,
+    )
     timeout: int = env(
         "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60,
         "Seconds a request may run before its worker is restarted.", _positive_int,

@@ -52,11 +52,12 @@ class Recorder(Protocol):
 
 class DataPlane:
     def __init__(self, registry: ModelRegistry, default_accept: str, batch: bool = False,
-                 recorder: Recorder | None = None) -> None:
+                 recorder: Recorder | None = None, fast: bool = True) -> None:
         self.registry = registry
         self.default_accept = default_accept
         self.batch = batch
         self.recorder = recorder
+        self.fast = fast  # MLSHIP_FAST: a model's CSV shortcuts and the direct JSON writer
         self._types: dict[tuple[str | None, str | None], tuple[str, str, str]] = {}
 
     def select(self, target: str | None = None) -> Predictor:
@@ -102,13 +103,14 @@ class DataPlane:
         sampled = recorder is not None and recorder.sampled()
         # A predictor handed to create_app may predate the shortcuts (and the decoding hint): then
         # it has none. A sampled call is decoded, for the recorder keeps its inputs.
-        if media == CSV and accept == CSV and not sampled:
+        shortcuts = self.fast and media == CSV and not sampled
+        if shortcuts and accept == CSV:
             answer_csv = getattr(model, "answer_csv", None)
             done = answer_csv(call.body) if answer_csv is not None else None
             if done is not None:  # CSV in, CSV out: the model writes the answer itself
                 metrics.rows_predicted("invocations", model.name, model.version, done[1])
                 return Answer(done[0], 200, CSV, model)
-        predict_csv = getattr(model, "predict_csv", None) if media == CSV and not sampled else None
+        predict_csv = getattr(model, "predict_csv", None) if shortcuts else None
         outputs = predict_csv(call.body) if predict_csv is not None else None
         if outputs is not None:
             metrics.rows_predicted("invocations", model.name, model.version, outputs.n_rows)
@@ -124,5 +126,5 @@ class DataPlane:
             if sampled:
                 assert recorder is not None
                 recorder.record(model, inputs, outputs, ms, call.request_id)
-        payload, content_type = codecs.encode(outputs, accept, self.batch)
+        payload, content_type = codecs.encode(outputs, accept, self.batch, direct=self.fast)
         return Answer(payload, 200, content_type, model)

@@ -2,8 +2,8 @@
 multi-model API (/models). Routes only translate between Flask and the data plane.
 
 Per-request hooks (request id, access log, Prometheus samples) and the one error handler
-live here too, built from hotpath.py's pieces (which answers /ping and POST /invocations ahead
-of Flask): every ServiceError becomes its JSON body, anything unexpected a 500 whose traceback
+live here too, built from exchange.py's pieces (which the speed layer's hot path shares):
+every ServiceError becomes its JSON body, anything unexpected a 500 whose traceback
 stays in the log. Plug-ins (the portal) receive the ``Hosting`` object and add
 their own routes, a recorder and metrics; this module imports none of them.
 """
@@ -25,12 +25,11 @@ from container.settings import Settings
 from inference import codecs, metrics
 from inference.dataplane import Answer, DataPlane, Invocation
 from inference.errors import BadInput, MethodNotAllowed, NotFound, ServiceError
-from inference.hotpath import (
+from inference.exchange import (
     CUSTOM_ATTRIBUTES,
     HEALTHY,
     REQUEST_ID_HEADERS,
     TARGET_MODEL,
-    HotPath,
     discard_body,
     error_parts,
     finished,
@@ -141,8 +140,6 @@ def create_hosting_app(hosting: Hosting) -> Flask:
     def mme_invoke(name: str) -> Response:
         return answer_response(dataplane.invoke(call(None), registry.mme_get(name)))
 
-    # The two requests nearly all traffic is answered ahead of Flask (same answers, less work).
-    app.wsgi_app = HotPath(app.wsgi_app, settings, registry, dataplane)  # type: ignore[method-assign]
     return app
 
 

@@ -102,16 +102,19 @@ def describe(manifest: dict[str, Any]) -> OutputSpec:
 
 
 def load(model_dir: Path, threads: int = 1, name: str | None = None,
-         output_keys: tuple[str, ...] = ()) -> Predictor:
+         output_keys: tuple[str, ...] = (), fast: bool = True) -> Predictor:
     """The predictor for a model directory made by `train` (not yet warmed up). ``output_keys``
-    (SAGEMAKER_INFERENCE_OUTPUT) reach a family that answers in them (``SELECTABLE_OUTPUT``);
-    the others answer as always."""
+    (SAGEMAKER_INFERENCE_OUTPUT) reach a family that answers in them (``SELECTABLE_OUTPUT``), and
+    ``fast=False`` (MLSHIP_FAST) one with speed paths of its own (``SHORTCUTS``); the others
+    answer as always."""
     manifest = manifest_io.read(model_dir)
     module = _family(manifest)
+    options: dict[str, Any] = {}
     if output_keys and getattr(module, "SELECTABLE_OUTPUT", False):
-        selected: Predictor = module.Predictor(model_dir, manifest, threads, name, output_keys=output_keys)
-        return selected
-    predictor: Predictor = module.Predictor(model_dir, manifest, threads, name)
+        options["output_keys"] = output_keys
+    if not fast and getattr(module, "SHORTCUTS", False):
+        options["fast"] = False
+    predictor: Predictor = module.Predictor(model_dir, manifest, threads, name, **options)
     return predictor
 
 

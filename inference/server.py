@@ -3,8 +3,8 @@
 gunicorn runs in this process (no shell, no extra supervisor), so SIGTERM from
 SageMaker or `docker stop` reaches its master, which stops workers gracefully within
 SageMaker's 30 s window. Workers answer one request at a time (CPU-bound prediction does not
-suit gevent) on kept-alive connections (inference/worker.py), one model copy each, loaded after
-fork (TensorFlow is not fork-safe).
+suit gevent) on kept-alive connections (inference/fast/worker.py; gunicorn's gthread worker with
+MLSHIP_FAST off), one model copy each, loaded after fork (TensorFlow is not fork-safe).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "bind": f"0.0.0.0:{settings.port}",
         "workers": settings.workers,
-        "worker_class": "inference.worker.KeepAliveWorker",
+        "worker_class": ("inference.fast.worker.KeepAliveWorker" if settings.fast
+                         else "inference.gthread.GthreadWorker"),
         "threads": 1,
         "timeout": settings.timeout,
         "graceful_timeout": 25,
@@ -65,15 +66,19 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         },
         # Each worker gets its own model copy and its own thread budget.
         "raw_env": [f"OMP_NUM_THREADS={settings.model_threads}"],
-        "pre_fork": _pre_fork,
+        "pre_fork": _pre_fork if settings.fast else _no_pre_fork,
         "child_exit": _child_exit,
     }
 
 
+def _no_pre_fork(server: Any, worker: Any) -> None:
+    return None
+
+
 def _pre_fork(server: Any, worker: Any) -> None:
     """In the arbiter, before each worker forks: its slot in the table of connection counts the
-    workers share (inference/balance.py), made on the first fork."""
-    from inference.balance import Shares
+    workers share (inference/fast/balance.py), made on the first fork."""
+    from inference.fast.balance import Shares
 
     shares = getattr(server, "connection_shares", None)
     if shares is None:

@@ -1,11 +1,15 @@
 """The test command: lint (ruff), types (mypy), layers (import-linter), known vulnerabilities of
-the locked requirements (pip-audit, scripts/audit.py), Dockerfile lint (hadolint), then pytest.
+the locked requirements (pip-audit, scripts/audit.py), Dockerfile lint (hadolint), then pytest:
+the whole suite with the speed layer on (MLSHIP_FAST, the default), then the service and
+end-to-end tiers again with it off, so that both ways give the same answers.
 
-    ./run test [pytest args]     e.g. ./run test -m "not container" -x
+    ./run test [pytest args]     e.g. ./run test -m "not container" -x   (given arguments: one run,
+                                 with MLSHIP_FAST as the environment has it)
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -15,10 +19,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def step(name: str, cmd: list[str]) -> bool:
+# The tiers that run a second time with the speed layer off (tests/conftest.py hands the switch on).
+BOTH_WAYS = ["tests/service", "tests/e2e"]
+
+
+def step(name: str, cmd: list[str], env: dict[str, str] | None = None) -> bool:
     print(f"==> {name}: {' '.join(cmd)}", flush=True)
     started = time.monotonic()
-    ok = subprocess.call(cmd, cwd=ROOT) == 0
+    ok = subprocess.call(cmd, cwd=ROOT, env=None if env is None else {**os.environ, **env}) == 0
     print(f"==> {name}: {'ok' if ok else 'FAILED'} ({time.monotonic() - started:.0f}s)", flush=True)
     return ok
 
@@ -35,6 +43,10 @@ def main(argv: list[str]) -> int:
     if (ROOT / "Dockerfile").exists() and shutil.which("hadolint"):
         results["hadolint"] = step("hadolint", ["hadolint", "--failure-threshold", "error", "Dockerfile"])
     results["pytest"] = step("pytest", [sys.executable, "-m", "pytest", *argv])
+    if not argv:
+        results["pytest MLSHIP_FAST=false"] = step("pytest MLSHIP_FAST=false",
+                                                   [sys.executable, "-m", "pytest", *BOTH_WAYS],
+                                                   {"MLSHIP_FAST": "false"})
     failed = [k for k, v in results.items() if not v]
     print("==> summary: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in results.items()))
     return 1 if failed else 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,37 @@ from tests import factories
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def speed_layer_switch() -> Iterator[None]:
+    """The suites run with the speed layer on and off (scripts/test_all.py sets MLSHIP_FAST for the
+    second run): the switch reaches every Settings a test builds from a mapping of its own, unless
+    the test sets it itself; `serve` processes the tests start inherit it from the environment."""
+    fast = os.environ.get("MLSHIP_FAST")
+    if fast is None:
+        yield
+        return
+    from container.settings import Settings
+
+    real = Settings.from_env
+
+    def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+        if environ is not None and "MLSHIP_FAST" not in environ:
+            environ = {**environ, "MLSHIP_FAST": fast}
+        return real(environ)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(Settings, "from_env", from_env)
+    yield
+    patch.undo()
+
+
+def speed_layer_on() -> bool:
+    """What the run's switch says (tests of the speed layer's own parts skip when it is off)."""
+    from container.values import boolean
+
+    return boolean(os.environ.get("MLSHIP_FAST", "true")) is not False
 
 
 @pytest.fixture

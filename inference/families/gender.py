@@ -33,6 +33,7 @@ SCALAR_FIELDS = ("phone_brand", "device_model")
 FEW_RECORDS = 8  # up to this many JSON records are featurised as sent, without a DataFrame
 FEW_ROWS = 8  # up to this many scores become labels and rounded probabilities in plain floats
 SELECTABLE_OUTPUT = True  # answers in SAGEMAKER_INFERENCE_OUTPUT's keys when it is set
+SHORTCUTS = True  # has paths of its own for speed, which MLSHIP_FAST=false turns off
 
 
 def describe(manifest: dict[str, Any], output_keys: tuple[str, ...] = ()) -> OutputSpec:
@@ -53,16 +54,19 @@ class Predictor(ModelFiles):
     scalar_fields = frozenset(SCALAR_FIELDS)
 
     def __init__(self, model_dir: Path, manifest: dict[str, Any], threads: int = 1,
-                 name: str | None = None, output_keys: tuple[str, ...] = ()) -> None:
+                 name: str | None = None, output_keys: tuple[str, ...] = (), fast: bool = True) -> None:
         super().__init__(model_dir, manifest, name, describe(manifest, output_keys))
         self.scorer = scorers.load(model_dir, manifest, threads, legacy_scorer)
+        self.fast = fast
+        if not fast and getattr(self.scorer, "forest", None) is not None:
+            self.scorer.forest = None  # MLSHIP_FAST off: XGBoost's own predict, no compiled walk
         self.pipeline = load_pipeline(model_dir)
         self.classes = list(manifest["classes"])
         self.threshold = float(manifest.get("threshold", 0.5))
         self.n_features = int(self.pipeline.n_features)
         self.score_column = f"probability_{self.classes[1]}"
         # A few raw records straight to the forest's rows, where the scorer can take rows.
-        self.record_rows = (RecordRows(self.pipeline) if isinstance(self.pipeline, DevicePipeline)
+        self.record_rows = (RecordRows(self.pipeline) if fast and isinstance(self.pipeline, DevicePipeline)
                             and hasattr(self.scorer, "score_rows") else None)
         self._score_csv = getattr(self.scorer, "score_csv", None)
         neg, pos = self.classes
@@ -81,8 +85,8 @@ class Predictor(ModelFiles):
         if inputs.matrix is not None:
             return self._check_width(inputs.matrix)
         records = inputs.records
-        if records is not None and len(records) <= FEW_RECORDS and isinstance(self.pipeline, DevicePipeline) \
-                and is_raw_frame(set().union(*records)):
+        if self.fast and records is not None and len(records) <= FEW_RECORDS \
+                and isinstance(self.pipeline, DevicePipeline) and is_raw_frame(set().union(*records)):
             _check_record_values(records)
             matrix = self.pipeline.transform_records(records)
             if matrix is not None:
@@ -138,7 +142,7 @@ class Predictor(ModelFiles):
         except DataError as exc:  # a record the pipeline cannot read: the message names it
             raise BadInput(str(exc)) from None
         p = self.scorer.predict_proba(x) if x.shape[0] else np.empty(0)
-        return self._outputs(p.tolist() if len(p) <= FEW_ROWS else p, inputs)
+        return self._outputs(p.tolist() if self.fast and len(p) <= FEW_ROWS else p, inputs)
 
     def _few_records(self, inputs: Inputs) -> list[float] | None:
         """Probabilities of a few raw JSON records scored as plain rows, or None (the usual path)."""

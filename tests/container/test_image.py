@@ -154,11 +154,12 @@ def test_failed_training_in_the_image_writes_failure(image: str, tmp_path: Path)
     assert not (paths.model_dir / "model.json").exists()
 
 
-@pytest.fixture(scope="module")
-def served(image: str, trained: MLPaths) -> Iterator[tuple[str, int]]:
+# The image serves with the speed layer on (its default) and off: the same answers either way.
+@pytest.fixture(scope="module", params=["true", "false"], ids=["MLSHIP_FAST=true", "MLSHIP_FAST=false"])
+def served(image: str, trained: MLPaths, request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
     port = free_port()
     name = f"mlship-serve-{port}"
-    _podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:9090",
+    _podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:9090", "-e", f"MLSHIP_FAST={request.param}",
             "-e", "SAGEMAKER_BIND_TO_PORT=9090", "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=2",
             "-v", f"{trained.model_dir}:/opt/ml/model:ro", image, "serve")
     try:

@@ -1,5 +1,5 @@
 """Kept-alive connections on a real `serve` with 2 workers end up spread evenly over them
-(inference/balance.py): each worker's established sockets are counted from /proc."""
+(inference/fast/balance.py): each worker's established sockets are counted from /proc."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from container.paths import MLPaths
+from tests.conftest import speed_layer_on
 from tests.e2e.helpers import free_port, start_serve, stop, wait_ready
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not speed_layer_on(), reason="the speed layer's own parts: MLSHIP_FAST is off")]
 
 
 def _established(port: int) -> set[int]:

@@ -1,4 +1,4 @@
-"""The worker's fast lane (inference/fastlane.py) on a real `serve`: every request of the hot-path
+"""The worker's fast lane (inference/fast/fastlane.py) on a real `serve`: every request of the hot-path
 comparison sent as it is (the fast lane answers the plain ones) and again with a ``TE: trailers``
 field, which the fast lane leaves to gunicorn; the two answers must be the same bytes but for the
 Date. Pipelined and split requests, and gunicorn's own refusals, on the same connections."""
@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from container.paths import MLPaths
+from tests.conftest import speed_layer_on
 from tests.e2e.helpers import free_port, start_serve, stop, wait_ready
 from tests.service.test_hotpath import GENDER
+
+pytestmark = pytest.mark.skipif(not speed_layer_on(), reason="the speed layer's own parts: MLSHIP_FAST is off")
 
 Answer = tuple[bytes, list[bytes], bytes]  # status line, header lines but Date, body
 

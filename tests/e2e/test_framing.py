@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from container.paths import MLPaths
+from tests.conftest import speed_layer_on
 from tests.e2e.helpers import free_port, start_serve, stop, wait_ready
 
 pytestmark = pytest.mark.e2e
@@ -117,7 +118,10 @@ def test_a_route_that_leaves_a_short_body_unread_answers_once(port: int) -> None
     (b"GET /ping HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 120 + b"\r\n", b"431"),
     (b"POST /invocations HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", b"400"),
     (b"POST /invocations HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: foo\r\n\r\n", b"501"),
-    (b"GET /ping HTTP/1.1\r\n" + b"x" * 70_000, b"431"),  # no end of head within the worker's limit
+    # no end of head within the worker's limit: the speed layer's worker gathers heads in its loop;
+    # gunicorn's own parser waits for the rest of the head (MLSHIP_FAST off)
+    pytest.param(b"GET /ping HTTP/1.1\r\n" + b"x" * 70_000, b"431",
+                 marks=pytest.mark.skipif(not speed_layer_on(), reason="the speed layer's worker's limit")),
 ])
 def test_what_the_server_refuses_itself_is_a_json_error(port: int, raw: bytes, status: bytes) -> None:
     with _connect(port) as sock:

@@ -13,9 +13,12 @@ from container.paths import MLPaths
 from container.settings import Settings
 from inference import metrics
 from inference.app import create_app
-from inference.hotpath import HotPath
+from inference.fast.hotpath import HotPath
 from tests import factories
+from tests.conftest import speed_layer_on
 from training.gender import synth
+
+pytestmark = pytest.mark.skipif(not speed_layer_on(), reason="the speed layer's own parts: MLSHIP_FAST is off")
 
 
 class _Counting:

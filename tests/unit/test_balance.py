@@ -1,10 +1,10 @@
-"""inference.balance: which worker takes a new connection, decided from the counts they share."""
+"""inference.fast.balance: which worker takes a new connection, decided from the counts they share."""
 
 from __future__ import annotations
 
 import os
 
-from inference.balance import DEFER_SECONDS, Balancer, Shares
+from inference.fast.balance import DEFER_SECONDS, Balancer, Shares
 
 
 class _Clock:

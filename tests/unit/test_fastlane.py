@@ -1,11 +1,11 @@
-"""inference/fastlane.py: which request heads the worker answers itself, and the bytes it writes.
+"""inference/fast/fastlane.py: which request heads the worker answers itself, and the bytes it writes.
 tests/e2e/test_fastlane.py compares those answers with gunicorn's on a real server."""
 
 from __future__ import annotations
 
 import pytest
 
-from inference import fastlane
+from inference.fast import fastlane
 
 PLAIN = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nAccept: text/csv\r\n"
          b"X-Request-Id: r1\r\nX-Amzn-SageMaker-Custom-Attributes: a=1\r\nContent-Length: 5\r\n\r\n1,2,3")

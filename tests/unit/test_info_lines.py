@@ -1,4 +1,4 @@
-"""container.logs.InfoLines: the access line written without logging's machinery is the line
+"""inference.fast.lines.InfoLines: the access line written without logging's machinery is the line
 logging writes, and any set-up it cannot vouch for gets logging's own path."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from container import logs
+from inference.fast import lines as lines_module
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def test_the_line_is_the_one_logging_writes_but_for_the_time(stream: io.StringIO
     log = logging.getLogger("test.access")
     token = logs.request_id_var.set("rid-1")
     try:
-        logs.InfoLines(log).info("POST /invocations 200", {"status": 200, "ms": 0.125})
+        lines_module.InfoLines(log).info("POST /invocations 200", {"status": 200, "ms": 0.125})
         log.info("%s %s %d", "POST", "/invocations", 200, extra={"status": 200, "ms": 0.125})
     finally:
         logs.request_id_var.reset(token)
@@ -55,7 +56,7 @@ def test_the_line_is_the_one_logging_writes_but_for_the_time(stream: io.StringIO
 ])
 def test_the_built_line_is_what_the_payload_gives(rid: str | None, pid: str | None,
                                                    fields: dict[str, object]) -> None:
-    lines = logs.InfoLines(logging.getLogger("test.built"))
+    lines = lines_module.InfoLines(logging.getLogger("test.built"))
     tokens = logs.request_id_var.set(rid), logs.prediction_id_var.set(pid)
     try:
         now = 1_700_000_000.25
@@ -71,7 +72,7 @@ def test_the_built_line_is_what_the_payload_gives(rid: str | None, pid: str | No
 
 def test_a_filter_or_a_second_handler_gets_loggings_own_path(stream: io.StringIO) -> None:
     log = logging.getLogger("test.filtered")
-    lines = logs.InfoLines(log)
+    lines = lines_module.InfoLines(log)
     log.addFilter(lambda record: False)
     lines.info("dropped by the filter", {})
     log.filters.clear()
@@ -88,7 +89,7 @@ def test_a_filter_or_a_second_handler_gets_loggings_own_path(stream: io.StringIO
 def test_below_info_nothing_is_written(stream: io.StringIO) -> None:
     log = logging.getLogger("test.quiet")
     log.setLevel(logging.WARNING)
-    logs.InfoLines(log).info("not written", {})
+    lines_module.InfoLines(log).info("not written", {})
     assert stream.getvalue() == ""
 
 
@@ -107,7 +108,7 @@ def test_flat_json_is_json_dumps_for_every_value_kind() -> None:
              {"nan": float("nan")}, {"inf": float("inf")}, {"flag": True}, {"none": None},
              {"list": [1, 2]}, {"key \"quoted\"": "v"}, {}]
     for payload in cases:
-        assert logs.flat_json(payload) == json.dumps(payload, default=str, ensure_ascii=False)
+        assert lines_module.flat_json(payload) == json.dumps(payload, default=str, ensure_ascii=False)
 
 
 class _CountingTarget(io.StringIO):
@@ -126,7 +127,7 @@ def test_held_lines_wait_for_the_end_of_the_block_and_go_out_in_one_write() -> N
     saved = root.handlers[:], root.level
     logs.configure("INFO", logs.JsonLines(target, "stderr", "ERROR"))
     log = logging.getLogger("test.held")
-    lines = logs.InfoLines(log)
+    lines = lines_module.InfoLines(log)
     try:
         with lines.held():
             for n in range(3):
@@ -166,7 +167,7 @@ def test_held_lines_take_loggings_path_when_the_handler_changed_meanwhile() -> N
     out, extra = io.StringIO(), io.StringIO()
     logs.configure("INFO", out)  # here, not in a fixture: pytest adds its own handlers to the root
     log = logging.getLogger("test.changed")
-    lines = logs.InfoLines(log)
+    lines = lines_module.InfoLines(log)
     handler = logging.StreamHandler(extra)
     try:
         with lines.held():
@@ -191,7 +192,7 @@ def test_held_lines_take_loggings_path_when_the_handler_changed_meanwhile() -> N
 def test_a_timed_line_is_the_info_line_with_its_milliseconds(
         stream: io.StringIO, rid: str | None, pid: str | None, held: bool, fields: dict[str, object]) -> None:
     log = logging.getLogger("test.timed")
-    lines = logs.InfoLines(log)
+    lines = lines_module.InfoLines(log)
     tokens = logs.request_id_var.set(rid), logs.prediction_id_var.set(pid)
     try:
         with lines.held() if held else contextlib.nullcontext():
@@ -211,7 +212,7 @@ def test_a_timed_line_is_the_info_line_with_its_milliseconds(
 def test_a_timed_line_below_info_is_not_written(stream: io.StringIO) -> None:
     log = logging.getLogger("test.timed.quiet")
     log.setLevel(logging.WARNING)
-    lines = logs.InfoLines(log)
+    lines = lines_module.InfoLines(log)
     with lines.held():
         lines.timed("not written", {"status": 200}, 0.001)
     assert stream.getvalue() == ""
@@ -227,4 +228,4 @@ def test_millis_text_is_the_repr_of_the_rounded_milliseconds() -> None:
         values += [(rng.randrange(10**6) + 0.5) * scale / 1e6 * (1 + rng.uniform(-1e-12, 1e-12)) for _ in range(300)]
     for seconds in values:
         expected = repr(round(seconds * 1000, 3))
-        assert logs.millis_text(seconds) == expected, seconds
+        assert lines_module.millis_text(seconds) == expected, seconds

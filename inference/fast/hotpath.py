@@ -4,9 +4,9 @@ These two requests are nearly all of an endpoint's traffic, and for a one-row pr
 Flask's request context, URL matching and response object cost more than decoding, scoring
 and encoding the row. ``HotPath`` wraps the Flask app's WSGI callable and answers exactly these
 two requests itself, through the same data plane, error tree, request ids, metrics and access
-log as every other route: those shared pieces live here, and hosting.py's Flask hooks call them
-too. Anything else (other methods on these paths, a body without Content-Length) goes to Flask
-unchanged, and Flask keeps its own /ping and /invocations routes for those.
+log as every other route (inference/exchange.py holds those shared pieces). Anything else (other
+methods on these paths, a body without Content-Length) goes to Flask unchanged, and Flask keeps its
+own /ping and /invocations routes for those (and for every request with MLSHIP_FAST off).
 tests/service/test_hotpath.py sends the same requests both ways and compares the answers.
 """
 
@@ -15,29 +15,29 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable
-from functools import lru_cache
 from typing import Any
 
-from werkzeug.http import HTTP_STATUS_CODES
-from werkzeug.utils import get_content_type
-
-from container.logs import InfoLines, request_id_var
+from container.logs import request_id_var
 from container.settings import Settings
-from inference import metrics
 from inference.dataplane import DataPlane, Invocation
-from inference.errors import PayloadTooLarge, ServiceError
+from inference.errors import ServiceError
+from inference.exchange import (
+    CUSTOM_ATTRIBUTES,
+    HEALTHY,
+    REQUEST_ID_HEADERS,
+    TARGET_MODEL,
+    content_type,
+    discard_body,
+    error_parts,
+    finished,
+    request_id,
+    status_line,
+    too_large,
+)
 from inference.registry import ModelRegistry
 
 log = logging.getLogger("inference.app")
-access = logging.getLogger("inference.access")
-access_lines = InfoLines(access)
-CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
-TARGET_MODEL = "X-Amzn-SageMaker-Target-Model"
-REQUEST_ID_HEADERS = ("X-Amzn-SageMaker-Inference-Id", "X-Request-Id")
-DISCARD_LIMIT = 256 * 1024 * 1024  # a client sending more than this before reading gets a reset
-HEALTHY = b'{"status":"healthy"}'
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Answer = tuple[int, bytes, str, str]  # status, body, media type, model version
@@ -50,57 +50,6 @@ def _environ_key(header: str) -> str:
 _REQUEST_ID_KEYS = tuple(_environ_key(h) for h in REQUEST_ID_HEADERS)
 _ATTRIBUTES_KEY = _environ_key(CUSTOM_ATTRIBUTES)
 _TARGET_KEY = _environ_key(TARGET_MODEL)
-
-
-# --- shared with hosting.py's Flask hooks ---------------------------------------------------
-def request_id(given: Iterable[str | None]) -> str:
-    """The first request id the client sent (SageMaker's inference id, X-Request-Id), else a new one."""
-    return (next((v for v in given if v), None) or uuid.uuid4().hex)[:128]
-
-
-def finished(route: str, method: str, path: str, status: int, version: str, seconds: float) -> None:
-    """What every answered request leaves behind: its samples, and an access line (not for /ping)."""
-    metrics.request_done(route, method, status, version, seconds)
-    if path != "/ping":
-        access_lines.timed(f"{method} {path} {status}", {"status": status}, seconds)
-
-
-def error_parts(exc: ServiceError, rid: str | None) -> tuple[int, bytes, dict[str, str]]:
-    """Status, JSON body and extra headers of an error, as every route answers it."""
-    if exc.status >= 500:
-        log.warning("%s: %s", exc.code, exc.message)
-    return exc.status, json.dumps(exc.body(rid)).encode(), exc.headers
-
-
-def too_large(settings: Settings) -> PayloadTooLarge:
-    return PayloadTooLarge(f"Request body exceeds {settings.max_payload_mb:g} MB; raise "
-                           "SAGEMAKER_MAX_PAYLOAD_IN_MB (up to 100) or send smaller batches")
-
-
-def discard_body(stream: Any, length: int | None) -> None:
-    """Read what the client is still sending before answering 413: a client that writes its whole
-    body before reading (Python's urllib, many SDKs) would otherwise see a broken pipe, not the JSON."""
-    if stream is None or length is None or length > DISCARD_LIMIT:
-        return
-    left = length
-    try:
-        while left > 0:
-            chunk = stream.read(min(left, 1 << 20))
-            if not chunk:
-                return
-            left -= len(chunk)
-    except OSError:  # the client gave up: nothing more to do for it
-        return
-
-
-@lru_cache(maxsize=64)
-def status_line(status: int) -> str:
-    return f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}"  # werkzeug's spelling
-
-
-@lru_cache(maxsize=64)
-def content_type(media_type: str) -> str:
-    return get_content_type(media_type, "utf-8")  # Flask's: text types gain a charset
 
 
 def _body_length(environ: dict[str, Any]) -> int | None:

@@ -16,8 +16,8 @@ before its head is complete. A body is read inline and bounded by the worker tim
 client that sends a slow body on purpose is what a fronting proxy (nginx, SageMaker's) stops.
 
 A complete head of GET /ping or POST /invocations in its plain form is answered right there,
-without gunicorn's parser or response object (inference/fastlane.py says which requests and
-why); the connection stays registered with the loop, so a kept-alive client costs no poller
+without gunicorn's parser or response object (inference/fast/fastlane.py says which requests
+and why); the connection stays registered with the loop, so a kept-alive client costs no poller
 changes between its requests. Everything else, and every request while the worker is stopping
 or about to close the connection, takes gunicorn's path as before.
 
@@ -28,10 +28,10 @@ that does not read its body (a 404, a 405) answers as it does, and the connectio
 What gunicorn itself refuses (a bad request line or header, an over-long URL or head) is answered
 in the same JSON shape, not gunicorn's HTML page.
 
-New connections are spread evenly over the workers (inference/balance.py says why and how).
+New connections are spread evenly over the workers (inference/fast/balance.py says why and how).
 
 The access lines of the requests one pass of the loop answers are written together when the
-pass ends (container/logs.py, InfoLines.held): one write for them all, a few microseconds or a
+pass ends (inference/fast/lines.py, InfoLines.held): one write for them all, a few microseconds or a
 long request's time after each answer. A worker killed outright (SIGKILL) loses the lines of
 the pass it was in.
 """
@@ -39,7 +39,6 @@ the pass it was in.
 from __future__ import annotations
 
 import io
-import json
 import selectors
 import socket
 import time
@@ -47,16 +46,15 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
-from gunicorn import util
-from gunicorn.http.body import LengthReader
 from gunicorn.http.errors import LimitRequestHeaders
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import TConn
 
-from container.logs import request_id_var
-from inference import fastlane, metrics
-from inference.balance import Balancer
-from inference.errors import BadInput, ServiceError
-from inference.hotpath import REQUEST_ID_HEADERS, HotPath, access_lines, request_id, status_line
+from inference import metrics
+from inference.fast import fastlane
+from inference.fast.balance import Balancer
+from inference.fast.hotpath import HotPath
+from inference.fast.lines import access_lines
+from inference.gthread import GthreadWorker, ended_early
 
 # A head this long without its blank line is refused (431) by the worker: gunicorn's parser would
 # wait for the rest (its own limits allow 100 fields of 8190 bytes) with the loop blocked.
@@ -81,89 +79,23 @@ def _overlong(head: bytes) -> bool:
     return len(head) >= HEAD_LIMIT and not any(end in head for end in _HEAD_ENDS)
 
 
-def _ended_early(length: int) -> BadInput:
-    return BadInput(f"The request body ended before the {length} bytes its Content-Length gives; "
-                    "send the whole body")
-
-
 class _EndedEarly:
     """The fast lane's wsgi.input for a body that ended early: reading it raises what gunicorn's
-    path raises (_WholeBody), so the route answers the same 400."""
+    path raises (inference/gthread.py), so the route answers the same 400."""
 
     def __init__(self, length: int) -> None:
         self.length = length
 
     def read(self, size: int = -1) -> bytes:
-        raise _ended_early(self.length)
+        raise ended_early(self.length)
 
 
-class _WholeBody(LengthReader):
-    """gunicorn's Content-Length reader, which returns a short body as if it were all; this one
-    raises instead, and makes the answer close the connection (where the next request would
-    start is unknown)."""
-
-    def __init__(self, req: Any, reader: Any) -> None:
-        super().__init__(reader.unreader, reader.length)
-        self.req, self.declared = req, reader.length
-
-    def read(self, size: int) -> bytes:
-        wanted = min(self.length, size)
-        data: bytes = super().read(size)
-        if len(data) < wanted:
-            self.req.force_close()
-            raise _ended_early(self.declared)
-        return data
-
-
-def _field(req: Any, name: str) -> str | None:
-    upper = name.upper()
-    return next((value for key, value in getattr(req, "headers", None) or () if key == upper), None)
-
-
-def _write_json_error(sock: Any, status: int, reason: str, message: str) -> None:
-    """gunicorn's util.write_error (called by handle_error only) in the project's JSON error shape."""
-    error = ServiceError(message or "Internal error; see the server log for this request id")
-    if status != 500:
-        error.status, error.code = status, reason.lower().replace(" ", "_")  # hosting.py's naming
-    rid = request_id_var.get() or request_id(())
-    body = json.dumps(error.body(rid)).encode()
-    head = (f"HTTP/1.1 {status_line(status)}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nX-Request-Id: {rid}\r\n\r\n")
-    util.write_nonblock(sock, head.encode("latin-1") + body)
-
-
-class KeepAliveWorker(ThreadWorker):
+class KeepAliveWorker(GthreadWorker):
     hot: HotPath | None = None
     balancer: Balancer | None = None
 
     def get_thread_pool(self) -> Any:
         return _NoPool()
-
-    def init_process(self) -> None:
-        util.write_error = _write_json_error  # this process serves this worker alone
-        super().init_process()
-
-    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        # gunicorn picks the status and logs the refusal; the request id set here is in its log
-        # line and in the JSON answer (_write_json_error).
-        parsed = req or getattr(exc, "req", None)  # a refused header's exception holds its request
-        token = request_id_var.set(request_id(_field(parsed, name) for name in REQUEST_ID_HEADERS))
-        try:
-            super().handle_error(req, client, addr, exc)
-        finally:
-            request_id_var.reset(token)
-
-    def handle_request(self, req: Any, conn: Any) -> bool:
-        reader = req.body.reader
-        if type(reader) is LengthReader and reader.length:
-            req.body.reader = _WholeBody(req, reader)
-        return bool(super().handle_request(req, conn))
-
-    def _keepalive_after(self, conn: Any, keepalive: bool) -> bool:
-        try:
-            return bool(super()._keepalive_after(conn, keepalive))
-        except BadInput:  # a body the route left unread ended early: its answer is out, only close
-            return False
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
@@ -193,7 +125,7 @@ class KeepAliveWorker(ThreadWorker):
     def accept(self, listener: Any) -> None:
         balancer = self.balancer
         if balancer is not None and balancer.should_leave(self.nr_conns):
-            return  # a worker holding fewer connections takes it (inference/balance.py)
+            return  # a worker holding fewer connections takes it (inference/fast/balance.py)
         try:
             sock, client = listener.accept()
         except BlockingIOError:  # another worker took it
