@@ -47,15 +47,12 @@ class Predictor(Protocol):
 
     def predict(self, inputs: Inputs) -> Outputs: ...
 
-    def predict_csv(self, body: bytes) -> Outputs | None:
-        """``predict`` of a CSV body read straight from its bytes, where the family has a
-        shortcut for that body (a few rows of plain numbers, say), else None: the body is then
-        decoded and predicted as usual. Both ways must give the same outputs."""
-        ...
-
-    def answer_csv(self, body: bytes) -> tuple[bytes, int] | None:
-        """The CSV answer to such a body and its row count, written by the family itself, else
-        None: the same bytes as ``codecs.encode(outputs, CSV)`` of the outputs of ``predict``."""
+    def transform(self, body: bytes, media_type: str, accept: str) -> tuple[bytes, int] | None:
+        """The speed layer's one hook, in the SageMaker inference toolkit's ``transform_fn`` shape:
+        the answer to a request body of ``media_type`` in ``accept``, written by the model itself,
+        and its row count; or None, and the body takes the general path (decode, predict,
+        encode). Both ways give the same bytes (the suites run with MLSHIP_FAST on and off). Not
+        called with MLSHIP_FAST off, for a data-capture sample, or for JSON in batch mode."""
         ...
 
     def warmup(self) -> None: ...
@@ -74,11 +71,8 @@ class ModelFiles:
         self.version = str(manifest.get("version") or model_version(model_dir))
         self.outputs = outputs
 
-    def predict_csv(self, body: bytes) -> Outputs | None:
+    def transform(self, body: bytes, media_type: str, accept: str) -> tuple[bytes, int] | None:
         return None  # no shortcut: every body is decoded
-
-    def answer_csv(self, body: bytes) -> tuple[bytes, int] | None:
-        return None
 
 
 def _family(manifest: dict[str, Any]) -> Any:

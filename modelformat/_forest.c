@@ -377,76 +377,6 @@ done:
     return result;
 }
 
-/* A binary classifier's CSV answer to a body of plain numeric CSV rows, in one call: per row the
- * cell of its class (positive when the probability is >= threshold), a comma, the probability of
- * that class rounded to 6 places (half to even, as np.round) written as "%.6g", a newline. That
- * is what the general path encodes (Python's "{:.6g}" is C's %.6g); the body comes last so that
- * the model's arrays can be bound once (functools.partial). (bytes, rows), or None when
- * csv_parse refuses the body or a probability is not finite. */
-static PyObject *classify_csv(PyObject *self, PyObject *args) {
-    Py_buffer nodes, leaf, negative, positive, body;
-    int depth, n_trees, n_features, sigmoid, max_rows;
-    float base;
-    double threshold;
-    if (!PyArg_ParseTuple(args, "y*y*iiifpidy*y*y*", &nodes, &leaf, &depth, &n_trees, &n_features, &base,
-                          &sigmoid, &max_rows, &threshold, &negative, &positive, &body))
-        return NULL;
-    PyObject *result = NULL;
-    float *xs = NULL;
-    char *text = NULL;
-    Py_ssize_t rows = 0;
-    if (!forest_fits(depth, n_trees, n_features, &nodes, &leaf) || negative.len > 256 || positive.len > 256) {
-        PyErr_SetString(PyExc_ValueError, "forest arrays do not match their shapes");
-        goto done;
-    }
-    if (!forest_aligned(&nodes, &leaf)) {
-        PyErr_SetString(PyExc_ValueError, "forest arrays must be aligned for their float32 values");
-        goto done;
-    }
-    Py_ssize_t inner = ((Py_ssize_t)1 << depth) - 1;
-    int read = csv_parse((const char *)body.buf, body.len, n_features, max_rows, &xs, &rows);
-    if (read < 0) goto done;
-    if (read == 0) goto none;
-    /* a cell, a comma, at most 13 characters of %.6g ("-1.23457e-300"), a newline */
-    Py_ssize_t widest = (negative.len > positive.len ? negative.len : positive.len) + 16;
-    text = PyMem_Malloc((size_t)(rows * widest));
-    if (text == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    const float *leaves = (const float *)leaf.buf;
-    const Node *all = (const Node *)nodes.buf;
-    char *at = text;
-    for (Py_ssize_t r = 0; r < rows; r++) {
-        double v = (double)walk_finite(xs + r * n_features, all, leaves, depth, n_trees, inner, base, sigmoid);
-        if (!isfinite(v)) goto none;
-        int is_positive = v >= threshold;
-        const Py_buffer *cell = is_positive ? &positive : &negative;
-        memcpy(at, cell->buf, (size_t)cell->len);
-        at += cell->len;
-        *at++ = ',';
-        double confidence = nearbyint((is_positive ? v : 1.0 - v) * 1e6) / 1e6;  /* np.round(x, 6) */
-        int n = snprintf(at, 15, "%.6g", confidence);
-        if (n < 0 || n >= 15) goto none;
-        at += n;
-        *at++ = '\n';
-    }
-    result = Py_BuildValue("(y#n)", text, (Py_ssize_t)(at - text), rows);
-    goto done;
-none:
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    PyMem_Free(text);
-    PyMem_Free(xs);
-    PyBuffer_Release(&nodes);
-    PyBuffer_Release(&leaf);
-    PyBuffer_Release(&negative);
-    PyBuffer_Release(&positive);
-    PyBuffer_Release(&body);
-    return result;
-}
-
 /* Row building for a featuriser that writes float32 rows from Python (modelformat.gender.record_rows):
  * the two loops of a row that cost most there, one call each. ``out`` is a writable, contiguous and
  * aligned buffer of float32 (an array('f'), a NumPy array), ``start`` the offset of the row in it. */
@@ -577,9 +507,6 @@ static PyMethodDef methods[] = {
     {"csv_rows", csv_rows, METH_VARARGS, "csv_rows(body, n_features, max_rows)"},
     {"put_dense", (PyCFunction)(void (*)(void))put_dense, METH_FASTCALL, "put_dense(out, start, raw, mean, std)"},
     {"mark", (PyCFunction)(void (*)(void))mark, METH_FASTCALL, "mark(out, start, positions, values) -> int"},
-    {"classify_csv", classify_csv, METH_VARARGS,
-     "classify_csv(nodes, leaf, depth, n_trees, n_features, base, sigmoid, max_rows, threshold, negative_cell, "
-     "positive_cell, body)"},
     {"score_csv", score_csv, METH_VARARGS,
      "score_csv(body, nodes, leaf, depth, n_trees, n_features, base, sigmoid, max_rows)"},
     {"margin", margin, METH_VARARGS,

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -147,18 +145,6 @@ class Forest:
             return None
         return compiled.score_csv(body, self.nodes, self.leaf, self.depth, self.n_trees, self.n_features,
                                   float(self.base_margin), self.link == "sigmoid", max_rows)
-
-    def csv_classifier(self, threshold: float, negative_cell: str, positive_cell: str,
-                       max_rows: int = SMALL_BATCH) -> Callable[[bytes], tuple[bytes, int] | None] | None:
-        """A binary classifier's CSV answer to a body of up to ``max_rows`` plain numeric CSV rows in one
-        C call with this forest's arrays bound, (answer, rows) or None as ``score_csv``: per row the cell
-        of its class (positive when its probability is >= ``threshold``), then the probability of that
-        class rounded to 6 places, written as ``"{:.6g}"`` writes it. None without the C walk."""
-        if compiled is None:
-            return None
-        return partial(compiled.classify_csv, self.nodes, self.leaf, self.depth, self.n_trees,
-                       self.n_features, float(self.base_margin), self.link == "sigmoid", max_rows,
-                       float(threshold), negative_cell.encode(), positive_cell.encode())
 
     def csv_matrix(self, body: bytes, max_rows: int) -> np.ndarray | None:
         """The rows of a body of plain numeric CSV rows as a float32 matrix, read by the same C

@@ -69,15 +69,8 @@ class Predictor(ModelFiles):
         self.record_rows = (RecordRows(self.pipeline) if fast and isinstance(self.pipeline, DevicePipeline)
                             and hasattr(self.scorer, "score_rows") else None)
         self._score_csv = getattr(self.scorer, "score_csv", None)
-        neg, pos = self.classes
-        classifier = getattr(self.scorer, "csv_classifier", None)
-        self._classify_csv = classifier(self.threshold, codecs.csv_cell(neg), codecs.csv_cell(pos)) \
-            if classifier is not None else None
         self.output_keys = output_keys
         if output_keys:
-            # The compiled writer knows only label,probability: off. answer_csv's other way
-            # encodes these outputs as the general path does, so its bytes are the same.
-            self._classify_csv = None
             self._outputs = self._selected_outputs  # type: ignore[method-assign]
 
     # --- inputs -> features ---------------------------------------------------------
@@ -158,29 +151,19 @@ class Predictor(ModelFiles):
             rows = record_rows.rows(records)
         return None if rows is None else self.scorer.score_rows(rows, len(records))
 
-    def predict_csv(self, body: bytes) -> Outputs | None:
-        """``predict`` of a body of plain numeric CSV rows, read by the scorer straight from its
-        bytes where it can (the compiled forest's C parse), else None; the same outputs either way."""
+    def transform(self, body: bytes, media_type: str, accept: str) -> tuple[bytes, int] | None:
+        """The speed layer's one hook (see ``predictors.Predictor.transform``): a body of plain
+        numeric CSV rows read and walked by the scorer straight from its bytes (the compiled
+        forest's C parse), its answer encoded as the general path encodes it; None for any other
+        body. tests/unit/test_csv_shortcut.py compares the bytes with the general path's."""
         score_csv = self._score_csv
-        p = score_csv(body) if score_csv is not None else None
-        return None if p is None else self._outputs(p, None)
-
-    def answer_csv(self, body: bytes) -> tuple[bytes, int] | None:
-        """The CSV answer to a body of plain numeric CSV rows and its row count, or None where
-        ``predict_csv`` is None: ``codecs.encode(predict_csv(body), CSV)``, a few rows' answer written
-        by the compiled forest in the call that scores them (their Outputs and encoding were most of
-        a one-row request's Python). tests/unit/test_csv_shortcut.py compares the bytes with the
-        general path's."""
-        classify = self._classify_csv
-        answer = classify(body) if classify is not None else None
-        if answer is not None:
-            return answer
-        score_csv = self._score_csv
-        p = score_csv(body) if score_csv is not None else None
+        if media_type != CSV or score_csv is None:
+            return None
+        p = score_csv(body)
         if p is None:
             return None
         outputs = self._outputs(p, None)
-        return codecs.encode(outputs, CSV)[0], outputs.n_rows
+        return codecs.encode(outputs, accept)[0], outputs.n_rows
 
     def _outputs(self, p: list[float] | np.ndarray, inputs: Inputs | None) -> Outputs:
         neg, pos = self.classes

@@ -7,7 +7,6 @@ Files are each library's portable format (XGBoost UBJSON, coefficients as JSON),
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
@@ -72,13 +71,6 @@ class XGBoostScorer:
             return None
         x = forest.csv_matrix(body, self.MAX_CSV_ROWS)
         return None if x is None else self.predict_proba(x)
-
-    def csv_classifier(self, threshold: float, negative_cell: str, positive_cell: str
-                       ) -> Callable[[bytes], tuple[bytes, int] | None] | None:
-        """The CSV answer to a body of up to ``SMALL_BATCH`` plain numeric CSV rows in one call (see
-        ``Forest.csv_classifier``), or None when the compiled forest cannot give it."""
-        return None if self.forest is None else self.forest.csv_classifier(
-            threshold, negative_cell, positive_cell, self.SMALL_BATCH)
 
     def score_rows(self, rows: Buffer, n_rows: int) -> list[float] | None:
         """``predict_proba`` of up to ``SMALL_BATCH`` dense float32 rows laid end to end (NaN where

@@ -153,18 +153,17 @@ def _numeric_csv(n: int, seed: int = 2) -> str:
     return "".join(",".join(str(v) for v in row) + "\n" for row in rows)
 
 
-def test_csv_shortcut_is_off_and_the_csv_answer_is_the_general_one(numeric_model: MLPaths) -> None:
+def test_the_models_own_csv_answer_with_output_keys_is_the_general_one(numeric_model: MLPaths) -> None:
     keys = ("predicted_label", "probabilities")
     predictor: Any = predictors.load(numeric_model.model_dir, output_keys=keys)
-    assert predictor._classify_csv is None  # the compiled writer knows only label,probability
     default: Any = predictors.load(numeric_model.model_dir)
     for n in (1, 5, 200):
         body = _numeric_csv(n).encode()
         general = codecs.encode(predictor.predict(codecs.decode(body, CSV)), CSV)[0]
-        done = predictor.answer_csv(body)
+        done = predictor.transform(body, CSV, CSV)
         assert done is None or done == (general, n)
         assert general.decode().count('"[') == n
-        assert default.answer_csv(body) != done  # the default still writes label,probability
+        assert default.transform(body, CSV, CSV) != done  # the default still writes label,probability
     client = _app(numeric_model, SAGEMAKER_INFERENCE_OUTPUT="predicted_label,probabilities").test_client()
     body = _numeric_csv(3)
     resp = client.post("/invocations", data=body, content_type="text/csv", headers={"Accept": "text/csv"})

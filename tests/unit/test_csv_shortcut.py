@@ -1,4 +1,4 @@
-"""The plain-CSV shortcut (modelformat._forest.score_csv, Predictor.predict_csv, answer_csv): its parse gives
+"""The plain-CSV shortcut (modelformat._forest.score_csv, Predictor.transform): its parse gives
 NumPy's float32 cast of every field bit for bit, it refuses everything else so the general decoder
 answers it, its predictions equal XGBoost's own to 1e-6, and /invocations answers with the same
 bytes whether the shortcut or the general path served the request."""
@@ -134,31 +134,6 @@ def test_score_csv_matches_xgboost_on_many_random_rows() -> None:
         assert np.array_equal(np.asarray(got), forest.predict(batch).astype(np.float64))
 
 
-@pytest.mark.parametrize("threshold", [0.5, 0.3, 0.97, 0.0, 1.0])
-def test_the_c_answer_is_the_python_encoding_of_the_scores(threshold: float) -> None:
-    """classify_csv's bytes: per row the class cell by ``p >= threshold``, then round6 of that
-    class's probability in "{:.6g}" (what few_scores and codecs.encode write), for 1 to 128 rows."""
-    rng = np.random.default_rng(21)
-    x = rng.normal(size=(2000, 8)).astype(np.float32)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 5, "eta": 0.5, "nthread": 1},
-                        xgb.DMatrix(x, label=(x[:, 0] + x[:, 1] > 0).astype(float)), num_boost_round=40)
-    forest = compile_booster(booster)
-    assert forest is not None
-    classify = forest.csv_classifier(threshold, "female", '"a, b"', max_rows=128)
-    assert classify is not None
-    for n in [1] * 200 + [2, 3, 17, 128]:
-        rows = (rng.normal(size=(n, 8)) * rng.choice([0.1, 1, 50], size=(n, 8))).astype(np.float32)
-        body = ("\n".join(",".join(repr(float(v)) for v in row) for row in rows) + "\n").encode()
-        got = classify(body)
-        p = forest.score_csv(body)
-        assert got is not None and p is not None
-        labels, confidence, _ = gender.few_scores(p, threshold, "female", '"a, b"')
-        expected = "".join(f"{label},{c:.6g}\n" for label, c in zip(labels, confidence, strict=True))
-        assert got == (expected.encode(), n)
-    too_many = ("1,2,3,4,5,6,7,8\n" * 129).encode()
-    assert classify(too_many) is None and classify(b"1,2,3\n") is None
-
-
 @pytest.fixture(scope="module")
 def dataplane(numeric_model: Any) -> DataPlane:
     """The numeric gender model `train` made (6 features), served by the data plane as /invocations is."""
@@ -168,8 +143,7 @@ def dataplane(numeric_model: Any) -> DataPlane:
 
 def _general(dataplane: DataPlane, call: Invocation, monkeypatch: pytest.MonkeyPatch) -> Any:
     with monkeypatch.context() as patch:
-        patch.setattr(gender.Predictor, "predict_csv", lambda self, body: None)
-        patch.setattr(gender.Predictor, "answer_csv", lambda self, body: None)
+        patch.setattr(gender.Predictor, "transform", lambda self, body, media, accept: None)
         return dataplane.invoke(call)
 
 
@@ -181,8 +155,8 @@ def test_invocations_answers_the_same_bytes_with_or_without_the_shortcut(
     for n in (1, 1, 2, 3, 8, 9, 40, 200, 1000):  # a few rows walked in C; a batch parsed in C
         x = rng.normal(size=(n, 6)) * rng.choice([0.001, 1, 1000], size=(n, 6))
         body = ("\n".join(",".join(f"{v:.6g}" for v in row) for row in x) + "\n").encode()
-        assert isinstance(model, gender.Predictor) and model.predict_csv(body) is not None
-        assert model.answer_csv(body) is not None  # CSV in, CSV out: written by the model
+        assert isinstance(model, gender.Predictor) and model.transform(body, "text/csv", "application/json") is not None
+        assert model.transform(body, "text/csv", "text/csv") is not None  # CSV in, CSV out: written by the model
         for accept in ("text/csv", "application/json", "application/jsonlines"):
             call = Invocation(body, "text/csv", accept)
             fast, slow = dataplane.invoke(call), _general(dataplane, call, monkeypatch)
@@ -228,8 +202,6 @@ def test_the_parse_allocates_no_more_than_the_body_can_fill(lines: bytes) -> Non
     forest = compile_booster(_tiny_booster(features=228))
     assert forest is not None
     assert _peak_bytes(forest.score_csv, body, 1 << 30) < 4 * len(body) + 4096
-    classify = forest.csv_classifier(0.5, "F", "M", max_rows=1 << 30)
-    assert classify is not None and _peak_bytes(classify, body) < 4 * len(body) + 4096
 
 
 def test_a_body_of_many_short_lines_against_a_wide_model_is_refused_not_a_memory_error() -> None:

@@ -199,8 +199,6 @@ def test_the_compiled_calls_refuse_misaligned_buffers_rather_than_read_through_t
     body = b"1,2,3,4,5,6,7,8,9,10,11,12\n"
     with pytest.raises(ValueError, match="aligned"):
         compiled.score_csv(body, _unaligned(forest.nodes.tobytes()), forest.leaf, *args[:4], False, 8)
-    with pytest.raises(ValueError, match="aligned"):
-        compiled.classify_csv(forest.nodes, _unaligned(forest.leaf.tobytes()), *args, 8, 0.5, b"F", b"M", body)
     mean, std = array("d", [0.0]), array("d", [1.0])
     with pytest.raises(ValueError, match="aligned"):
         compiled.put_dense(_unaligned(bytes(8), floats=True), 0, [1.0], mean, std)
