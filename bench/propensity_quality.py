@@ -46,7 +46,7 @@ def runs(epochs: int) -> dict[str, dict[str, Any]]:
     return {
         "popularity": {"algorithm": "popularity"},
         "mf": {**neural, "algorithm": "mf", "factors": 64, "reg": 0.0},
-        # The authors' 3-hidden-layer MLP, with weight averaging: measured best (README, Benchmarks)
+        # The authors' 3-hidden-layer MLP, with weight averaging: measured best (bench/RESULTS.md)
         "neumf": {**neural, "algorithm": "neumf", "factors": 32, "mlp_layers": "256,128,64,32",
                   "ema": 0.999, "patience": 3},
         "neumf64": {**neural, "algorithm": "neumf", "factors": 64, "mlp_layers": "512,256,128,64",
@@ -55,7 +55,7 @@ def runs(epochs: int) -> dict[str, dict[str, Any]]:
         "neumf_pretrain": {**neural, "algorithm": "neumf", "factors": 32, "mlp_layers": "256,128,64,32",
                            "ema": 0.999, "patience": 3, "pretrain": True,
                            "finetune_optimizer": "sgd", "finetune_learning_rate": 0.001},
-        # alpha 0.7: best of 0.5-0.8 on the shared pre-training (README, Benchmarks)
+        # alpha 0.7: best of 0.5-0.8 on the shared pre-training (bench/RESULTS.md)
         "neumf64_pretrain": {**neural, "algorithm": "neumf", "factors": 64, "mlp_layers": "512,256,128,64",
                              "ema": 0.999, "patience": 3, "pretrain": True, "alpha": 0.7,
                              "finetune_optimizer": "sgd", "finetune_learning_rate": 0.001},
