@@ -14,8 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
-from container.mediatypes import CSV
-from inference import codecs, metrics
+from container.mediatypes import CSV, JSON
+from inference import codecs, explanations, metrics
 from inference.codecs import Inputs, Outputs
 from inference.errors import BadInput
 from inference.predictors import Predictor
@@ -31,6 +31,7 @@ class Invocation:
     accept: str | None = None
     target: str | None = None  # X-Amzn-SageMaker-Target-Model, or a multi-model name
     request_id: str | None = None
+    explain: str | None = None  # X-Amzn-SageMaker-Enable-Explanations: Clarify's envelope
 
 
 @dataclass(slots=True)
@@ -99,12 +100,13 @@ class DataPlane:
             model = self.registry.default.predictor if not call.target else None
             model = model or self.select(call.target)
         media, charset, accept = self.types(call.content_type, call.accept, call.body)
+        select = explanations.selector(call.explain) if call.explain is not None else None
         recorder = self.recorder
         sampled = recorder is not None and recorder.sampled()
         # The model's own answer first (the speed layer's hook), where it has one: never for a
         # sampled call, whose inputs the recorder keeps, nor for JSON Lines made of JSON in batch
         # mode. A predictor handed to create_app may predate the hook: then it has none.
-        if self.fast and not sampled and (accept == CSV or not self.batch):
+        if self.fast and not sampled and select is None and (accept == CSV or not self.batch):
             transform = getattr(model, "transform", None)
             done = transform(call.body, media, accept) if transform is not None else None
             if done is not None:
@@ -122,4 +124,7 @@ class DataPlane:
             assert recorder is not None
             recorder.record(model, inputs, outputs, ms, call.request_id)
         payload, content_type = codecs.encode(outputs, accept, self.batch, direct=self.fast)
+        if select is not None:  # the plain answer inside Clarify's envelope, with the attributions
+            payload = explanations.envelope(model, inputs, outputs, accept, payload, content_type, select)
+            content_type = JSON
         return Answer(payload, 200, content_type, model)

@@ -23,6 +23,7 @@ log = logging.getLogger("inference.app")
 access = logging.getLogger("inference.access")
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 TARGET_MODEL = "X-Amzn-SageMaker-Target-Model"
+ENABLE_EXPLANATIONS = "X-Amzn-SageMaker-Enable-Explanations"  # Clarify's, README Explanations
 REQUEST_ID_HEADERS = ("X-Amzn-SageMaker-Inference-Id", "X-Request-Id")
 DISCARD_LIMIT = 256 * 1024 * 1024  # a client sending more than this before reading gets a reset
 HEALTHY = b'{"status":"healthy"}'

@@ -27,6 +27,7 @@ from inference.dataplane import Answer, DataPlane, Invocation
 from inference.errors import BadInput, MethodNotAllowed, NotFound, ServiceError
 from inference.exchange import (
     CUSTOM_ATTRIBUTES,
+    ENABLE_EXPLANATIONS,
     HEALTHY,
     REQUEST_ID_HEADERS,
     TARGET_MODEL,
@@ -106,7 +107,8 @@ def create_hosting_app(hosting: Hosting) -> Flask:
 
     def call(target: str | None) -> Invocation:
         return Invocation(request.get_data(cache=False), request.headers.get("Content-Type"),
-                          request.headers.get("Accept"), target, g.get("request_id"))
+                          request.headers.get("Accept"), target, g.get("request_id"),
+                          request.headers.get(ENABLE_EXPLANATIONS))
 
     @app.post("/invocations")
     def invocations() -> Response:

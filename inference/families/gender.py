@@ -19,6 +19,7 @@ from inference.predictors import ModelFiles, OutputSpec
 from modelformat import scorers
 from modelformat.arrowtypes import arrow_lists
 from modelformat.errors import DataError
+from modelformat.gender.contributions import Attributions, attributions
 from modelformat.gender.features import (
     LIST_FIELDS,
     DevicePipeline,
@@ -150,6 +151,20 @@ class Predictor(ModelFiles):
             _check_record_values(records)
             rows = record_rows.rows(records)
         return None if rows is None else self.scorer.score_rows(rows, len(records))
+
+    def explain(self, inputs: Inputs) -> Attributions:
+        """Attributions of the records in ``inputs`` (log-odds of the positive class), folded onto
+        the raw fields (modelformat/gender/contributions.py); the label they explain is the
+        positive class. Only the records asked about are featurised again and attributed."""
+        try:
+            x = self.features(inputs)
+        except DataError as exc:
+            raise BadInput(str(exc)) from None
+        return attributions(self.pipeline, self.scorer, x)
+
+    @property
+    def explained_label(self) -> str:
+        return str(self.classes[1])
 
     def transform(self, body: bytes, media_type: str, accept: str) -> tuple[bytes, int] | None:
         """The speed layer's one hook (see ``predictors.Predictor.transform``): a body of plain

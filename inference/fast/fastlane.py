@@ -42,7 +42,9 @@ _ENVIRON = {
 # Headers that change how the request is framed, answered or trusted (a proxy's scheme headers,
 # which gunicorn checks against each other): gunicorn handles those.
 _FRAMING = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"http2-settings", b"te", b"trailer",
-                      b"x-forwarded-proto", b"x-forwarded-protocol", b"x-forwarded-ssl", b"forwarded"))
+                      b"x-forwarded-proto", b"x-forwarded-protocol", b"x-forwarded-ssl", b"forwarded",
+                      # and Clarify's explanation header, whose request Flask's route answers
+                      b"x-amzn-sagemaker-enable-explanations"))
 _SINGLETON = b"host"  # gunicorn refuses a second Host (RFC 9110 5.3); Content-Type is one of _ENVIRON
 _HOT = {b"GET /ping HTTP/1.1": ("GET", "/ping"), b"POST /invocations HTTP/1.1": ("POST", "/invocations")}
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^`|~0-9A-Za-z]+")  # RFC 9110 token, less "_" (gunicorn drops those)

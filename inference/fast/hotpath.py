@@ -24,6 +24,7 @@ from inference.dataplane import DataPlane, Invocation
 from inference.errors import ServiceError
 from inference.exchange import (
     CUSTOM_ATTRIBUTES,
+    ENABLE_EXPLANATIONS,
     HEALTHY,
     REQUEST_ID_HEADERS,
     TARGET_MODEL,
@@ -50,6 +51,7 @@ def _environ_key(header: str) -> str:
 _REQUEST_ID_KEYS = tuple(_environ_key(h) for h in REQUEST_ID_HEADERS)
 _ATTRIBUTES_KEY = _environ_key(CUSTOM_ATTRIBUTES)
 _TARGET_KEY = _environ_key(TARGET_MODEL)
+_EXPLAIN_KEY = _environ_key(ENABLE_EXPLANATIONS)
 
 
 def _body_length(environ: dict[str, Any]) -> int | None:
@@ -72,7 +74,8 @@ class HotPath:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         route = self.route(environ.get("PATH_INFO"), environ.get("REQUEST_METHOD"))
-        if route is None or _body_length(environ) is None:
+        # An explanation request (Clarify's envelope) is rare and costly: Flask's route answers it.
+        if route is None or _body_length(environ) is None or _EXPLAIN_KEY in environ:
             return self.flask_app(environ, start_response)
         status, headers, body = self.respond(route, environ)
         start_response(status, headers)
