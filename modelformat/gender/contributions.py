@@ -84,11 +84,18 @@ def feature_contributions(scorer: Any, x: Any) -> tuple[np.ndarray, float, str]:
     raise TypeError(f"{type(scorer).__name__} gives no attributions")
 
 
+CHUNK = 256  # rows attributed at a time: XGBoost's contributions are dense (rows x features)
+
+
 def attributions(pipeline: Pipeline, scorer: Any, x: Any) -> Attributions:
-    """The attributions of feature rows ``x`` (as the pipeline builds them), folded by raw field."""
+    """The attributions of feature rows ``x`` (as the pipeline builds them), folded by raw field,
+    ``CHUNK`` rows at a time so that memory stays bounded however many records are explained."""
     headers, groups = field_groups(pipeline)
-    contribs, bias, method = feature_contributions(scorer, x)
     fold = sp.csr_matrix((np.ones(len(groups)), (np.arange(len(groups)), groups)),
                          shape=(len(groups), len(headers)))
-    folded = np.asarray((fold.T @ contribs.T).T, dtype=np.float64)
+    parts, bias, method = [], 0.0, ""
+    for start in range(0, x.shape[0], CHUNK):
+        contribs, bias, method = feature_contributions(scorer, x[start:start + CHUNK])
+        parts.append(np.asarray(fold.T @ contribs.T, dtype=np.float64).T)
+    folded = np.vstack(parts) if parts else np.zeros((0, len(headers)))
     return Attributions(headers, folded, bias, folded.sum(axis=1) + bias, method)

@@ -193,3 +193,43 @@ def test_the_speed_layer_leaves_explanation_requests_to_flask() -> None:
     head = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 3\r\n"
     assert fastlane.parse(head + b"\r\n1,2") is not None
     assert fastlane.parse(head + HEADER.encode() + b": `true`\r\n\r\n1,2") is None
+
+
+def test_featurised_rows_keep_one_header_per_column(numeric_model: MLPaths,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numeric rows (CSV, no device fields): one feature_header per column; and records explained in
+    chunks add up as one batch does."""
+    from modelformat.gender import contributions
+
+    monkeypatch.setattr(contributions, "CHUNK", 2)
+    client = _app(numeric_model).test_client()
+    predictor: Any = predictors.load(numeric_model.model_dir)
+    rows = np.random.default_rng(3).normal(size=(5, predictor.n_features)).round(3)
+    body_csv = "\n".join(",".join(map(str, r)) for r in rows) + "\n"
+    resp = client.post("/invocations", data=body_csv, content_type="text/csv",
+                       headers={HEADER: "`true`", "Accept": "text/csv"})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    jsonschema.validate(body, SCHEMA)
+    import xgboost as xgb
+
+    margins = predictor.scorer.booster.predict(xgb.DMatrix(rows.astype(np.float32)), output_margin=True)
+    for entry, margin in zip(body["explanations"]["kernel_shap"], margins, strict=True):
+        values = _field_values(entry)
+        assert list(values) == predictor.pipeline.feature_names
+        assert sum(values.values()) + body["expected_value"][0] == pytest.approx(float(margin), abs=1e-5)
+
+
+def test_a_model_without_explanations_is_a_400() -> None:
+    """The propensity family has no ``explain``: the request is refused, naming the model."""
+    from types import SimpleNamespace
+
+    from inference import explanations
+    from inference.codecs import Outputs
+    from inference.errors import BadInput
+
+    model = SimpleNamespace(name="pairs")
+    outputs = Outputs(columns={"score": [0.5]}, csv_columns=["score"])
+    with pytest.raises(BadInput, match="pairs gives no explanations"):
+        explanations.envelope(model, Inputs(raw=[{"user": 1}]), outputs, "application/json", b"{}",
+                              "application/json", explanations.selector("`true`"))
