@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from json.encoder import encode_basestring
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from container.mediatypes import ALIASES, CSV, DECODABLE, ENCODABLE, JSON, JSONLINES
@@ -423,15 +424,6 @@ class Outputs:
                                                                           strict=True)]
 
 
-_SCALARS = (str, int, float, bool)
-
-
-def _scalar_columns(outputs: Outputs) -> bool:
-    """Plain str/int/float/bool values only (lists and None keep the exact json.dumps path)."""
-    return all(type(col[0]) in _SCALARS and type(col[-1]) in _SCALARS
-               for col in outputs.columns.values())
-
-
 def csv_cell(value: Any) -> str:
     """One value as a cell of a CSV answer."""
     if isinstance(value, float):
@@ -475,47 +467,29 @@ def _aws_csv(outputs: Outputs) -> bytes:
     return "".join(",".join(map(aws_cell, row)) + "\n" for row in zip(*cols, strict=True)).encode()
 
 
-_MANY_JSON_ROWS = 64  # from here a JSON answer is written column-wise by pandas, below it directly
-# Each plain type as json.dumps(..., ensure_ascii=False) writes it (its C encoder's own calls),
-# except a float that is not finite: repr's 'nan', 'inf' and '-inf' where json.dumps writes NaN,
-# Infinity and -Infinity, so an answer holding one is left to json.dumps.
-_JSON_WRITERS: dict[type, Callable[[Any], str]] = {
-    str: encode_basestring, int: int.__repr__, float: float.__repr__,
-    bool: lambda v: "true" if v else "false", type(None): lambda v: "null",
-}
-
-
-@lru_cache(maxsize=64)
-def _json_keys(names: tuple[Any, ...]) -> tuple[str, ...] | None:
-    if not all(type(name) is str for name in names):  # json.dumps' own spelling of other keys
-        return None
-    return tuple(encode_basestring(name) + ": " for name in names)
-
-
-def _json_predictions(columns: dict[str, Sequence[Any]]) -> str | None:
-    """``json.dumps({"predictions": rows}, ensure_ascii=False)`` of a few rows of plain values (str,
-    int, float, bool, None), written directly; None for anything else. For one row, json.dumps'
-    encoder set-up costs several times the writing (tests/unit/test_codecs.py compares the two)."""
-    if not columns or len(next(iter(columns.values()))) >= _MANY_JSON_ROWS:
-        return None
-    keys = _json_keys(tuple(columns))
-    if keys is None:
-        return None
+def _json(doc: Any) -> bytes:
+    """One JSON document, by orjson (compact: no spaces after ',' and ':'; a float that is not
+    finite is null). An integer beyond 64 bits, which orjson refuses, takes json.dumps in the same
+    compact spelling: the families answer such ids as strings, so only a plug-in's outputs may."""
     try:
-        cells = [[_JSON_WRITERS[type(v)](v) for v in column] for column in columns.values()]
-    except KeyError:  # a list, a NumPy scalar, a subclass: json.dumps decides
-        return None
-    try:
-        rows = ["{" + ", ".join(map(str.__add__, keys, row)) + "}" for row in zip(*cells, strict=True)]
-    except ValueError:  # columns of unequal length: rows() says so
-        return None
-    text = '{"predictions": [' + ", ".join(rows) + "]}"
-    return None if "nan" in text or "inf" in text else text  # (or a string holding those letters)
+        return orjson.dumps(doc)
+    except TypeError:
+        return json.dumps(_finite_or_null(doc), ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def encode(outputs: Outputs, media_type: str, batch: bool = False, direct: bool = True) -> tuple[bytes, str]:
-    """Body and its content type; batch mode writes exactly one line per input row. ``direct``
-    (MLSHIP_FAST): a JSON answer written by pandas' encoder or by hand, else by json.dumps."""
+def _finite_or_null(value: Any) -> Any:
+    """``value`` with each float that is not finite as None, as orjson writes it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
+def encode(outputs: Outputs, media_type: str, batch: bool = False) -> tuple[bytes, str]:
+    """Body and its content type; batch mode writes exactly one line per input row."""
     if media_type == CSV:
         if outputs.aws_cells:
             return _aws_csv(outputs), CSV
@@ -524,21 +498,10 @@ def encode(outputs: Outputs, media_type: str, batch: bool = False, direct: bool 
             return (",".join([csv_cell(col[0]) for col in cols]) + "\n").encode(), CSV
         lines = list(map(",".join, zip(*map(_csv_cells, cols), strict=True)))
         return ("\n".join(lines) + ("\n" if lines else "")).encode(), CSV
-    if direct and media_type == JSON and not batch and outputs.n_rows >= _MANY_JSON_ROWS \
-            and _scalar_columns(outputs):
-        # Column-wise through pandas' C encoder: a third of the time of dicts + json.dumps.
-        table = pd.DataFrame(outputs.columns).to_json(orient="records", force_ascii=False,
-                                                      double_precision=15)
-        return ('{"predictions": ' + table + "}").encode(), JSON
-    if direct and media_type == JSON and not batch:
-        few = _json_predictions(outputs.columns)
-        if few is not None:
-            return few.encode(), JSON
     rows = outputs.rows()
     if media_type == JSONLINES or (batch and media_type == JSON):
-        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        return body.encode(), JSONLINES
-    return json.dumps({"predictions": rows}, ensure_ascii=False).encode(), JSON
+        return b"".join([_json(r) + b"\n" for r in rows]), JSONLINES
+    return _json({"predictions": rows}), JSON
 
 
 # --------------------------------------------------------------------------- control bodies

@@ -1,7 +1,8 @@
 """The test command: lint (ruff), types (mypy), layers (import-linter), known vulnerabilities of
 the locked requirements (pip-audit, scripts/audit.py), Dockerfile lint (hadolint), then pytest:
 the whole suite with the speed layer on (MLSHIP_FAST, the default), then the service and
-end-to-end tiers again with it off, so that both ways give the same answers.
+end-to-end tiers again with it off, so that both ways give the same answers, and the service tier
+once more with the trees walked in NumPy (tests/conftest.py).
 
     ./run test [pytest args]     e.g. ./run test -m "not container" -x   (given arguments: one run,
                                  with MLSHIP_FAST as the environment has it)
@@ -47,6 +48,11 @@ def main(argv: list[str]) -> int:
         results["pytest MLSHIP_FAST=false"] = step("pytest MLSHIP_FAST=false",
                                                    [sys.executable, "-m", "pytest", *BOTH_WAYS],
                                                    {"MLSHIP_FAST": "false"})
+        # The forest walked in NumPy (as where the C extension could not be built), through the
+        # whole service tier rather than only compared with the C walk.
+        results["pytest numpy walk"] = step("pytest numpy walk",
+                                            [sys.executable, "-m", "pytest", "tests/service"],
+                                            {"MLSHIP_TEST_WALK": "numpy"})
     failed = [k for k, v in results.items() if not v]
     print("==> summary: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in results.items()))
     return 1 if failed else 0

@@ -20,22 +20,29 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 def speed_layer_switch() -> Iterator[None]:
     """The suites run with the speed layer on and off (scripts/test_all.py sets MLSHIP_FAST for the
     second run): the switch reaches every Settings a test builds from a mapping of its own, unless
-    the test sets it itself; `serve` processes the tests start inherit it from the environment."""
-    fast = os.environ.get("MLSHIP_FAST")
-    if fast is None:
-        yield
-        return
-    from container.settings import Settings
-
-    real = Settings.from_env
-
-    def from_env(environ: Mapping[str, str] | None = None) -> Settings:
-        if environ is not None and "MLSHIP_FAST" not in environ:
-            environ = {**environ, "MLSHIP_FAST": fast}
-        return real(environ)
-
+    the test sets it itself; `serve` processes the tests start inherit it from the environment.
+    MLSHIP_TEST_WALK=numpy walks the trees in NumPy in this process."""
     patch = pytest.MonkeyPatch()
-    patch.setattr(Settings, "from_env", from_env)
+    fast = os.environ.get("MLSHIP_FAST")
+    if fast is not None:
+        from container.settings import Settings
+
+        real = Settings.from_env
+
+        def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+            if environ is not None and "MLSHIP_FAST" not in environ:
+                environ = {**environ, "MLSHIP_FAST": fast}
+            return real(environ)
+
+        patch.setattr(Settings, "from_env", from_env)
+    if os.environ.get("MLSHIP_TEST_WALK") == "numpy":
+        # The forest walked by NumPy, as where the C extension could not be built (scripts/test_all.py
+        # runs tests/service so once): the whole suite through that path, not only comparisons.
+        from modelformat import forest
+        from modelformat.gender import record_rows
+
+        patch.setattr(forest, "compiled", None)
+        patch.setattr(record_rows, "compiled", None)
     yield
     patch.undo()
 

@@ -190,13 +190,7 @@ class Predictor(ModelFiles):
             label_values = [pos if v else neg for v in positive.tolist()]
             confidence = np.round(np.where(positive, p, 1.0 - p), 6).tolist()
             scores = np.round(p, 6).tolist()
-        columns: dict[str, Any] = {}
-        records = inputs.records if inputs is not None else None
-        if records is not None:
-            if any("device_id" in r for r in records):
-                columns["device_id"] = [identifier(r.get("device_id", np.nan)) for r in records]
-        elif inputs is not None and inputs.table is not None and "device_id" in inputs.table.columns:
-            columns["device_id"] = [identifier(v) for v in inputs.table["device_id"].tolist()]
+        columns = _ids(inputs)
         columns["label"] = label_values
         columns["probability"] = confidence
         columns[self.score_column] = scores
@@ -222,13 +216,7 @@ class Predictor(ModelFiles):
             "raw_score": lambda: list(score),
             "raw_scores": lambda: [list(pair) for pair in pairs],
         }
-        columns: dict[str, Any] = {}
-        records = inputs.records if inputs is not None else None
-        if records is not None:
-            if any("device_id" in r for r in records):
-                columns["device_id"] = [identifier(r.get("device_id", np.nan)) for r in records]
-        elif inputs is not None and inputs.table is not None and "device_id" in inputs.table.columns:
-            columns["device_id"] = [identifier(v) for v in inputs.table["device_id"].tolist()]
+        columns = _ids(inputs)
         for key in self.output_keys:
             columns[key] = values[key]()
         return Outputs(columns=columns, csv_columns=list(self.output_keys), aws_cells=True)
@@ -244,6 +232,17 @@ class Predictor(ModelFiles):
                            else self.scorer.predict_proba(self.features(inputs)), dtype=float)
         if not np.all(np.isfinite(probs)):
             raise RuntimeError("warm-up prediction produced non-finite probabilities")
+
+
+def _ids(inputs: Inputs | None) -> dict[str, Any]:
+    """The answer's first column: each record's device_id, where the records carried one."""
+    records = inputs.records if inputs is not None else None
+    if records is not None:
+        if any("device_id" in r for r in records):
+            return {"device_id": [identifier(r.get("device_id", np.nan)) for r in records]}
+    elif inputs is not None and inputs.table is not None and "device_id" in inputs.table.columns:
+        return {"device_id": [identifier(v) for v in inputs.table["device_id"].tolist()]}
+    return {}
 
 
 def round6(v: float) -> float:

@@ -88,9 +88,10 @@ def test_json_and_json_lines_are_aws_s_shapes(gender_model: MLPaths, classes: li
     rows = [{"predicted_label": pos, "probabilities": [0.4, 0.6]},
             {"predicted_label": neg, "probabilities": [0.9, 0.1]}]
     body, ctype = codecs.encode(out, JSON)
-    assert ctype == JSON and body == json.dumps({"predictions": rows}).encode()
+    assert ctype == JSON and json.loads(body) == {"predictions": rows}
     body, ctype = codecs.encode(out, JSONLINES)
-    assert ctype == JSONLINES and body == b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+    assert ctype == JSONLINES and [json.loads(line) for line in body.splitlines()] == rows
+    assert body.count(b"\n") == len(rows)
 
 
 @pytest.mark.parametrize("key", INFERENCE_KEYS)
@@ -163,7 +164,8 @@ def test_the_models_own_csv_answer_with_output_keys_is_the_general_one(numeric_m
         done = predictor.transform(body, CSV, CSV)
         assert done is None or done == (general, n)
         assert general.decode().count('"[') == n
-        assert default.transform(body, CSV, CSV) != done  # the default still writes label,probability
+        if done is not None:  # (no compiled walk, no model's own answer: both take the general path)
+            assert default.transform(body, CSV, CSV) != done  # the default still writes label,probability
     client = _app(numeric_model, SAGEMAKER_INFERENCE_OUTPUT="predicted_label,probabilities").test_client()
     body = _numeric_csv(3)
     resp = client.post("/invocations", data=body, content_type="text/csv", headers={"Accept": "text/csv"})

@@ -177,22 +177,25 @@ def _odd_value(rng: np.random.Generator) -> object:
     return round(float(rng.random()), 6)
 
 
-def test_a_few_json_predictions_are_json_dumps_byte_for_byte() -> None:
+def test_a_json_answer_is_the_value_of_its_rows_in_compact_spelling() -> None:
+    """codecs.encode writes JSON by orjson (bench/libraries.md): json.dumps' value (orjson spells a
+    float its own shortest way, 1e300 for 1e+300), a float that is not finite as null, and an integer
+    beyond 64 bits through json.dumps."""
     rng = np.random.default_rng(11)
-    written = 0
     for _ in range(3000):
         n, width = int(rng.integers(0, 5)), int(rng.integers(1, 5))
         names = [str(rng.choice(["label", "probability", 'a "q"', "é", "probability_M", "device_id"]))
                  + str(j) for j in range(width)]
         columns = {name: [_odd_value(rng) for _ in range(n)] for name in names}
         out = codecs.Outputs(columns, csv_columns=names[:1])
-        want = json.dumps({"predictions": out.rows()}, ensure_ascii=False).encode()
-        values = [v for col in columns.values() for v in col]
-        if any(type(v) in (tuple, list) or (type(v) is float and not math.isfinite(v)) for v in values):
-            assert codecs._json_predictions(columns) is None
-        else:
-            written += 1
-            assert codecs._json_predictions(columns) == want.decode()
-        assert codecs.encode(out, "application/json")[0] == want
-    assert written > 1000
-    assert codecs._json_predictions({1: [0.5]}) is None  # json.dumps spells a non-str key itself
+        rows = [{k: (None if type(v) is float and not math.isfinite(v) else v) for k, v in r.items()}
+                for r in out.rows()]
+        body = codecs.encode(out, "application/json")[0]
+        assert json.loads(body) == json.loads(json.dumps({"predictions": rows}))
+        lines = codecs.encode(out, "application/jsonlines")[0].decode().splitlines()
+        assert [json.loads(line) for line in lines] == json.loads(json.dumps(rows))
+
+
+def test_the_usual_answer_is_compact_json() -> None:
+    out = codecs.Outputs({"device_id": ["7"], "label": ["M"], "probability": [0.638274]}, csv_columns=["label"])
+    assert codecs.encode(out, "application/json")[0] == b'{"predictions":[{"device_id":"7","label":"M","probability":0.638274}]}'
