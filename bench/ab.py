@@ -6,6 +6,11 @@ c=8 from run to run, more than the changes one wants to judge. Here both servers
 the table gives each side's median and B/A.
 
     python -m bench.ab --base 245b3d7 [--head .] [--seconds 10] [--reps 5] [--batch-rows 300000]
+                       [--defaults] [--off]
+
+``--defaults`` serves both sides with the image's defaults (INFO logs with an access line per
+request) instead of ``SM_LOG_LEVEL=WARNING``; ``--off`` measures a third side beside them, the head
+with its speed layer off (``MLSHIP_FAST=false``), with no target.
 
 ``--batch-rows N`` adds the portal's batch job: N raw device records (Parquet, then JSON Lines)
 through create -> check to files on a fresh `serve` of each side, in the order A B B A ..., with
@@ -31,7 +36,8 @@ from bench.harness import BIN, ROOT, free_port, parser, save, start, stop, tree_
 from bench.serve_gender import payloads, record_payloads, train_devices, train_numeric
 from training.gender import synth
 
-POINTS = [  # (server, payload, content type, connections, path)
+POINTS = [  # (server, payload, content type, connections, path); "ping" is GET /ping
+    ("numeric", "ping", "", 8, "/ping"),
     ("numeric", "csv1", "text/csv", 1, "/invocations"),
     ("numeric", "csv1", "text/csv", 8, "/invocations"),
     ("numeric", "csv1000", "text/csv", 1, "/invocations"),
@@ -55,12 +61,12 @@ def checkout(rev: str) -> Path:
     return target
 
 
-def _serve(code: Path, base: Path, work: Path, name: str) -> tuple[Any, int]:
+def _serve(code: Path, base: Path, work: Path, name: str, env: dict[str, str]) -> tuple[Any, int]:
     port = free_port()
     proc = start([str(BIN / "serve")], {
         "PYTHONPATH": str(code), "SM_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
-        "SAGEMAKER_MODEL_SERVER_WORKERS": "2", "MODEL_THREADS": "1", "SM_LOG_LEVEL": "WARNING",
-        "MLAPP_DATA_DIR": str(work / name), "MLAPP_JOB_WORKER": "false"}, work / f"{name}.log")
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "2", "MODEL_THREADS": "1",
+        "MLAPP_DATA_DIR": str(work / name), "MLAPP_JOB_WORKER": "false", **env}, work / f"{name}.log")
     return proc, port
 
 
@@ -136,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     options.add_argument("--head", default=str(ROOT))
     options.add_argument("--batch-rows", type=int, default=0)
     options.add_argument("--only-batch", action="store_true", help="skip the online points")
+    options.add_argument("--defaults", action="store_true", help="the image's defaults (INFO logs)")
+    options.add_argument("--off", action="store_true", help="also the head with MLSHIP_FAST=false")
     args = options.parse_args(argv)
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -148,7 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"base": str(sides["base"]), "head": str(sides["head"]),
                                "seconds": args.seconds, "reps": args.reps}
     if not args.only_batch:
-        results["points"] = online(sides, models, bodies, work, args.seconds, args.reps)
+        env = {} if args.defaults else {"SM_LOG_LEVEL": "WARNING"}
+        envs = {"base": env, "head": env}
+        if args.off:
+            sides["head-off"] = sides["head"]
+            envs["head-off"] = {**env, "MLSHIP_FAST": "false"}
+        results["defaults"] = args.defaults
+        results["points"] = online(sides, models, bodies, work, args.seconds, args.reps, envs)
     if args.batch_rows:
         results["batch"] = batch(sides, models["devices"], work, args.batch_rows, args.reps)
     print(f"results: {save('ab', results)}")
@@ -156,32 +170,37 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def online(sides: dict[str, Path], models: dict[str, Path], bodies: dict[str, Path], work: Path,
-           seconds: int, reps: int) -> dict[str, Any]:
+           seconds: int, reps: int, envs: dict[str, dict[str, str]]) -> dict[str, Any]:
     procs, ports = [], {}
     points: dict[str, Any] = {}
     try:
         for side, code in sides.items():
             for model, base in models.items():
-                proc, port = _serve(code, base, work, f"ab-{side}-{model}")
+                proc, port = _serve(code, base, work, f"ab-{side}-{model}", envs[side])
                 procs.append(proc)
                 ports[(side, model)] = port
         for port in ports.values():
             wait_ready(port)
+        off = "head-off" in sides
         print(f"{'point':<34} {'base req/s':>11} {'head req/s':>11} {'head/base':>9}"
-              f" {'base p99':>9} {'head p99':>9}")
+              f" {'base p99':>9} {'head p99':>9}" + (f" {'off req/s':>10} {'off/base':>8}" if off else ""))
         for model, payload, ctype, conns, path in POINTS:
-            runs: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
+            runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
             for _ in range(reps):
-                for side in ("base", "head"):
-                    runs[side].append(wrk(ports[(side, model)], bodies[payload], ctype, conns, seconds,
+                for side in sides:
+                    runs[side].append(wrk(ports[(side, model)], bodies.get(payload), ctype, conns, seconds,
                                           path=path))
             med = {s: {k: statistics.median(r[k] for r in v) for k in ("rps", "p99")}
                    for s, v in runs.items()}
             ratio = med["head"]["rps"] / med["base"]["rps"]
             name = f"{payload} c={conns} {path.rsplit('/', 1)[-1]}"
             points[name] = {**med, "ratio": ratio}
-            print(f"{name:<34} {med['base']['rps']:>11.1f} {med['head']['rps']:>11.1f} {ratio:>9.3f}"
-                  f" {med['base']['p99']:>8.2f}ms {med['head']['p99']:>8.2f}ms", flush=True)
+            line = (f"{name:<34} {med['base']['rps']:>11.1f} {med['head']['rps']:>11.1f} {ratio:>9.3f}"
+                    f" {med['base']['p99']:>8.2f}ms {med['head']['p99']:>8.2f}ms")
+            if off:
+                points[name]["off_ratio"] = med["head-off"]["rps"] / med["base"]["rps"]
+                line += f" {med['head-off']['rps']:>10.1f} {points[name]['off_ratio']:>8.3f}"
+            print(line, flush=True)
     finally:
         for proc in procs:
             stop(proc)
