@@ -174,9 +174,9 @@ class Settings:
     )
     fast: bool = env(
         "MLSHIP_FAST", True,
-        "The speed layer (inference/fast: our gunicorn worker, the hot path, compiled tree walks and "
-        "row writers); false: gunicorn's gthread worker, Flask routes, the general codecs and each "
-        "model library's own predict, with the same answers.", _bool,
+        "The speed layer (inference/fast: our gunicorn worker, the hot path; the compiled tree walk, "
+        "CSV parse and row writers); false: gunicorn's gthread worker, Flask routes and each model "
+        "library's own predict, with the same answers.", _bool,
     )
     timeout: int = env(
         "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60,
