@@ -278,19 +278,12 @@ def line_cases() -> list[Case]:
 
     stamps = logs._Stamps()
     name = logger.name
-    rid_var, pid_var = logs.request_id_var, logs.prediction_id_var
     out: list[Any] = []
 
     def payload() -> dict[str, Any]:
         """What JsonFormatter builds for the line (container/logs.py), with the time now."""
         now = time.time()
-        d = {"ts": stamps(now, (now - int(now)) * 1000), "level": "INFO", "logger": name, "msg": msg}
-        rid = rid_var.get()
-        if rid:
-            d["request_id"] = rid
-        pid = pid_var.get()
-        if pid:
-            d["prediction_id"] = pid
+        d = logs._payload(stamps(now, (now - int(now)) * 1000), "INFO", name, msg)
         for key, value in fields.items():
             d.setdefault(key, value)
         d["ms"] = round(seconds * 1000, 3)

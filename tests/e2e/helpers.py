@@ -10,7 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -52,6 +53,18 @@ def start_serve(base: Path, port: int, log: Path, extra_env: Mapping[str, str] |
     env = {**os.environ, "SM_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port),
            "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), **(extra_env or {})}
     return popen_logged([str(BIN / "serve")], env, log)
+
+
+@contextmanager
+def serving(base: Path, folder: Path, workers: int = 1) -> Iterator[int]:
+    """A ready `serve` of the model under ``base`` (its log in ``folder``), stopped after; its port."""
+    port = free_port()
+    proc = start_serve(base, port, folder / "serve.log", workers=workers)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/ping", proc=proc)
+        yield port
+    finally:
+        stop(proc)
 
 
 def popen_logged(cmd: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:

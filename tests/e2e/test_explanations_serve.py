@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from container.paths import MLPaths
-from tests.e2e.helpers import free_port, start_serve, stop, wait_ready
+from tests.e2e.helpers import serving
 from tests.service.test_serving_app import _records
 
 HEADER = "X-Amzn-SageMaker-Enable-Explanations"
@@ -20,13 +20,8 @@ HEADER = "X-Amzn-SageMaker-Enable-Explanations"
 
 @pytest.fixture(scope="module")
 def port(gender_model: MLPaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port, log = free_port(), tmp_path_factory.mktemp("explain") / "serve.log"
-    proc = start_serve(gender_model.base, port, log, workers=1)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/ping", proc=proc)
+    with serving(gender_model.base, tmp_path_factory.mktemp("explain")) as port:
         yield port
-    finally:
-        stop(proc)
 
 
 def test_explanations_on_a_kept_alive_connection(port: int) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from container.paths import MLPaths
 from tests.conftest import speed_layer_on
-from tests.e2e.helpers import free_port, start_serve, stop, wait_ready
+from tests.e2e.helpers import serving
 
 pytestmark = pytest.mark.e2e
 
@@ -22,13 +22,8 @@ CSV_ROWS = b"1,2,3,4,5,6\n" * 3
 
 @pytest.fixture(scope="module")
 def port(numeric_model: MLPaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port, log = free_port(), tmp_path_factory.mktemp("framing") / "serve.log"
-    proc = start_serve(numeric_model.base, port, log, workers=1)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/ping", proc=proc)
+    with serving(numeric_model.base, tmp_path_factory.mktemp("framing")) as port:
         yield port
-    finally:
-        stop(proc)
 
 
 def _connect(port: int) -> socket.socket:
