@@ -109,3 +109,27 @@ def envelope(model: Any, inputs: Inputs, outputs: Outputs, accept: str, payload:
         body["expected_value"] = [found.bias]
         body["method"] = found.method
     return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def per_record(found: Attributions, label: str) -> list[dict[str, Any]]:
+    """Each record's explanation as the portal records and answers it: the attributions by field,
+    largest magnitude first, with the bias (``expected_value``) and the margin they add up to."""
+    out = []
+    for row in found.values.tolist():
+        order = sorted(range(len(row)), key=lambda j: -abs(row[j]))
+        out.append({"label": label, "method": found.method, "expected_value": found.bias,
+                    "margin": found.bias + sum(row),
+                    "attributions": [{"feature_header": found.headers[j], "attribution": row[j]}
+                                     for j in order]})
+    return out
+
+
+def explainer(model: Any) -> Callable[[Inputs], list[dict[str, Any]]]:
+    """``per_record`` of ``model``'s attributions for some inputs, or a 400 naming the model that
+    gives none."""
+    explain = getattr(model, "explain", None)
+    if explain is None:
+        raise BadInput(f"Model {model.name} gives no explanations; send the request without "
+                       "\"explain\"")
+    label = str(getattr(model, "explained_label", "score"))
+    return lambda inputs: per_record(explain(inputs), label)

@@ -5,7 +5,6 @@ batch jobs run in ``runner.JobRunner``, predictions go through the shared data p
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
@@ -13,14 +12,14 @@ from typing import Any
 import pandas as pd
 
 from container.logs import prediction_id_var
-from inference import predictors
+from inference import explanations, predictors
 from inference.codecs import Inputs
 from inference.dataplane import DataPlane
 from inference.errors import BadInput, Conflict, NotFound
 from inference.portal import comparison
 from inference.portal import requests as parse
 from inference.portal.config import PortalConfig
-from inference.portal.records import result_rows, split_truth
+from inference.portal.records import answer_row, result_rows, split_truth
 from inference.portal.runner import JobRunner
 from inference.portal.status import KINDS, TRANSITIONS, Status, allowed
 from inference.portal.store import Store
@@ -44,6 +43,11 @@ class JobService:
         rows_total = len(spec["records"]) if "records" in spec else None
         spec["chunk_rows"] = self.config.chunk_rows
         spec["engine"] = parse.engine(body, spec, output, self.config)
+        if parse.flag(body, "explain"):
+            if spec["engine"] == "spark":
+                raise BadInput("'explain' is for the local engine; the spark engine writes scores only")
+            explanations.explainer(self.models.predictor(entry.name, entry.version)[1])  # a 400 if none
+            spec["explain"] = True
         pid = self.store.insert_prediction(kind="batch", status=Status.QUEUED.value, model_name=entry.name,
                                            model_version=entry.version, input_spec=spec,
                                            output_location=output, rows_total=rows_total,
@@ -58,7 +62,7 @@ class JobService:
         else:
             results = self.store.rows(pid, offset, limit)
             out["results"] = {"offset": offset, "limit": limit, "total": self.store.row_count(pid),
-                              "rows": [json.loads(r["output"]) for r in results]}
+                              "rows": [answer_row(r) for r in results]}
         return out
 
     def list_predictions(self, data: dict[str, Any], limit: int, offset: int) -> list[dict[str, Any]]:
@@ -88,21 +92,24 @@ class JobService:
     def invoke(self, body: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
         name, version = parse.model_ref(body)
         records = parse.inline_records(body.get("input", body.get("records")), self.config)
-        main = self._run_online(name, version, records, request_id, None)
+        explain = parse.flag(body, "explain")
+        main = self._run_online(name, version, records, request_id, None, explain)
         out = {"prediction_id": main["prediction_id"], "model": main["model"],
                "predictions": main["predictions"]}
         compare_with = body.get("compare_with")
         if compare_with:
             shadow = self._run_online(*parse.shadow_ref(compare_with, name), records, request_id,
-                                      main["prediction_id"])
+                                      main["prediction_id"], explain)
             out["shadow"] = {"prediction_id": shadow["prediction_id"], "model": shadow["model"],
                              "predictions": shadow["predictions"]}
             out["comparison"] = self.compare(main["prediction_id"], shadow["prediction_id"])
         return out
 
     def _run_online(self, name: str, version: str | None, records: list[dict[str, Any]],
-                    request_id: str | None, compare_of: str | None) -> dict[str, Any]:
+                    request_id: str | None, compare_of: str | None, explain: bool = False
+                    ) -> dict[str, Any]:
         entry, predictor = self.models.predictor(name, version)
+        explainer = explanations.explainer(predictor) if explain else None
         frame, truths = split_truth(pd.DataFrame.from_records(records), predictor.outputs)
         pid, started = str(uuid.uuid4()), time.time()
         record: dict[str, Any] = {"kind": "online", "model_name": entry.name, "model_version": entry.version,
@@ -112,6 +119,7 @@ class JobService:
         try:
             outputs, ms = self.dataplane.predict(predictor, Inputs(table=frame), "portal_invoke",
                                                  (entry.name, entry.version))
+            why = explainer(Inputs(table=frame)) if explainer is not None else None
         except Exception as exc:  # recorded as FAILED, then answered by the error handler
             message = exc.message if isinstance(exc, BadInput) else f"{type(exc).__name__}: {exc}"
             self.store.insert_finished(**record, rows=[], error=message[:1000])
@@ -121,9 +129,10 @@ class JobService:
         # Recorded after the prediction, in one commit: a crash in between loses only the record of a
         # call whose caller got no answer either.
         predictions = outputs.rows()
-        self.store.insert_finished(**record, rows=result_rows(records, predictions, 0,
-                                                              ms / max(1, len(records)), truths,
-                                                              predictor.outputs))
+        rows = result_rows(records, predictions, 0, ms / max(1, len(records)), truths, predictor.outputs, why)
+        self.store.insert_finished(**record, rows=rows)
+        if why is not None:
+            predictions = [{**p, "explanation": e} for p, e in zip(predictions, why, strict=True)]
         return {"prediction_id": pid, "model": {"name": entry.name, "version": entry.version},
                 "predictions": predictions}
 

@@ -30,6 +30,8 @@ def spec() -> dict[str, Any]:
         "type": "object", "required": ["name"], "properties": {
             "name": {"type": "string", "minLength": 1}, "version": {"type": "string"}}}]}
     records = {"type": "array", "minItems": 1, "items": {"type": "object"}}
+    explain = {"type": "boolean", "default": False,
+               "description": "record (and answer) each record's explanation: attributions by raw field"}
     location = {"type": "string", "minLength": 1, "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$",
                 "description": "A local path, file:// or s3:// URI under the allowed roots and schemes"}
     return {
@@ -54,9 +56,10 @@ def spec() -> dict[str, Any]:
                              "type": "string", "enum": ["csv", "jsonl", "parquet"]}}}]},
                     "output_location": location,
                     "engine": {"type": "string", "enum": ["local", "spark"], "default": "local",
-                               "description": "spark: a job submitted to MLAPP_SPARK_MASTER (a location in, Parquet out)"}}},
+                               "description": "spark: a job submitted to MLAPP_SPARK_MASTER (a location in, Parquet out)"},
+                    "explain": explain}},
                 "InvokeRequest": {"type": "object", "required": ["model", "input"], "properties": {
-                    "model": model_ref, "input": records,
+                    "model": model_ref, "input": records, "explain": explain,
                     "compare_with": {"oneOf": [
                         {"type": "string", "description": "another version of the same model"},
                         {"type": "object", "required": ["model"], "properties": {"model": model_ref}}]}}},
@@ -70,8 +73,18 @@ def spec() -> dict[str, Any]:
                     "rows_total": {"type": "integer", "nullable": True},
                     "rows_done": {"type": "integer", "nullable": True},
                     "error": {"type": "string", "nullable": True}}},
+                "Explanation": {"type": "object", "required": [
+                    "label", "method", "expected_value", "margin", "attributions"], "properties": {
+                    "label": {"type": "string", "description": "the class whose log-odds are explained"},
+                    "method": {"type": "string"}, "expected_value": {"type": "number"},
+                    "margin": {"type": "number", "description": "expected_value + the attributions' sum"},
+                    "attributions": {"type": "array", "items": {
+                        "type": "object", "required": ["feature_header", "attribution"], "properties": {
+                            "feature_header": {"type": "string"}, "attribution": {"type": "number"}}}}}},
                 "InvokeResponse": {"type": "object", "required": ["prediction_id", "predictions"], "properties": {
-                    "prediction_id": {"type": "string"}, "predictions": {"type": "array", "items": {"type": "object"}},
+                    "prediction_id": {"type": "string"}, "predictions": {"type": "array", "items": {
+                        "type": "object", "properties": {
+                            "explanation": {"$ref": "#/components/schemas/Explanation"}}}},
                     "shadow": {"type": "object"}, "comparison": {"type": "object"}}},
                 "PredictionList": {"type": "object", "required": ["predictions"], "properties": {
                     "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}}}},

@@ -2,7 +2,8 @@
 
 A row keeps the input's hash (so two model versions are compared on the same inputs), the
 predicted label and score as the family's ``OutputSpec`` names them, the whole output, the
-known truth when the input carried one, and the latency.
+known truth when the input carried one, the latency, and the record's explanation when one was
+asked for (``inference.explanations.per_record``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ def _number(value: Any) -> float | None:
 
 
 def result_rows(records: list[dict[str, Any]], predictions: list[dict[str, Any]], start: int,
-                latency_ms: float, truths: list[Any] | None = None, spec: OutputSpec = GENERIC
-                ) -> list[dict[str, Any]]:
+                latency_ms: float, truths: list[Any] | None = None, spec: OutputSpec = GENERIC,
+                explanations: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The stored rows of ``predictions`` (``Outputs.rows()``), one per input record."""
     out = []
     label_key, score_key = spec.label_column, spec.score_column
@@ -41,7 +42,16 @@ def result_rows(records: list[dict[str, Any]], predictions: list[dict[str, Any]]
                     "score": _number(row.get(score_key)) if score_key else None,
                     "output": json.dumps(row, default=str),
                     "truth": None if truth is None or (isinstance(truth, float) and np.isnan(truth))
-                    else str(truth), "latency_ms": latency_ms})
+                    else str(truth), "latency_ms": latency_ms,
+                    "explanation": None if explanations is None else json.dumps(explanations[n])})
+    return out
+
+
+def answer_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row as ``check`` answers it: the model's output, with its explanation if recorded."""
+    out: dict[str, Any] = json.loads(row["output"])
+    if row.get("explanation"):
+        out["explanation"] = json.loads(row["explanation"])
     return out
 
 

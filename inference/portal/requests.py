@@ -29,6 +29,13 @@ def whole_number(data: dict[str, Any], key: str, default: int, low: int, high: i
     return number
 
 
+def flag(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise BadInput(f"'{key}' must be true or false")
+    return value
+
+
 def prediction_id(data: dict[str, Any], key: str = "prediction_id") -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value:

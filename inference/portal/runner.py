@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from container.logs import prediction_id_var
+from inference import explanations
 from inference.codecs import Inputs
 from inference.dataplane import DataPlane
 from inference.errors import BadInput, NotFound
@@ -91,6 +92,7 @@ class JobRunner:
                 SparkEngine(self.store, self.config, self._stop).run(claim, row, spec, entry.path)
                 return
             _, predictor = self.dataplane.registry.predictor(row["model_name"], row["model_version"])
+            explainer = explanations.explainer(predictor) if spec.get("explain") else None
             part = done // chunk_rows
             frames = self._frames(spec, chunk_rows, part)
             started, resumed_at = time.monotonic(), done
@@ -100,13 +102,15 @@ class JobRunner:
                 frame, truths = split_truth(frame, predictor.outputs)
                 outputs, ms = self.dataplane.predict(predictor, Inputs(table=frame), "batch",
                                                      (row["model_name"], row["model_version"]))
+                why = explainer(Inputs(table=frame)) if explainer is not None else None
                 if row["output_location"]:
                     kind = "s3" if row["output_location"].startswith("s3://") else "file"
-                    sources.write_part(kind, row["output_location"], part, outputs.jsonl())
+                    lines = outputs.jsonl() if why is None else explained_lines(outputs.rows(), why)
+                    sources.write_part(kind, row["output_location"], part, lines)
                     rows: list[dict[str, Any]] = []
                 else:
                     rows = result_rows(frame_records(frame), outputs.rows(), done, ms / max(1, len(frame)),
-                                       truths, predictor.outputs)
+                                       truths, predictor.outputs, why)
                 if not self.store.commit_chunk(claim, rows, done + len(frame), self.config.lease_seconds):
                     log.warning("lost the lease (cancelled or taken over); stopping this attempt")
                     return
@@ -138,6 +142,12 @@ class JobRunner:
                     for i in range(skip * chunk_rows, len(frame), chunk_rows))
         path = sources.local_copy(spec["kind"], spec["where"], self.config.workdir)
         return sources.chunks(path, spec["format"], chunk_rows, skip)
+
+
+def explained_lines(predictions: list[dict[str, Any]], why: list[dict[str, Any]]) -> str:
+    """JSON Lines of predictions, each with its ``explanation``."""
+    return "".join(json.dumps({**p, "explanation": e}, ensure_ascii=False, default=str) + "\n"
+                   for p, e in zip(predictions, why, strict=True))
 
 
 class Heartbeat:

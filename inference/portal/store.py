@@ -59,6 +59,7 @@ prediction_rows = sa.Table(
     sa.Column("output", sa.Text, nullable=False),
     sa.Column("truth", sa.Text),
     sa.Column("latency_ms", sa.Float),
+    sa.Column("explanation", sa.Text),  # JSON: the record's attributions, when asked ("explain")
 )
 
 api_keys = sa.Table(
@@ -76,9 +77,27 @@ schema_migrations = sa.Table(
     sa.Column("applied_at", sa.Float, nullable=False),
 )
 
-# Numbered migrations: version -> tables it creates (later versions may add DDL statements).
-MIGRATIONS: list[tuple[int, Sequence[sa.Table], Sequence[str]]] = [
+
+
+@dataclass(frozen=True)
+class AddColumn:
+    """A column added to a table after version 1: a database made from the tables as they are now
+    already has it (``create`` wrote the whole table), an older one gets it by ALTER TABLE."""
+
+    table: sa.Table
+    column: str
+
+    def apply(self, conn: sa.Connection) -> None:
+        if self.column in {c["name"] for c in sa.inspect(conn).get_columns(self.table.name)}:
+            return
+        kind = self.table.c[self.column].type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE {self.table.name} ADD COLUMN {self.column} {kind}"))
+
+
+# Numbered migrations: version -> tables it creates, then the changes it makes.
+MIGRATIONS: list[tuple[int, Sequence[sa.Table], Sequence[AddColumn]]] = [
     (1, (predictions, prediction_rows, api_keys), ()),
+    (2, (), (AddColumn(prediction_rows, "explanation"),)),
 ]
 
 
@@ -155,13 +174,13 @@ class Store:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(424242)"))
             schema_migrations.create(conn, checkfirst=True)
             done = {r[0] for r in conn.execute(sa.select(schema_migrations.c.version))}
-            for version, tables, statements in MIGRATIONS:
+            for version, tables, changes in MIGRATIONS:
                 if version in done:
                     continue
                 for table in tables:
                     table.create(conn, checkfirst=True)
-                for statement in statements:
-                    conn.execute(sa.text(statement))
+                for change in changes:
+                    change.apply(conn)
                 conn.execute(schema_migrations.insert().values(version=version, applied_at=_now()))
         return max(v for v, _, _ in MIGRATIONS)
 

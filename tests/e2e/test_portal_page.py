@@ -62,7 +62,8 @@ def portal(gender_model: MLPaths, model_repository: Path, tmp_path: Path) -> Ite
 def test_page_lists_jobs_shows_detail_and_charts_a_comparison(portal: str, tmp_path: Path,
                                                                artifacts_dir: Path) -> None:
     records = json.loads(factories.devices(300, seed=21).drop(columns=["gender"]).to_json(orient="records"))
-    batch = call(f"{portal}/api/providers/prediction/create", {"model": "gender", "input": records})
+    batch = call(f"{portal}/api/providers/prediction/create", {"model": "gender", "input": records,
+                                                               "explain": True})
     shadowed = call(f"{portal}/api/providers/prediction/invoke",
                     {"model": {"name": "gender", "version": "v2"}, "input": records, "compare_with": "v1"})
     deadline = time.monotonic() + 60
@@ -78,6 +79,11 @@ def test_page_lists_jobs_shows_detail_and_charts_a_comparison(portal: str, tmp_p
     assert dom.count('class="badge SUCCEEDED"') >= 3
     assert f"<b>{batch['prediction_id']}</b>" in dom and "rows 300 / 300" in dom  # the detail pane
     assert "300 rows compared · agreement" in dom  # the comparison summary
+    # The explained batch: its first row's top contributions, largest first, by raw field.
+    assert '<div id="why" class="why"><b>Top contributions</b> to row 0' in dom
+    first = call(f"{portal}/api/providers/prediction/check?limit=1&prediction_id={batch['prediction_id']}")
+    top = first["results"]["rows"][0]["explanation"]["attributions"][0]["feature_header"]
+    assert f"<tr><td>{top}</td>" in dom
 
     shot = artifacts_dir / "portal-page.png"
     shot.unlink(missing_ok=True)

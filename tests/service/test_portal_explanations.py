@@ -1,0 +1,161 @@
+"""The portal's "explain": invoke and batch jobs record each record's attributions with the prediction,
+answer them, and older databases gain the column they are kept in."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from container.paths import MLPaths
+from inference import explanations
+from inference.errors import BadInput
+from inference.portal.store import MIGRATIONS, Store
+from modelformat.gender.contributions import FIELDS
+from tests.service.test_portal import _OPEN, drain, err, make_app, records
+
+
+@pytest.fixture
+def app(gender_model: MLPaths, model_repository: Path, database_url: str, tmp_path: Path) -> Flask:
+    return make_app(gender_model, model_repository, database_url, tmp_path)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def _check_explanation(prediction: dict[str, Any], positive: str = "M") -> None:
+    e = prediction["explanation"]
+    assert e["label"] == positive
+    assert [a["feature_header"] for a in e["attributions"]] != []
+    assert sorted(a["feature_header"] for a in e["attributions"]) == sorted(FIELDS)
+    magnitudes = [abs(a["attribution"]) for a in e["attributions"]]
+    assert magnitudes == sorted(magnitudes, reverse=True)  # largest first
+    total = e["expected_value"] + sum(a["attribution"] for a in e["attributions"])
+    assert total == pytest.approx(e["margin"], abs=1e-5)  # additive
+    # ... and the margin is the model's log-odds of its answer (rounded to 6 decimals on the wire)
+    p = prediction[f"probability_{positive}"]
+    if 1e-4 < p < 1 - 1e-4:
+        assert e["margin"] == pytest.approx(_logit(p), abs=1e-6 / (p * (1 - p)) + 1e-4)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])  # XGBoost's TreeSHAP, logistic regression's own
+def test_invoke_explains_records_and_check_returns_what_was_recorded(client: FlaskClient, version: str) -> None:
+    resp = client.post("/api/providers/prediction/invoke", json={
+        "model": {"name": "gender", "version": version}, "input": records(6), "explain": True})
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert len(body["predictions"]) == 6
+    for prediction in body["predictions"]:
+        _check_explanation(prediction)
+    stored = client.get(f"/api/providers/prediction/check?prediction_id={body['prediction_id']}").get_json()
+    assert [r["explanation"] for r in stored["results"]["rows"]] == [
+        p["explanation"] for p in body["predictions"]]
+
+
+def test_invoke_without_explain_records_none_and_a_shadow_is_explained_too(client: FlaskClient) -> None:
+    plain = client.post("/api/providers/prediction/invoke", json={"model": "gender", "input": records(3)})
+    assert all("explanation" not in p for p in plain.get_json()["predictions"])
+    shadowed = client.post("/api/providers/prediction/invoke", json={
+        "model": {"name": "gender", "version": "v1"}, "input": records(3), "compare_with": "v2",
+        "explain": True}).get_json()
+    assert all("explanation" in p for p in shadowed["shadow"]["predictions"])
+    # the two versions explain the same records differently (different models), same fields
+    a = shadowed["predictions"][0]["explanation"]["margin"]
+    b = shadowed["shadow"]["predictions"][0]["explanation"]["margin"]
+    assert a != b
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, [True]])
+def test_explain_must_be_a_boolean(client: FlaskClient, value: Any) -> None:
+    for route in ("invoke", "create"):
+        resp = client.post(f"/api/providers/prediction/{route}",
+                           json={"model": "gender", "input": records(2), "explain": value})
+        assert resp.status_code == 400
+        assert "'explain' must be true or false" in err(resp)
+
+
+def test_a_batch_job_records_explanations_chunk_by_chunk(app: Flask, client: FlaskClient) -> None:
+    resp = client.post("/api/providers/prediction/create",
+                       json={"model": "gender", "input": records(60), "explain": True})
+    assert resp.status_code == 202
+    drain(app)
+    pid = resp.get_json()["prediction_id"]
+    done = client.get(f"/api/providers/prediction/check?prediction_id={pid}&limit=100").get_json()
+    assert done["status"] == "SUCCEEDED" and done["rows_done"] == 60
+    rows = done["results"]["rows"]
+    assert len(rows) == 60  # three chunks of 25, 25, 10
+    for row in rows:
+        _check_explanation(row)
+    # the same records online give the same attributions: a record's explanation is its own
+    online = client.post("/api/providers/prediction/invoke", json={
+        "model": {"name": "gender", "version": done["model"]["version"]}, "input": records(60)[30:33],
+        "explain": True}).get_json()["predictions"]
+    for got, want in zip(rows[30:33], online, strict=True):
+        assert [a["attribution"] for a in got["explanation"]["attributions"]] == pytest.approx(
+            [a["attribution"] for a in want["explanation"]["attributions"]], abs=1e-9)
+
+
+def test_a_batch_job_to_an_output_location_writes_explanations_in_its_lines(app: Flask, client: FlaskClient,
+                                                                             tmp_path: Path) -> None:
+    out = tmp_path / "explained"
+    resp = client.post("/api/providers/prediction/create", json={
+        "model": "gender", "input": records(30), "explain": True, "output_location": str(out)})
+    assert resp.status_code == 202
+    drain(app)
+    lines = [json.loads(line) for p in sorted(out.glob("part-*.jsonl")) for line in p.read_text().splitlines()]
+    assert len(lines) == 30
+    for line in lines:
+        _check_explanation(line)
+
+
+def test_a_model_without_explanations_is_named() -> None:
+    class Scores:
+        name = "propensity"
+
+    with pytest.raises(BadInput, match="Model propensity gives no explanations"):
+        explanations.explainer(Scores())
+
+
+def test_a_version_1_database_gains_the_explanation_column(database_url: str) -> None:
+    """A portal database made before explanations: migration 2 adds the column, rows stay readable."""
+    from inference.portal import store as store_module
+
+    old = sa.MetaData()
+    v1_rows = sa.Table("prediction_rows", old, *[
+        sa.Column(c.name, c.type, primary_key=c.primary_key)
+        for c in store_module.prediction_rows.columns if c.name != "explanation"])
+    engine = store_module.engine_for(database_url)
+    with engine.begin() as conn:
+        store_module.schema_migrations.create(conn)
+        store_module.predictions.create(conn)
+        v1_rows.create(conn)
+        store_module.api_keys.create(conn)
+        conn.execute(store_module.schema_migrations.insert().values(version=1, applied_at=0.0))
+        conn.execute(store_module.predictions.insert().values(
+            id="p", kind="online", status="SUCCEEDED", model_name="gender", model_version="v1",
+            input_spec="{}", rows_done=1, attempts=1, created_at=0.0))
+        conn.execute(v1_rows.insert().values(prediction_id="p", row_index=0, input_sha256="0" * 64,
+                                             output="{}"))
+    engine.dispose()
+    store = Store(database_url)
+    _OPEN.append(store)
+    assert store.migrate() == MIGRATIONS[-1][0] == 2
+    with store.engine.connect() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("prediction_rows")}
+    assert "explanation" in columns
+    assert store.rows("p") == [{"prediction_id": "p", "row_index": 0, "input_sha256": "0" * 64, "label": None,
+                                "score": None, "output": "{}", "truth": None, "latency_ms": None,
+                                "explanation": None}]
+    assert store.migrate() == 2  # and again: nothing to do
