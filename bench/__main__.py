@@ -9,7 +9,7 @@ import importlib
 import sys
 
 SUITES = ["serve_gender", "gender_talkingdata", "propensity_quality", "propensity_serving", "portal",
-          "rollout", "spark_batch"]
+          "rollout", "spark_batch", "explanations"]
 
 
 def main(argv: list[str]) -> int:

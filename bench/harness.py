@@ -29,6 +29,10 @@ wrk.headers["Content-Type"] = os.getenv("WRK_CTYPE")
 """
 REPORT_LUA = """
 wrk.headers["Accept"] = os.getenv("WRK_ACCEPT") or "*/*"
+for line in string.gmatch(os.getenv("WRK_HEADERS") or "", "[^\\n]+") do
+  local name, value = string.match(line, "^([^:]+):%s*(.*)$")
+  if name then wrk.headers[name] = value end
+end
 done = function(summary, latency, requests)
   io.write(string.format("JSON {\\"p50\\": %f, \\"p99\\": %f, \\"requests\\": %d, "
     .. "\\"errors\\": %d, \\"non2xx\\": %d, \\"seconds\\": %f}\\n",
@@ -135,15 +139,17 @@ def tree_cpu(pid: int) -> float:
 
 
 def wrk(port: int, body: Path | None, ctype: str, connections: int, seconds: int, accept: str = "*/*",
-        path: str = "/invocations", server_pid: int | None = None) -> dict[str, float]:
-    """One closed-loop wrk run: POST ``body`` (or GET when None); with ``server_pid`` also the
-    server's CPU milliseconds per request."""
+        path: str = "/invocations", server_pid: int | None = None,
+        headers: dict[str, str] | None = None) -> dict[str, float]:
+    """One closed-loop wrk run: POST ``body`` (or GET when None), with ``headers`` besides; with
+    ``server_pid`` also the server's CPU milliseconds per request."""
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk; ./run setup does it)")
     script = RESULTS / ("post.lua" if body is not None else "get.lua")
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text((POST_LUA if body is not None else "") + REPORT_LUA)
-    env = {**os.environ, "WRK_BODY": str(body), "WRK_CTYPE": ctype, "WRK_ACCEPT": accept}
+    env = {**os.environ, "WRK_BODY": str(body), "WRK_CTYPE": ctype, "WRK_ACCEPT": accept,
+           "WRK_HEADERS": "\n".join(f"{k}: {v}" for k, v in (headers or {}).items())}
     cpu_before = tree_cpu(server_pid) if server_pid else 0.0
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script),
                           f"http://127.0.0.1:{port}{path}"], env=env, capture_output=True,
