@@ -12,9 +12,13 @@ from dataclasses import dataclass, replace
 from deploy.errors import DeployError
 from deploy.hosts import Transport
 
-# Pure functions of the request: a POST nginx already sent may go to the next server. Everything
-# else (the portal's create/invoke/cancel/retry, model loading) is retried only before it was sent.
-PURE_ROUTES = r"^/(invocations|models/[^/]+/invoke|endpoints/[^/]+/invocations)$"
+# A POST nginx already sent may go to the next server when sending it twice does no harm: pure
+# functions of the request, and the portal's create and invoke, which answer a repeat of a request
+# id from their record (the portal's idempotency, over the store the hosts share). nginx sends every
+# try with one X-Request-Id: the client's, else its own $request_id. Everything else (cancel,
+# retry, model loading) is retried only before it was sent.
+RESENT_ROUTES = (r"^/(invocations|models/[^/]+/invoke|endpoints/[^/]+/invocations"
+                 r"|api/providers/prediction/(create|invoke))$")
 
 
 @dataclass(frozen=True)
@@ -40,11 +44,15 @@ def site_conf(servers: Sequence[Server], listen: str = "80", upstream: str = "ml
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Host $host;
-        proxy_set_header X-Request-Id $request_id;
+        proxy_set_header X-Request-Id ${upstream}_request_id;
         proxy_set_header X-Forwarded-For $remote_addr;
         proxy_read_timeout 120s;
         proxy_next_upstream_tries 3;"""
     return f"""# Written by `python -m deploy vms`; the deploy rewrites it at every step of a rollout.
+map $http_x_request_id ${upstream}_request_id {{
+    "" $request_id;
+    default $http_x_request_id;
+}}
 upstream {upstream} {{
 {lines}
     keepalive 32;
@@ -52,7 +60,7 @@ upstream {upstream} {{
 server {{
     listen {listen};
     client_max_body_size 100m;
-    location ~ {PURE_ROUTES} {{
+    location ~ {RESENT_ROUTES} {{
 {proxy}
         proxy_next_upstream error timeout http_502 http_503 non_idempotent;
     }}

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
 import time
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,7 +38,9 @@ class KeyChecker:
     """Caches the active key hashes for a few seconds so each request costs no query.
 
     When the store cannot be read, the last hashes it gave stand (retried once per ``ttl``, not per
-    request); if it never gave any, every portal request is a 503: the check fails closed.
+    request); if it never gave any, every portal request is a 503: the check fails closed. One
+    thread reads at a time; while it does, the others use the last hashes read, or wait for it when
+    there are none yet (the concurrent first calls of a fresh worker were once 503s).
     """
 
     def __init__(self, store: Store, mode: str, ttl: float = 5.0) -> None:
@@ -47,21 +50,29 @@ class KeyChecker:
         self._known = False
         self._loaded = -float("inf")
         self._failure: str | None = None
+        self._reading = threading.Lock()
 
     def _active(self) -> set[str]:
-        if time.monotonic() - self._loaded > self.ttl:
-            self._loaded = time.monotonic()
+        if time.monotonic() - self._loaded > self.ttl and self._reading.acquire(blocking=not self._known):
             try:
-                self._hashes, self._any = self.store.key_hashes()
-                self._known, self._failure = True, None
-            except SQLAlchemyError as exc:
-                if self._failure is None:
-                    log.warning("API keys could not be read from the store (%s)%s", type(exc).__name__,
-                                "; the last ones read stand" if self._known else "")
-                self._failure = "API keys unreadable"
+                if time.monotonic() - self._loaded > self.ttl:  # not read meanwhile by the one waited for
+                    self._read()
+            finally:
+                self._reading.release()
         if not self._known:
             raise unavailable(self._failure or "API keys not read yet")
         return self._hashes
+
+    def _read(self) -> None:
+        try:
+            self._hashes, self._any = self.store.key_hashes()
+            self._known, self._failure = True, None
+        except SQLAlchemyError as exc:
+            if self._failure is None:
+                log.warning("API keys could not be read from the store (%s)%s", type(exc).__name__,
+                            "; the last ones read stand" if self._known else "")
+            self._failure = "API keys unreadable"
+        self._loaded = time.monotonic()
 
     def check(self, authorization: str | None, api_key: str | None) -> None:
         if self.mode == "off":

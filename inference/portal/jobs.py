@@ -1,6 +1,10 @@
 """The portal's service: create, check, list, cancel and retry predictions; online invokes with an
 optional shadow model; comparisons. State changes follow ``status.TRANSITIONS`` (a 409 otherwise),
 batch jobs run in ``runner.JobRunner``, predictions go through the shared data plane.
+
+Create and invoke are idempotent under a client-chosen request id: the first call with an id is
+recorded under it, and a retry (a client's, or nginx's after a host died mid-call) answers what
+was recorded instead of running again; the same id on a different request is a 409.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from inference.portal.config import PortalConfig
 from inference.portal.records import answer_row, result_rows, split_truth
 from inference.portal.runner import JobRunner
 from inference.portal.status import KINDS, TRANSITIONS, Status, allowed
-from inference.portal.store import Store
+from inference.portal.store import KeyTaken, Store
 from inference.portal.views import public
 from inference.registry import ModelEntry
 
@@ -36,7 +40,12 @@ class JobService:
         self.runner = JobRunner(store, dataplane, config)
 
     # --- create / check / list / cancel / retry ------------------------------------------
-    def create(self, body: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+    def create(self, body: dict[str, Any], request_id: str | None = None, client_id: str | None = None
+               ) -> tuple[dict[str, Any], bool]:
+        """The queued job, and whether it was queued by an earlier call with the same request id."""
+        idempotency = parse.idempotency("create", body, client_id)
+        if idempotency is not None and (first := self._first(idempotency)) is not None:
+            return public(first), True
         entry = self.models.resolve(*parse.model_ref(body))
         spec = parse.input_spec(body.get("input"), self.config)
         output = parse.output_location(body.get("output_location"), self.config)
@@ -48,11 +57,31 @@ class JobService:
                 raise BadInput("'explain' is for the local engine; the spark engine writes scores only")
             explanations.explainer(self.models.predictor(entry.name, entry.version)[1])  # a 400 if none
             spec["explain"] = True
-        pid = self.store.insert_prediction(kind="batch", status=Status.QUEUED.value, model_name=entry.name,
-                                           model_version=entry.version, input_spec=spec,
-                                           output_location=output, rows_total=rows_total,
-                                           request_id=request_id)
-        return public(self._get(pid))
+        try:
+            pid = self.store.insert_prediction(kind="batch", status=Status.QUEUED.value,
+                                               model_name=entry.name, model_version=entry.version,
+                                               input_spec=spec,
+                                               output_location=output, rows_total=rows_total,
+                                               request_id=request_id, idempotency=idempotency)
+        except KeyTaken:  # the same request, queued by a concurrent call a moment earlier
+            assert idempotency is not None
+            return public(self._first_or_fail(idempotency)), True
+        return public(self._get(pid)), False
+
+    def _first(self, idempotency: tuple[str, str]) -> dict[str, Any] | None:
+        """The prediction an earlier call with this request id made, or None; a 409 if that call
+        was a different request."""
+        key, digest = idempotency
+        row = self.store.by_key(key)
+        if row is not None and row["request_sha256"] != digest:
+            raise Conflict(f"Request id {key.partition(':')[2]!r} was used for a different request "
+                           f"(prediction {row['id']}); choose a new id for a new request")
+        return row
+
+    def _first_or_fail(self, idempotency: tuple[str, str]) -> dict[str, Any]:
+        row = self._first(idempotency)
+        assert row is not None  # KeyTaken is raised only when the key's row exists
+        return row
 
     def check(self, pid: str, offset: int = 0, limit: int = 100) -> dict[str, Any]:
         row = self._get(pid)
@@ -89,25 +118,32 @@ class JobService:
         return public(self._get(pid))
 
     # --- online ---------------------------------------------------------------------------
-    def invoke(self, body: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+    def invoke(self, body: dict[str, Any], request_id: str | None = None, client_id: str | None = None
+               ) -> tuple[dict[str, Any], bool]:
+        """The answer, and whether it is the recorded answer of an earlier call with the same
+        request id (a shadow run that call did not record yet is run now)."""
+        idempotency = parse.idempotency("invoke", body, client_id)
         name, version = parse.model_ref(body)
         records = parse.inline_records(body.get("input", body.get("records")), self.config)
         explain = parse.flag(body, "explain")
-        main = self._run_online(name, version, records, request_id, None, explain)
+        main = self._run_online(name, version, records, request_id, None, explain, idempotency)
         out = {"prediction_id": main["prediction_id"], "model": main["model"],
                "predictions": main["predictions"]}
         compare_with = body.get("compare_with")
         if compare_with:
+            shadow_key = None if idempotency is None else (f"shadow-{idempotency[0]}", idempotency[1])
             shadow = self._run_online(*parse.shadow_ref(compare_with, name), records, request_id,
-                                      main["prediction_id"], explain)
+                                      main["prediction_id"], explain, shadow_key)
             out["shadow"] = {"prediction_id": shadow["prediction_id"], "model": shadow["model"],
                              "predictions": shadow["predictions"]}
             out["comparison"] = self.compare(main["prediction_id"], shadow["prediction_id"])
-        return out
+        return out, main["replayed"]
 
     def _run_online(self, name: str, version: str | None, records: list[dict[str, Any]],
-                    request_id: str | None, compare_of: str | None, explain: bool = False
-                    ) -> dict[str, Any]:
+                    request_id: str | None, compare_of: str | None, explain: bool = False,
+                    idempotency: tuple[str, str] | None = None) -> dict[str, Any]:
+        if idempotency is not None and (first := self._first(idempotency)) is not None:
+            return self._recorded(first)
         entry, predictor = self.models.predictor(name, version)
         explainer = explanations.explainer(predictor) if explain else None
         frame, truths = split_truth(pd.DataFrame.from_records(records), predictor.outputs)
@@ -130,11 +166,22 @@ class JobService:
         # call whose caller got no answer either.
         predictions = outputs.rows()
         rows = result_rows(records, predictions, 0, ms / max(1, len(records)), truths, predictor.outputs, why)
-        self.store.insert_finished(**record, rows=rows)
+        try:
+            self.store.insert_finished(**record, rows=rows, idempotency=idempotency)
+        except KeyTaken:  # a concurrent retry of this request was recorded first: answer as it did
+            assert idempotency is not None
+            return self._recorded(self._first_or_fail(idempotency))
         if why is not None:
             predictions = [{**p, "explanation": e} for p, e in zip(predictions, why, strict=True)]
         return {"prediction_id": pid, "model": {"name": entry.name, "version": entry.version},
-                "predictions": predictions}
+                "predictions": predictions, "replayed": False}
+
+    def _recorded(self, row: dict[str, Any]) -> dict[str, Any]:
+        """An online prediction's answer as it was recorded."""
+        rows = self.store.rows(row["id"], 0, 10_000_000)
+        model = {"name": row["model_name"], "version": row["model_version"]}
+        return {"prediction_id": row["id"], "model": model, "predictions": [answer_row(r) for r in rows],
+                "replayed": True}
 
     # --- compare ----------------------------------------------------------------------------
     def compare(self, a: str, b: str, bins: int = 20) -> dict[str, Any]:

@@ -30,6 +30,10 @@ def spec() -> dict[str, Any]:
         "type": "object", "required": ["name"], "properties": {
             "name": {"type": "string", "minLength": 1}, "version": {"type": "string"}}}]}
     records = {"type": "array", "minItems": 1, "items": {"type": "object"}}
+    request_id = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]+$",
+                  "description": "a client-chosen id that makes a retry of this call return the first "
+                                 "call's answer instead of a second prediction (or send X-Request-Id)"}
+    header_id = {"name": "X-Request-Id", "in": "header", "required": False, "schema": request_id}
     explain = {"type": "boolean", "default": False,
                "description": "record (and answer) each record's explanation: attributions by raw field"}
     location = {"type": "string", "minLength": 1, "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$",
@@ -57,9 +61,9 @@ def spec() -> dict[str, Any]:
                     "output_location": location,
                     "engine": {"type": "string", "enum": ["local", "spark"], "default": "local",
                                "description": "spark: a job submitted to MLAPP_SPARK_MASTER (a location in, Parquet out)"},
-                    "explain": explain}},
+                    "explain": explain, "request_id": request_id}},
                 "InvokeRequest": {"type": "object", "required": ["model", "input"], "properties": {
-                    "model": model_ref, "input": records, "explain": explain,
+                    "model": model_ref, "input": records, "explain": explain, "request_id": request_id,
                     "compare_with": {"oneOf": [
                         {"type": "string", "description": "another version of the same model"},
                         {"type": "object", "required": ["model"], "properties": {"model": model_ref}}]}}},
@@ -99,12 +103,12 @@ def spec() -> dict[str, Any]:
         "paths": {
             "/api/providers/prediction/create": {"post": {
                 "summary": "Submit a batch prediction job (202, runs in the background)",
-                "requestBody": _body("CreateRequest"),
-                "responses": {**_ok("Prediction", 202), **_errors(400, 401, 403, 404, 415)}}},
+                "parameters": [header_id], "requestBody": _body("CreateRequest"),
+                "responses": {**_ok("Prediction", 202), **_errors(400, 401, 403, 404, 409, 415)}}},
             "/api/providers/prediction/invoke": {"post": {
                 "summary": "Online prediction, recorded; optional shadow comparison",
-                "requestBody": _body("InvokeRequest"),
-                "responses": {**_ok("InvokeResponse"), **_errors(400, 401, 404, 415)}}},
+                "parameters": [header_id], "requestBody": _body("InvokeRequest"),
+                "responses": {**_ok("InvokeResponse"), **_errors(400, 401, 404, 409, 415)}}},
             "/api/providers/prediction/check": {"get": {
                 "summary": "Status, timings, row counts and (paginated) results of a prediction",
                 "parameters": [_ID,

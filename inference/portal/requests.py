@@ -5,6 +5,8 @@ Plain values in, plain values out (no Flask), each problem a BadInput naming the
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,19 @@ def flag(data: dict[str, Any], key: str) -> bool:
     if not isinstance(value, bool):
         raise BadInput(f"'{key}' must be true or false")
     return value
+
+
+def idempotency(call: str, body: dict[str, Any], header: str | None) -> tuple[str, str] | None:
+    """A client-chosen request id (the body's "request_id", else the X-Request-Id header) scoped by
+    ``call``, and the hash of the request it names; None when the client chose none."""
+    key = body.get("request_id", header)
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 1 <= len(key) <= 128 or not key.isprintable():
+        raise BadInput("'request_id' (or X-Request-Id) must be 1 to 128 printable characters")
+    request = {k: v for k, v in body.items() if k != "request_id"}
+    digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{call}:{key}", digest
 
 
 def prediction_id(data: dict[str, Any], key: str = "prediction_id") -> str:

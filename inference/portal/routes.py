@@ -43,6 +43,14 @@ def _body() -> dict[str, Any]:
     return {**dict(request.args), **data}
 
 
+def _replayed(response: Response, replayed: bool) -> Response:
+    """Mark the recorded answer of an earlier call with the same request id (as Stripe's
+    Idempotent-Replayed does): the body is that call's."""
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
 def install(app: Flask, hosting: Hosting) -> None:
     settings = hosting.settings
     store = Store(settings.resolved_database_url, durable_records=settings.durable_records)
@@ -80,13 +88,14 @@ def install(app: Flask, hosting: Hosting) -> None:
 
     @api.post("/api/providers/prediction/create")
     def create() -> Response:
-        return _json(jobs.create(_body(), g.get("request_id")), 202)
+        job, replayed = jobs.create(_body(), g.get("request_id"), request.headers.get("X-Request-Id"))
+        return _replayed(_json(job, 202), replayed)
 
     @api.post("/api/providers/prediction/invoke")
     def invoke() -> Response:
-        result = jobs.invoke(_body(), g.get("request_id"))
+        result, replayed = jobs.invoke(_body(), g.get("request_id"), request.headers.get("X-Request-Id"))
         g.model_version = result["model"]["version"]
-        return _json(result)
+        return _replayed(_json(result), replayed)
 
     @api.route("/api/providers/prediction/check", methods=["GET", "POST"])
     def check() -> Response:

@@ -43,10 +43,17 @@ predictions = sa.Table(
     sa.Column("lease_until", sa.Float),
     sa.Column("compare_of", sa.String(36), index=True),  # shadow run: the prediction it mirrors
     sa.Column("request_id", sa.String(128)),
+    # A client-chosen request id (X-Request-Id, or "request_id" in the body) scoped by the call:
+    # a retry finds the first prediction instead of making a second; the body's hash tells a retry
+    # from another request reusing the id.
+    sa.Column("idempotency_key", sa.String(160)),
+    sa.Column("request_sha256", sa.String(64)),
     sa.Column("created_at", sa.Float, nullable=False, index=True),
     sa.Column("started_at", sa.Float),
     sa.Column("finished_at", sa.Float),
 )
+
+sa.Index("ix_predictions_idempotency_key", predictions.c.idempotency_key, unique=True)
 
 prediction_rows = sa.Table(
     "prediction_rows", metadata,
@@ -94,11 +101,27 @@ class AddColumn:
         conn.execute(sa.text(f"ALTER TABLE {self.table.name} ADD COLUMN {self.column} {kind}"))
 
 
+@dataclass(frozen=True)
+class AddIndex:
+    """An index made after version 1 (a database made from the tables as they are has it)."""
+
+    index: sa.Index
+
+    def apply(self, conn: sa.Connection) -> None:
+        self.index.create(conn, checkfirst=True)
+
+
 # Numbered migrations: version -> tables it creates, then the changes it makes.
-MIGRATIONS: list[tuple[int, Sequence[sa.Table], Sequence[AddColumn]]] = [
+MIGRATIONS: list[tuple[int, Sequence[sa.Table], Sequence[AddColumn | AddIndex]]] = [
     (1, (predictions, prediction_rows, api_keys), ()),
     (2, (), (AddColumn(prediction_rows, "explanation"),)),
+    (3, (), (AddColumn(predictions, "idempotency_key"), AddColumn(predictions, "request_sha256"),
+             AddIndex(next(i for i in predictions.indexes if i.name == "ix_predictions_idempotency_key")))),
 ]
+
+
+class KeyTaken(Exception):
+    """Another prediction already holds this idempotency key (a concurrent retry won the race)."""
 
 
 @dataclass(frozen=True)
@@ -209,16 +232,31 @@ class Store:
                           input_spec: dict[str, Any], output_location: str | None = None,
                           rows_total: int | None = None, compare_of: str | None = None,
                           request_id: str | None = None, prediction_id: str | None = None,
-                          started: bool = False) -> str:
+                          started: bool = False, idempotency: tuple[str, str] | None = None) -> str:
+        """A new prediction; ``idempotency`` (key, request hash): KeyTaken if the key is held."""
         pid = prediction_id or str(uuid.uuid4())
         now = _now()
-        with self.engine.begin() as conn:
-            conn.execute(predictions.insert().values(
-                id=pid, kind=kind, status=status, model_name=model_name, model_version=model_version,
-                input_spec=json.dumps(input_spec, default=str), output_location=output_location,
-                rows_total=rows_total, rows_done=0, attempts=0, compare_of=compare_of,
-                request_id=request_id, created_at=now, started_at=now if started else None))
+        key, digest = idempotency or (None, None)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(predictions.insert().values(
+                    id=pid, kind=kind, status=status, model_name=model_name, model_version=model_version,
+                    input_spec=json.dumps(input_spec, default=str), output_location=output_location,
+                    rows_total=rows_total, rows_done=0, attempts=0, compare_of=compare_of,
+                    request_id=request_id, idempotency_key=key, request_sha256=digest, created_at=now,
+                    started_at=now if started else None))
+        except sa.exc.IntegrityError:
+            if key is None or self.by_key(key) is None:
+                raise
+            raise KeyTaken(key) from None
         return pid
+
+    def by_key(self, key: str) -> dict[str, Any] | None:
+        """The prediction holding an idempotency key."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(predictions).where(predictions.c.idempotency_key == key)
+                               ).mappings().first()
+        return dict(row) if row else None
 
     def get(self, prediction_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -322,23 +360,31 @@ class Store:
     def insert_finished(self, *, kind: str, model_name: str, model_version: str, input_spec: dict[str, Any],
                         rows: list[dict[str, Any]], started_at: float, request_id: str | None = None,
                         compare_of: str | None = None, prediction_id: str | None = None,
-                        error: str | None = None) -> str:
+                        error: str | None = None, idempotency: tuple[str, str] | None = None) -> str:
         """An online prediction (or a capture) that already ran: its record and its result rows in
-        one transaction, one commit (the cost that matters on PostgreSQL)."""
+        one transaction, one commit (the cost that matters on PostgreSQL). ``idempotency``: as in
+        ``insert_prediction`` (KeyTaken: another worker recorded the same request first)."""
         pid = prediction_id or str(uuid.uuid4())
         args = (pid, kind, model_name, model_version, input_spec, rows, started_at, request_id,
-                compare_of, error)
+                compare_of, error, idempotency)
         try:
-            self._insert_finished(*args)
-        except sa.exc.DBAPIError as exc:
-            if not exc.connection_invalidated:
+            try:
+                self._insert_finished(*args)
+            except sa.exc.DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                self._insert_finished(*args)  # the pool has dropped the dead connection: once more
+        except sa.exc.IntegrityError:
+            if idempotency is None or self.by_key(idempotency[0]) is None:
                 raise
-            self._insert_finished(*args)  # the pool has dropped the dead connection: once more
+            raise KeyTaken(idempotency[0]) from None
         return pid
 
     def _insert_finished(self, pid: str, kind: str, model_name: str, model_version: str,
                          input_spec: dict[str, Any], rows: list[dict[str, Any]], started_at: float,
-                         request_id: str | None, compare_of: str | None, error: str | None) -> None:
+                         request_id: str | None, compare_of: str | None, error: str | None,
+                         idempotency: tuple[str, str] | None) -> None:
+        key, digest = idempotency or (None, None)
         with self.record_engine.begin() as conn:
             conn.execute(predictions.insert().values(
                 id=pid, kind=kind, status=(Status.FAILED if error else Status.SUCCEEDED).value,
@@ -346,7 +392,8 @@ class Store:
                 model_version=model_version, input_spec=json.dumps(input_spec, default=str),
                 rows_total=len(rows) if not error else int(input_spec.get("inline_records", 0)),
                 rows_done=len(rows), attempts=1, compare_of=compare_of, request_id=request_id, error=error,
-                created_at=started_at, started_at=started_at, finished_at=_now()))
+                idempotency_key=key, request_sha256=digest, created_at=started_at, started_at=started_at,
+                finished_at=_now()))
             if rows:
                 conn.execute(prediction_rows.insert(), [{"prediction_id": pid, **r} for r in rows])
 

@@ -6,6 +6,8 @@ PostgreSQL, and >= 50 requests/s through nginx for the whole rollout.
    portal batch job running across the rollout finishes with every row exactly once.
 2. A release that fails on the last host (its model's warm-up fails, so /ping never turns 200)
    rolls back the two hosts already moved: every host serves the previous release, 0 failures.
+3. kill -9 of a serving container under load: 0 failed calls, portal calls included, and each
+   answered portal call recorded once.
 """
 
 from __future__ import annotations
@@ -92,8 +94,8 @@ def _deploy(lab: Lab, release: Release, options: Options = OPTIONS) -> dict[str,
 
 
 def _load(lab: Lab) -> Load:
-    """~60 requests/s: /invocations (retried by nginx if need be) and every 8th a portal invoke,
-    which nginx does not retry once sent, so it shows a host that drops a request."""
+    """~60 requests/s: /invocations and every 8th a portal invoke, both resent by nginx to the next
+    host if one fails (the portal's by its request id, answered from the record on a resend)."""
     records = json.dumps(json.loads(factories.devices(2, seed=3).drop(columns=["gender"])
                                     .to_json(orient="records"))).encode()
     portal = json.dumps({"model": "gender", "version": "v1",
@@ -210,3 +212,46 @@ def test_a_release_failing_on_the_last_host_rolls_every_host_back_with_no_failed
     for host, release in _served(lab).items():
         assert release["release"] == "r1", (host, release)
         assert release["manifest"]["algorithm"] == "xgboost", host
+
+
+def test_kill_9_of_a_serving_container_under_load_fails_no_portal_call(image: str, lab: Lab, pg_url: str) -> None:
+    """A host dies mid-call: nginx resends the portal's create and invoke too (each try carries one
+    X-Request-Id), and the portal answers a resent call from its record, so no client call fails and
+    none is recorded twice."""
+    models = lab.dir / "models"
+    _deploy(lab, _release(image, lab, "r1", str(models / "v1"), pg_url))
+    records = json.loads(factories.devices(2, seed=3).drop(columns=["gender"]).to_json(orient="records"))
+    invoke = json.dumps({"model": "gender", "version": "v1", "input": records}).encode()
+    create = json.dumps({"model": "gender", "version": "v1", "input": records}).encode()
+
+    def request(n: int) -> tuple[str, bytes]:
+        return [("/api/providers/prediction/invoke", invoke), ("/invocations", json.dumps(records).encode()),
+                ("/api/providers/prediction/invoke", invoke), ("/api/providers/prediction/create", create)][n % 4]
+
+    load = Load(lab.url, request, threads=8, rate=8.5).start()
+    try:
+        time.sleep(3)
+        victim = next(h for h in lab.hosts if h.name == "vm2")
+        names = subprocess.run(["podman", "ps", "--format", "{{.Names}}", "--filter", f"name=^{victim.prefix}-"],
+                               capture_output=True, text=True, check=True).stdout.split()
+        subprocess.run(["podman", "kill", "--signal", "KILL", *names], check=True, capture_output=True)
+        killed_at = load.now()
+        time.sleep(6)
+    finally:
+        load.stop()
+    failed = [s for s in load.samples if s.status not in (200, 202)]
+    assert not failed, failed[:10]
+    around = summary(load.window(killed_at - 1, killed_at + 3))
+    assert around["requests"] > 100, around  # the kill fell among calls in flight
+    answered = {path: sum(1 for s in load.samples if s.path == path) for path in (
+        "/api/providers/prediction/invoke", "/api/providers/prediction/create")}
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            kept = dict(conn.execute(sa.text(
+                "SELECT kind, count(*) FROM predictions WHERE idempotency_key IS NOT NULL GROUP BY kind")).all())
+    finally:
+        engine.dispose()
+    # one recorded prediction per answered call: none lost, none made twice by a resend
+    assert kept == {"online": answered["/api/providers/prediction/invoke"],
+                    "batch": answered["/api/providers/prediction/create"]}, (kept, answered)

@@ -128,34 +128,44 @@ def test_a_model_without_explanations_is_named() -> None:
         explanations.explainer(Scores())
 
 
-def test_a_version_1_database_gains_the_explanation_column(database_url: str) -> None:
-    """A portal database made before explanations: migration 2 adds the column, rows stay readable."""
+def _version_1(url: str) -> None:
+    """A portal database as version 1 of the schema made it: no explanation, no idempotency key."""
     from inference.portal import store as store_module
 
+    later = {"explanation", "idempotency_key", "request_sha256"}
     old = sa.MetaData()
-    v1_rows = sa.Table("prediction_rows", old, *[
-        sa.Column(c.name, c.type, primary_key=c.primary_key)
-        for c in store_module.prediction_rows.columns if c.name != "explanation"])
-    engine = store_module.engine_for(database_url)
+    tables = [sa.Table(t.name, old, *[sa.Column(c.name, c.type, primary_key=c.primary_key)
+                                      for c in t.columns if c.name not in later])
+              for t in (store_module.predictions, store_module.prediction_rows, store_module.api_keys)]
+    engine = store_module.engine_for(url)
     with engine.begin() as conn:
         store_module.schema_migrations.create(conn)
-        store_module.predictions.create(conn)
-        v1_rows.create(conn)
-        store_module.api_keys.create(conn)
+        for table in tables:
+            table.create(conn)
         conn.execute(store_module.schema_migrations.insert().values(version=1, applied_at=0.0))
-        conn.execute(store_module.predictions.insert().values(
+        conn.execute(tables[0].insert().values(
             id="p", kind="online", status="SUCCEEDED", model_name="gender", model_version="v1",
             input_spec="{}", rows_done=1, attempts=1, created_at=0.0))
-        conn.execute(v1_rows.insert().values(prediction_id="p", row_index=0, input_sha256="0" * 64,
-                                             output="{}"))
+        conn.execute(tables[1].insert().values(prediction_id="p", row_index=0, input_sha256="0" * 64,
+                                               output="{}"))
     engine.dispose()
+
+
+def test_a_version_1_database_gains_the_explanation_column_and_the_idempotency_key(database_url: str) -> None:
+    """A portal database made before explanations and request ids: the migrations add the columns
+    and the unique index, and the rows stay readable."""
+    _version_1(database_url)
     store = Store(database_url)
     _OPEN.append(store)
-    assert store.migrate() == MIGRATIONS[-1][0] == 2
+    assert store.migrate() == MIGRATIONS[-1][0] == 3
     with store.engine.connect() as conn:
-        columns = {c["name"] for c in sa.inspect(conn).get_columns("prediction_rows")}
-    assert "explanation" in columns
+        inspector = sa.inspect(conn)
+        assert "explanation" in {c["name"] for c in inspector.get_columns("prediction_rows")}
+        assert {"idempotency_key", "request_sha256"} <= {c["name"] for c in inspector.get_columns("predictions")}
+        unique = [i for i in inspector.get_indexes("predictions") if i["name"] == "ix_predictions_idempotency_key"]
+        assert unique and unique[0]["unique"]
     assert store.rows("p") == [{"prediction_id": "p", "row_index": 0, "input_sha256": "0" * 64, "label": None,
                                 "score": None, "output": "{}", "truth": None, "latency_ms": None,
                                 "explanation": None}]
-    assert store.migrate() == 2  # and again: nothing to do
+    assert store.get("p")["idempotency_key"] is None  # type: ignore[index]
+    assert store.migrate() == 3  # and again: nothing to do

@@ -44,11 +44,17 @@ def test_vm_nginx_config_is_valid_nginx(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stderr
 
 
-def test_only_pure_routes_retry_a_post_nginx_already_sent() -> None:
+def test_only_routes_safe_to_send_twice_retry_a_post_nginx_already_sent() -> None:
     site = site_conf([Server("vm1", "10.0.0.1", 8081), Server("vm2", "10.0.0.2", 8082, weight=1, down=True)])
-    pure, rest = site.split("location / {")
-    assert "invocations" in pure and "non_idempotent" in pure
-    assert "non_idempotent" not in rest  # portal create/invoke/cancel/retry: never sent twice
+    resent, rest = site.split("location / {")
+    assert "invocations" in resent and "non_idempotent" in resent
+    # the portal's create and invoke answer a repeated request id from their record; cancel and
+    # retry are never sent twice
+    assert "api/providers/prediction/(create|invoke))$" in resent
+    assert "non_idempotent" not in rest
+    # every try carries one request id: the client's, else nginx's own
+    assert "map $http_x_request_id $mlship_request_id {" in site and '"" $request_id;' in site
+    assert site.count("proxy_set_header X-Request-Id $mlship_request_id;") == 2
     assert "server 10.0.0.1:8081 weight=10" in site and "server 10.0.0.2:8082 weight=1 max_fails=2 fail_timeout=5s down;" in site
     assert "server 127.0.0.1:9 down;" in site_conf([])  # nginx needs one server line even before a deploy
 
