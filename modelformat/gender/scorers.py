@@ -119,25 +119,46 @@ class XGBoostScorer:
 
 
 class LinearScorer:
+    """Coefficients and intercept, plus the training mean of each feature column when the model
+    stores them (what explanations count against; None for a model trained before they were)."""
+
     MODEL_FILE = "logreg-model.json"
 
-    def __init__(self, coef: np.ndarray, intercept: float) -> None:
+    def __init__(self, coef: np.ndarray, intercept: float, feature_mean: np.ndarray | None = None) -> None:
         self.coef = coef.astype(np.float64)
         self.intercept = float(intercept)
+        self.feature_mean = None if feature_mean is None else np.asarray(feature_mean, dtype=np.float64)
+        if self.feature_mean is not None and self.feature_mean.shape != self.coef.shape:
+            raise ValueError(f"{self.MODEL_FILE} holds {self.feature_mean.size} feature means for "
+                             f"{self.coef.size} coefficients")
 
     def predict_proba(self, x: Matrix) -> np.ndarray:
         z = np.asarray(x @ self.coef).ravel() + self.intercept
         return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
 
     def save(self, folder: Path) -> list[str]:
-        (folder / self.MODEL_FILE).write_text(
-            json.dumps({"coef": self.coef.tolist(), "intercept": self.intercept}), encoding="utf-8")
+        data: dict[str, Any] = {"coef": self.coef.tolist(), "intercept": self.intercept}
+        if self.feature_mean is not None:
+            data["feature_mean"] = self.feature_mean.tolist()
+        (folder / self.MODEL_FILE).write_text(json.dumps(data), encoding="utf-8")
         return [self.MODEL_FILE]
 
     @classmethod
     def load(cls, folder: Path, manifest: dict[str, Any], threads: int = 1) -> LinearScorer:
         data = json.loads((folder / cls.MODEL_FILE).read_text(encoding="utf-8"))
-        return cls(np.asarray(data["coef"]), data["intercept"])
+        mean = data.get("feature_mean")
+        return cls(np.asarray(data["coef"]), data["intercept"],
+                   None if mean is None else np.asarray(mean))
+
+
+def column_means(x: Matrix) -> np.ndarray:
+    """The mean of each column of a feature matrix, in float64; a sparse one is not densified."""
+    n = x.shape[0]
+    if n == 0:
+        return np.zeros(x.shape[1], dtype=np.float64)
+    if sp.issparse(x):
+        return np.asarray(x.sum(axis=0, dtype=np.float64)).ravel() / n
+    return np.asarray(np.mean(np.asarray(x), axis=0, dtype=np.float64))
 
 
 # Manifests written before they named their scorer say only the algorithm.

@@ -111,7 +111,7 @@ def test_logistic_regression_attributions_add_up_to_the_margin(logreg: tuple[Fla
     records = _records(9)
     body = _explain(client, records).get_json()
     plain = json.loads(body["predictions"]["data"])["predictions"]
-    assert "intercept as bias" in body["method"]
+    assert "training mean" in body["method"]
     _check_additive(body, _margins(model_dir, records), [p["probability_M"] for p in plain])
 
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from container.values import plain
-from modelformat.gender.scorers import LinearScorer, Matrix, XGBoostScorer
+from modelformat.gender.scorers import LinearScorer, Matrix, XGBoostScorer, column_means
 from training.checkpoints import CheckpointStore, StopFlag
 from training.errors import UserError
 from training.hyperparameters import Hyperparameter as HP
@@ -189,6 +189,7 @@ class LogisticRegressionClassifier(GenderAlgorithm):
         super().__init__(params)
         self.coef: np.ndarray | None = None
         self.intercept = 0.0
+        self.mean: np.ndarray | None = None  # each feature column's training mean, for explanations
 
     def fit(self, x: Matrix, y: np.ndarray, x_val: Matrix | None, y_val: np.ndarray | None,
             ctx: FitContext) -> FitResult:
@@ -212,12 +213,13 @@ class LogisticRegressionClassifier(GenderAlgorithm):
                         p["max_iter"])
         self.coef = np.asarray(model.coef_[0], dtype=np.float64)
         self.intercept = float(model.intercept_[0])
+        self.mean = column_means(x)
         iters = int(np.max(model.n_iter_))
         return FitResult(iters, p["max_iter"], False, None, {"converged": converged})
 
     def scorer(self) -> LinearScorer:
         assert self.coef is not None
-        return LinearScorer(self.coef, self.intercept)
+        return LinearScorer(self.coef, self.intercept, self.mean)
 
 
 def check_binary(y_raw: Any, positive: Any) -> tuple[list[Any], np.ndarray]:

@@ -14,6 +14,7 @@ import pandas as pd
 from container.resources import available_cpus
 from modelformat import scorers
 from modelformat.errors import DataError
+from modelformat.gender.contributions import EXPLAINER_BASELINE
 from modelformat.gender.features import (
     RAW_FIELDS,
     DevicePipeline,
@@ -171,6 +172,13 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Ge
         summary["confusion"] = evaluate.confusion(y_val, p_val, params["threshold"])
         metric_lines.emit({f"validation:{k}": v for k, v in found.items()}, "final")
         summary["plots"] = evaluate.plot_curves(y_val, p_val, out_dir, algorithm_cls.name)
+        started = time.monotonic()
+        importance = evaluate.global_importance(pipeline, scorer, xv, params["seed"])
+        if importance is not None:
+            summary["global_importance"] = importance
+            summary["plots"].append(evaluate.plot_importance(importance, out_dir, algorithm_cls.name))
+            log.info("global importance over %d validation rows in %.2f s", importance["rows"],
+                     time.monotonic() - started, extra={"stage": "evaluate"})
     train_metrics = evaluate.binary_metrics(y_train, scorer.predict_proba(xt), params["threshold"])
     metric_lines.emit({"train:logloss": train_metrics["logloss"],
                        "train:roc_auc": train_metrics["roc_auc"]}, "final")
@@ -185,6 +193,11 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Ge
         (staging / "warmup.json").write_text(json.dumps(example, default=str, ensure_ascii=False),
                                              encoding="utf-8")
         files.append("warmup.json")
+        baseline = None
+        if isinstance(pipeline, NumericPipeline):  # Clarify perturbs CSV columns: not device records' lists
+            (staging / EXPLAINER_BASELINE).write_text(_explainer_baseline(x_train), encoding="utf-8")
+            files.append(EXPLAINER_BASELINE)
+            baseline = EXPLAINER_BASELINE
         manifest = {
             "family": "gender",
             "algorithm": algorithm_cls.name,
@@ -211,6 +224,8 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Ge
             },
             "data_fingerprint": {"train": train_fp, "validation": val_fp},
         }
+        if baseline is not None:
+            manifest["explainer_baseline"] = baseline
         writer.commit(manifest)
     log.info("model saved to %s (%s, %d steps%s)", env.paths.model_dir, algorithm_cls.name,
              result.steps_done, ", stopped early" if result.stopped_early else "",
@@ -232,6 +247,15 @@ def _warmup_example(frame: pd.DataFrame) -> list[dict[str, Any]]:
     head = frame.head(2)
     records: list[dict[str, Any]] = json.loads(head.to_json(orient="records", force_ascii=False))
     return records
+
+
+def _explainer_baseline(frame: pd.DataFrame) -> str:
+    """SageMaker Clarify's baseline for a numeric-input model: one header-less CSV row, each input
+    column's training mean (missing values skipped; 0 for a column with none) in the model's column
+    order, at repr precision."""
+    means = np.asarray([float(frame.iloc[:, i].mean()) for i in range(frame.shape[1])], dtype=np.float64)
+    means = np.where(np.isfinite(means), means, 0.0)
+    return ",".join(repr(float(v)) for v in means) + "\n"
 
 
 def _job_key(params: dict[str, Any], fingerprint: str) -> str:
