@@ -1,5 +1,5 @@
 """What the deploy asks a container directly (not through nginx) before and after it takes traffic:
-/ping, GET /release, a smoke prediction through /invocations and the portal, its 5xx rate."""
+/ping, GET /release, a smoke prediction of every model it serves through every door, its 5xx rate."""
 
 from __future__ import annotations
 
@@ -75,20 +75,43 @@ def _predictions(status: int, body: bytes, records: list[dict[str, Any]], what: 
 
 
 def smoke(url: str, records: list[dict[str, Any]], served: dict[str, Any], portal: bool = True,
-          portal_headers: dict[str, str] | None = None) -> None:
-    """The model's stored example through /invocations and, when the portal is on, through
-    POST /api/providers/prediction/invoke against the same model version."""
+          portal_headers: dict[str, str] | None = None) -> list[str]:
+    """Every model the container will serve to clients, through each door, before it takes
+    traffic: the default model's stored example through /invocations; with the portal on, each
+    model and version its repository names (GET /api/models, the default one included), with that
+    model's own example, through the portal's invoke and through /invocations with
+    X-Amzn-SageMaker-Target-Model (SageMaker's multi-model door). What was checked, one line each."""
+    checked = []
     try:
         for batch in example_requests(records):
             status, body = http("POST", f"{url}/invocations", batch, timeout=30)
             _predictions(status, body, batch, "POST /invocations")
-            if portal:
-                ref = {"model": served["model"], "version": served["version"], "input": batch}
+        checked.append(f"{served.get('model')} {served.get('version')} via /invocations")
+        if not portal:
+            return checked
+        status, body = http("GET", f"{url}/api/models", None, portal_headers, timeout=30)
+        if status != 200:
+            raise CheckFailed(f"GET /api/models answered {status}: {body[:300].decode(errors='replace')}")
+        for model in json.loads(body)["models"]:
+            name, version = model["name"], model["version"]
+            example = model.get("input_example") or (records if (name, version) == (
+                served.get("model"), served.get("version")) else None)
+            if not example:
+                raise CheckFailed(f"model {name} {version} has no warm-up example to smoke-test it with")
+            for batch in example_requests(example):
+                what = f"model {name} {version} through POST /api/providers/prediction/invoke"
+                ref = {"model": name, "version": version, "input": batch}
                 status, body = http("POST", f"{url}/api/providers/prediction/invoke", ref, portal_headers,
                                     timeout=30)
-                _predictions(status, body, batch, "POST /api/providers/prediction/invoke")
+                _predictions(status, body, batch, what)
+                status, body = http("POST", f"{url}/invocations", batch,
+                                    {"X-Amzn-SageMaker-Target-Model": f"{name}/{version}"}, timeout=30)
+                _predictions(status, body, batch, f"model {name} {version} through POST /invocations "
+                                                  "with X-Amzn-SageMaker-Target-Model")
+            checked.append(f"{name} {version} via the portal and the target-model header")
     except OSError as exc:
         raise CheckFailed(f"smoke request: {exc}") from None
+    return checked
 
 
 def server_errors(url: str) -> tuple[float, float]:

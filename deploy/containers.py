@@ -3,6 +3,8 @@ stop and inspect its blue and green containers there."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ from deploy.hosts import Host, Transport
 COLORS = ("blue", "green")
 # gunicorn's graceful timeout is 25 s (inference/server.py): podman's SIGKILL must come later.
 STOP_SECONDS = 30
+HASH_FILE = ".mlship-tarball.sha256"  # in a model folder the deploy unpacked: the tarball it came from
 
 
 @dataclass(frozen=True)
@@ -141,12 +144,55 @@ class Podman:
         self._run(box, f"podman rm -f -t {STOP_SECONDS} {shlex.quote(box.name)} >/dev/null 2>&1; true",
                   f"removing {box.name}", timeout=STOP_SECONDS + 30)
 
-    def upload_model(self, host: Host, tarball: bytes, directory: str) -> None:
-        """Unpack a model.tar.gz (SageMaker's model artefact) into ``directory`` on the host."""
-        quoted = shlex.quote(directory)
-        self._run(Container(host, COLORS[0]), f"rm -rf {quoted}.part && mkdir -p {quoted}.part && "
-                  f"tar -xzf - -C {quoted}.part && chmod -R a+rX {quoted}.part && rm -rf {quoted} && "
-                  f"mv {quoted}.part {quoted}", f"unpacking the model into {directory}", stdin=tarball)
+    def upload_model(self, host: Host, tarball: bytes, directory: str) -> bool:
+        """Unpack a model.tar.gz (SageMaker's model artefact) into ``directory`` on the host, once:
+        a folder is written whole beside it and moved into place, with the tarball's SHA-256 in
+        ``HASH_FILE``, and never changed afterwards (running containers mount it). The same tarball
+        again is a no-op (False); a folder already there with other contents is refused, before
+        anything changed, rather than pulled away from under a container that mounts it."""
+        digest = hashlib.sha256(tarball).hexdigest()
+        quoted, stamp = shlex.quote(directory), shlex.quote(f"{directory}/{HASH_FILE}")
+        state = self._run(Container(host, COLORS[0]),
+                          f"if [ -f {stamp} ]; then cat {stamp}; elif [ -e {quoted} ]; then echo other; fi",
+                          f"looking at {directory}").strip()
+        if state == digest:
+            return False
+        if state:
+            raise DeployError(f"{host.name}: {directory} already holds another model (tarball "
+                              f"{state[:12] if state != 'other' else 'unknown'}, not {digest[:12]}); "
+                              "models are never replaced under a container that mounts them: give a new "
+                              "--model-dir, or none (the deploy names it by the tarball's hash)")
+        part = shlex.quote(f"{directory}.part-{os.getpid()}")
+        self._run(Container(host, COLORS[0]),
+                  f"rm -rf {part} && mkdir -p {part} && tar -xzf - -C {part} && "
+                  f"echo {digest} > {part}/{HASH_FILE} && chmod -R a+rX {part} && "
+                  # another deploy may have just written the same folder: theirs stays, ours goes
+                  f"{{ mv -T {part} {quoted} 2>/dev/null || rm -rf {part}; }} && "
+                  f"[ \"$(cat {stamp})\" = {digest} ]",
+                  f"unpacking the model into {directory}", stdin=tarball)
+        return True
+
+    def mounted(self, host: Host) -> set[str]:
+        """The host folders every container of this host (running or stopped: a stopped colour is
+        the rollback) mounts."""
+        names = " ".join(shlex.quote(Container(host, c).name) for c in COLORS)
+        out = self._run(Container(host, COLORS[0]), f"for n in {names}; do podman container inspect "
+                        "--format '{{range .Mounts}}{{.Source}}\n{{end}}' \"$n\" 2>/dev/null; done; true",
+                        "listing the containers' mounts")
+        return {line.strip().rstrip("/") for line in out.splitlines() if line.strip()}
+
+    def prune_models(self, host: Host, folder: str, keep: set[str]) -> list[str]:
+        """Remove the model folders the deploy wrote under ``folder`` (those with ``HASH_FILE``) that
+        no container of the host mounts and ``keep`` does not name; what was removed."""
+        in_use = self.mounted(host) | {k.rstrip("/") for k in keep}
+        listing = self._run(Container(host, COLORS[0]),
+                            f"for d in {shlex.quote(folder.rstrip('/'))}/*/; do "
+                            f"[ -f \"$d{HASH_FILE}\" ] && echo \"${{d%/}}\"; done; true",
+                            f"listing {folder}")
+        gone = [d for d in listing.split() if d.rstrip("/") not in in_use]
+        if gone:
+            self._run(Container(host, COLORS[0]), f"rm -rf {shlex.join(gone)}", f"pruning {folder}")
+        return gone
 
     def read_file(self, host: Host, path: str) -> str:
         return self._run(Container(host, COLORS[0]), f"cat {shlex.quote(path)}", f"reading {path}")

@@ -167,8 +167,8 @@ class Rollout:
             raise CheckFailed(f"{new.name} reports release {served.get('release')!r}, "
                               f"not {self.release.label!r}")
         self.log(host.name, f"/ping after {ready:.1f}s, serves {served.get('model')} {served.get('version')}")
-        checks.smoke(new.url, self._records(host), served, opts.portal_smoke, opts.portal_headers)
-        self.log(host.name, "smoke test passed")
+        checked = checks.smoke(new.url, self._records(host), served, opts.portal_smoke, opts.portal_headers)
+        self.log(host.name, f"smoke test passed ({len(checked)} model(s): {'; '.join(checked)})")
         self._set(host, new.port, opts.canary_weight if canary and opts.canary_weight else WEIGHT)
         self.log(host.name, f"in service on port {new.port}" + (" as the canary" if canary else ""))
         watched = opts.watch.run(new.url)

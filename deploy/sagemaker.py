@@ -3,19 +3,22 @@
 Model, endpoint config and a new endpoint go through the sagemaker SDK's resources
 (`sagemaker.core.resources`); the guarded update goes through boto3's UpdateEndpoint with a
 DeploymentConfig, which the SDK 3.27 cannot send (`ModelBuilder.deploy(update_endpoint=True)` raises
-a TypeError). `--endpoint-url` points every client at another implementation (the tests use moto)."""
+a TypeError). `--endpoint-url` points every client at another implementation (the tests use moto).
+`--clarify-explanations` attaches SageMaker Clarify's online explainer (deploy/sagemaker_clarify.py)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deploy import sagemaker_alarms as alarms
+from deploy import sagemaker_clarify as clarify
 from deploy import sagemaker_ranges as ranges
 from deploy import sagemaker_requests as requests
 from deploy import sagemaker_rollout as rollout
@@ -133,6 +136,7 @@ class Release:
     keep: int = 3
     wait_seconds: float = 3600
     poll_seconds: float = 15
+    environment: Mapping[str, str] = field(default_factory=dict)  # the model container's, besides ours
 
 
 USER_MAPS = ("Environment",)  # maps whose keys are the user's (variable names), not API fields
@@ -150,22 +154,26 @@ def _snake(value: Any) -> Any:
 
 
 def _create_model_and_config(aws: Aws, rel: Release, name: str, model_data: str,
-                             variants: list[dict[str, Any]]) -> None:
+                             variants: list[dict[str, Any]],
+                             explainer: clarify.Explainer | None = None) -> None:
     """Through the SDK's resources, which validate the request against the API's shapes first."""
     from sagemaker.core import shapes
     from sagemaker.core.resources import EndpointConfig, Model
 
-    container = {"Image": rel.image_uri, "ModelDataUrl": model_data, "Environment": {"MLSHIP_RELEASE": name}}
+    environment = {**rel.environment, **(explainer.environment if explainer else {}), "MLSHIP_RELEASE": name}
+    container = {"Image": rel.image_uri, "ModelDataUrl": model_data, "Environment": environment}
     Model.create(model_name=name,
                  primary_container=shapes.ContainerDefinition.model_validate(_snake(container)),
                  execution_role_arn=rel.role, session=aws.session, region=aws.region)
     capture, asynchronous = requests.data_capture(rel.options), requests.async_inference(rel.options)
-    if rel.options.serverless_memory_mb is not None:
-        # The SDK 3.27 serialises memory_size_in_mb as "MemorySizeInMb", which the API refuses
-        # (it wants MemorySizeInMB), so a serverless config goes through boto3 as it is.
+    if rel.options.serverless_memory_mb is not None or explainer is not None:
+        # The SDK 3.27 serialises memory_size_in_mb as "MemorySizeInMb" and max_payload_in_mb as
+        # "MaxPayloadInMb", which the API refuses (it wants ...InMB), and drops a Seed of 0: such a
+        # config goes through boto3 as it is.
         request: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": variants}
-        request.update({k: v for k, v in (("DataCaptureConfig", capture),
-                                          ("AsyncInferenceConfig", asynchronous)) if v})
+        fields = (("DataCaptureConfig", capture), ("AsyncInferenceConfig", asynchronous),
+                  ("ExplainerConfig", explainer.config if explainer else None))
+        request.update({k: v for k, v in fields if v})
         aws.sm.create_endpoint_config(**request)
         return
     extra: dict[str, Any] = {}
@@ -183,12 +191,21 @@ def _first_model(aws: Aws, config: str) -> str:
     return str(variants[0]["ModelName"])
 
 
-def deploy(aws: Aws, rel: Release, sleep: Any = time.sleep) -> dict[str, Any]:
+def _progress(message: str) -> None:
+    print(f"deploy: {message}", file=sys.stderr, flush=True)
+
+
+def deploy(aws: Aws, rel: Release, sleep: Any = time.sleep,
+           say: Callable[[str], None] = _progress) -> dict[str, Any]:
     """Create or update the endpoint to a new release; raises DeployError unless the new one serves."""
     from sagemaker.core.resources import Endpoint
 
     opts = rel.options
-    ranges.check(rel.endpoint, opts, rel.limits, rel.scaling)  # before any request: AWS would refuse late
+    # before any request: AWS would refuse late
+    ranges.check(rel.endpoint, opts, rel.limits, rel.scaling, environment=rel.environment)
+    explainer = clarify.plan(opts.clarify, rel.model_tar, rel.environment) if opts.clarify else None
+    if explainer is not None:
+        say(explainer.describe())
     before = rollout.current(aws.sm, rel.endpoint)  # refuses a busy or broken endpoint first
     previous = before["EndpointConfigName"] if before else None
     if previous and rel.scaling is None and (scaled := alarms.scaled_variants(aws.autoscaling, rel.endpoint)):
@@ -204,7 +221,7 @@ def deploy(aws: Aws, rel: Release, sleep: Any = time.sleep) -> dict[str, Any]:
         aws.s3.upload_file(str(rel.model_tar), rel.bucket, key)
         variants = requests.production_variants(name, opts, _first_model(aws, previous) if previous and
                                                 opts.ab_weight is not None else None)
-        _create_model_and_config(aws, rel, name, model_data, variants)
+        _create_model_and_config(aws, rel, name, model_data, variants, explainer)
         alarm_names = alarms.create_alarms(aws.cloudwatch, rel.endpoint, name,
                                            [v["VariantName"] for v in variants], rel.limits)
     guarded = opts.serverless_memory_mb is None  # blue/green guardrails do not apply to serverless
@@ -235,7 +252,8 @@ def deploy(aws: Aws, rel: Release, sleep: Any = time.sleep) -> dict[str, Any]:
         raise
     smoke = "skipped: asynchronous endpoints answer through InvokeEndpointAsync" if asynchronous else "passed"
     if not asynchronous:
-        why = rollout.smoke(aws.runtime, rel.endpoint, examples)
+        why = (clarify.smoke(aws.runtime, rel.endpoint, examples, explainer.columns) if explainer
+               else rollout.smoke(aws.runtime, rel.endpoint, examples))
         if why is not None:
             if previous is None:
                 raise DeployError(f"{name} on {rel.endpoint} failed its smoke test ({why}); there is no "
@@ -252,7 +270,8 @@ def deploy(aws: Aws, rel: Release, sleep: Any = time.sleep) -> dict[str, Any]:
             "model_data": model_data, "image": rel.image_uri, "status": desc["EndpointStatus"],
             "variants": {v["VariantName"]: v["ModelName"] for v in variants},
             "deployment_config": deployment if action == "updated" else None, "alarms": alarm_names,
-            "smoke_test": smoke, "autoscaling": policies, "removed_releases": removed}
+            "smoke_test": smoke, "autoscaling": policies, "removed_releases": removed,
+            "explainer": explainer.summary() if explainer else None}
 
 
 @contextlib.contextmanager
@@ -304,6 +323,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--keep-releases", type=int, default=3, help="releases kept; older ones are removed")
     o.add_argument("--wait-seconds", type=float, default=3600, help="longest wait for the endpoint to settle")
     o.add_argument("--poll-seconds", type=float, default=15, help="between DescribeEndpoint calls")
+    o.add_argument("--environment", action="append", default=[], metavar="NAME=VALUE",
+                   help="a variable of the model's container environment (repeatable)")
+    c = parser.add_argument_group("explanations (SageMaker Clarify's online explainer, ExplainerConfig)")
+    c.add_argument("--clarify-explanations", metavar="EXPR",
+                   help="attach the explainer; EnableExplanations, a JMESPath boolean, e.g. '`true`'")
+    c.add_argument("--clarify-baseline", type=Path, metavar="FILE",
+                   help="header-less CSV rows instead of the model's explainer-baseline.csv")
+    c.add_argument("--clarify-baseline-uri", metavar="S3",
+                   help="ShapBaselineUri instead of an inline baseline")
+    c.add_argument("--clarify-samples", type=int, metavar="N", help="NumberOfSamples (Kernel SHAP)")
+    c.add_argument("--clarify-use-logit", action="store_true", help="UseLogit: attributions in log-odds")
+    c.add_argument("--clarify-seed", type=int, metavar="N", help="Seed, for repeatable attributions")
 
 
 def release_from(args: argparse.Namespace) -> Release:
@@ -318,17 +349,40 @@ def release_from(args: argparse.Namespace) -> Release:
         scaling = alarms.Scaling(int(low), int(high), args.invocations_per_instance)
     guard = requests.Guardrails(args.traffic, args.step_percent, args.bake_seconds,
                                 args.termination_wait_seconds, min(28800, max(600, int(args.wait_seconds))))
+    explain = None
+    if args.clarify_explanations is not None:
+        explain = clarify.ClarifyOptions(args.clarify_explanations, args.clarify_baseline,
+                                         args.clarify_baseline_uri, args.clarify_samples,
+                                         args.clarify_use_logit, args.clarify_seed)
+    elif any(getattr(args, o) not in (None, False) for o in ("clarify_baseline", "clarify_baseline_uri",
+                                                              "clarify_samples", "clarify_use_logit",
+                                                              "clarify_seed")):
+        raise DeployError("the --clarify-* options shape the explainer --clarify-explanations EXPR attaches; "
+                          "pass it too; nothing was changed")
     opts = requests.Options(args.instance_type, args.instance_count, args.capture_s3_uri,
                             args.capture_percent, args.serverless_memory_mb, args.serverless_max_concurrency,
-                            args.async_output_s3_uri, args.ab_weight, guard)
+                            args.async_output_s3_uri, args.ab_weight, guard, explain)
     return Release(args.image_uri, args.model_tar, args.bucket, args.endpoint, args.role, opts,
                    alarms.AlarmLimits(args.max_5xx, args.max_latency_ms), scaling, args.keep_releases,
-                   args.wait_seconds, args.poll_seconds)
+                   args.wait_seconds, args.poll_seconds, _environment(args.environment))
+
+
+def _environment(pairs: list[str]) -> dict[str, str]:
+    environment: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise DeployError(f"--environment takes NAME=VALUE, not {pair!r}; nothing was changed")
+        if name in environment:
+            raise DeployError(f"--environment {name} is given twice; nothing was changed")
+        environment[name] = value
+    return environment
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     rel = release_from(args)
     # --wait-seconds against the update's own waits too: the deploy would give up before the update
     # could end (deploy() leaves that out: the tests' stubbed endpoints settle at once)
-    ranges.check(rel.endpoint, rel.options, rel.limits, rel.scaling, wait_seconds=rel.wait_seconds)
+    ranges.check(rel.endpoint, rel.options, rel.limits, rel.scaling, wait_seconds=rel.wait_seconds,
+                 environment=rel.environment)
     return deploy(Aws.connect(args.region, args.endpoint_url), rel)

@@ -13,13 +13,18 @@ MaxConcurrency 1..200; DataCaptureConfig.InitialSamplingPercentage 0..100; S3 UR
 63 letters, digits and hyphens; Application Auto Scaling's MinCapacity >= 1 for endpoint variants.
 AutoRollbackConfiguration takes 1..10 alarms: the deploy always sends its two. The deploy's own wait
 (--wait-seconds, which the timeout takes clamped to 600..28800) must outlast the update's waits as well:
-under 600 s the clamped timeout passes, but the deploy would stop waiting before the update could end."""
+under 600 s the clamped timeout passes, but the deploy would stop waiting before the update could end.
+ContainerDefinition.Environment takes at most 100 variables, names `[a-zA-Z_][a-zA-Z0-9_]*` and values
+of at most 1024 characters; the image itself refuses a value it cannot parse at start-up, which the
+deploy checks first with the image's own settings. The explainer's options: deploy/sagemaker_clarify.py."""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 
+from deploy import sagemaker_clarify as clarify
 from deploy.errors import DeployError
 from deploy.sagemaker_alarms import AlarmLimits, Scaling
 from deploy.sagemaker_requests import TRAFFIC_TYPES, Guardrails, Options
@@ -31,6 +36,9 @@ S3_URI = re.compile(r"(https|s3)://[^/].*")
 S3_URI_MAX = 512
 STEP_PERCENT = {"CANARY": (1, 50), "LINEAR": (10, 50)}
 SERVERLESS_MEMORY_MB = (1024, 6144)
+ENV_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+ENV_MAX, ENV_VALUE_MAX = 100, 1024
+DEPLOY_SETS = ("MLSHIP_RELEASE",)  # the deploy's own variables: the release's name
 
 
 def _outside(option: str, value: float, low: float, high: float | None, field: str) -> list[str]:
@@ -96,10 +104,34 @@ def _endpoint(endpoint: str) -> list[str]:
             f"configs: at most {NAME_MAX})"]
 
 
+def _environment(environment: Mapping[str, str]) -> list[str]:
+    """The model's container environment: what the API takes, and what the image starts with."""
+    from container.settings import Settings, SettingsError
+
+    found = [f"--environment {name}: not a variable name ([a-zA-Z_][a-zA-Z0-9_]*, at most {ENV_VALUE_MAX} "
+             "characters; ContainerDefinition.Environment)" for name in environment
+             if not (ENV_NAME.fullmatch(name) and len(name) <= ENV_VALUE_MAX)]
+    found += [f"--environment {name}: the value has {len(value)} characters, more than {ENV_VALUE_MAX}"
+              for name, value in environment.items() if len(value) > ENV_VALUE_MAX]
+    found += [f"--environment {name}: the deploy sets it (the release's name)" for name in DEPLOY_SETS
+              if name in environment]
+    # the explainer may add SAGEMAKER_INFERENCE_OUTPUT: one place kept for it
+    if len(environment) + len(DEPLOY_SETS) + 1 > ENV_MAX:
+        found.append(f"--environment: {len(environment)} variables; with the deploy's own the model may "
+                     f"carry at most {ENV_MAX} (ContainerDefinition.Environment)")
+    if environment:
+        try:
+            Settings.from_env(environment)
+        except SettingsError as exc:  # the image would refuse to start: say it now
+            found.append(f"--environment {exc} (the image refuses it at start-up)")
+    return found
+
+
 def problems(endpoint: str, options: Options, limits: AlarmLimits, scaling: Scaling | None,
-             wait_seconds: float | None = None) -> list[str]:
+             wait_seconds: float | None = None, environment: Mapping[str, str] | None = None) -> list[str]:
     """Every option out of its range, each naming the option, its range and the API field;
-    `wait_seconds`, the deploy's own wait (--wait-seconds), must outlast a guarded update's waits."""
+    `wait_seconds`, the deploy's own wait (--wait-seconds), must outlast a guarded update's waits;
+    `environment`, the model's container environment (--environment), must be one the image starts with."""
     found = _endpoint(endpoint)
     if options.serverless_memory_mb is None:
         found += _outside("--instance-count", options.instance_count, 1, None,
@@ -135,12 +167,16 @@ def problems(endpoint: str, options: Options, limits: AlarmLimits, scaling: Scal
         if scaling.invocations_per_instance <= 0:
             found.append(f"--invocations-per-instance {scaling.invocations_per_instance} must be above 0 "
                          "(TargetTrackingScalingPolicyConfiguration.TargetValue)")
+    found += _environment(environment or {})
+    found += clarify.problems(options.clarify, serverless=options.serverless_memory_mb is not None,
+                              asynchronous=options.async_output_s3_uri is not None,
+                              ab_split=options.ab_weight is not None)
     return found
 
 
 def check(endpoint: str, options: Options, limits: AlarmLimits, scaling: Scaling | None,
-          wait_seconds: float | None = None) -> None:
+          wait_seconds: float | None = None, environment: Mapping[str, str] | None = None) -> None:
     """Raise a DeployError naming every option out of range; nothing has been sent yet."""
-    found = problems(endpoint, options, limits, scaling, wait_seconds)
+    found = problems(endpoint, options, limits, scaling, wait_seconds, environment)
     if found:
         raise DeployError(f"options out of range: {'; '.join(found)}; nothing was changed")

@@ -1,11 +1,14 @@
 """The SageMaker requests a deploy sends, as the API's own dictionaries (PascalCase, exactly what
 `botocore` validates): production variants, data capture, async inference, and the guarded update's
-`DeploymentConfig`. Pure functions of the options, so the tests can compare them with what is sent."""
+`DeploymentConfig`. Pure functions of the options, so the tests can compare them with what is sent
+(the explainer's `ExplainerConfig` depends on the model too: deploy/sagemaker_clarify.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from deploy.sagemaker_clarify import ClarifyOptions
 
 TRAFFIC_TYPES = ("CANARY", "LINEAR", "ALL_AT_ONCE")
 
@@ -34,6 +37,7 @@ class Options:
     async_output_s3_uri: str | None = None
     ab_weight: float | None = None  # the new model's share when the current one keeps a variant
     guardrails: Guardrails = field(default_factory=Guardrails)
+    clarify: ClarifyOptions | None = None  # ExplainerConfig (SageMaker Clarify's online explainer)
 
 
 def variant(name: str, model: str, weight: float, options: Options) -> dict[str, Any]:

@@ -62,15 +62,21 @@ def extract(tar_path: Path, target: Path) -> Path:
     return target
 
 
-def read_json(tar_path: Path, name: str) -> Any:
-    """One top-level JSON file of the model directory, or None when the tarball has none."""
+def read_text(tar_path: Path, name: str) -> str | None:
+    """One top-level file of the model directory as UTF-8 text, or None when the tarball has none."""
     with tarfile.open(tar_path, "r:*") as tar:
         for member in tar.getmembers():
             if member.isfile() and str(_member_name(member)) == name:
                 handle = tar.extractfile(member)
                 assert handle is not None  # a regular file always has a body
-                return json.loads(handle.read().decode("utf-8"))
+                return handle.read().decode("utf-8")
     return None
+
+
+def read_json(tar_path: Path, name: str) -> Any:
+    """One top-level JSON file of the model directory, or None when the tarball has none."""
+    text = read_text(tar_path, name)
+    return None if text is None else json.loads(text)
 
 
 def warmup_examples(tar_path: Path) -> list[dict[str, Any]]:

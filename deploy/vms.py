@@ -32,12 +32,23 @@ def deploy_vms(*, release: Release, hosts: Sequence[Host], transport: Transport,
                options: Options | None = None, model_tar: bytes | None = None) -> dict[str, Any]:
     """Roll ``release`` out over ``hosts``; raises DeployError with every host on the previous
     release when it cannot. ``model_tar`` (a model.tar.gz) is unpacked on every host first, into
-    the release's ``model_dir``."""
+    the release's ``model_dir`` (a no-op where that tarball is already there). After a rollout that
+    succeeded, the model folders the deploy unpacked under each host's ``{state_dir}/models`` that
+    no container there mounts any more (neither colour: the stopped one is the rollback) are pruned."""
     podman = Podman(transport)
     if model_tar is not None:
         for host in hosts:  # before any host changes: a copy that fails leaves all as they were
             podman.upload_model(host, model_tar, release.model_dir_on(host))
-    return Rollout(release, hosts, podman, nginx, options).run()
+    out = Rollout(release, hosts, podman, nginx, options).run()
+    pruned: dict[str, Any] = {}
+    for host in hosts:
+        try:
+            keep = {release.model_dir_on(host)}
+            pruned[host.name] = podman.prune_models(host, f"{host.state_dir}/models", keep)
+        except DeployError as exc:  # the release is out; an old folder left behind is no failure
+            pruned[host.name] = f"not pruned: {exc}"
+    out["pruned"] = pruned
+    return out
 
 
 def _env_pairs(items: Sequence[str], files: Sequence[Path]) -> dict[str, str]:

@@ -10,6 +10,7 @@ model is never loaded twice: its repository entry is the same loaded copy.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -99,7 +100,16 @@ class ModelEntry:
         m = self.manifest
         return {"name": self.name, "version": self.version, "family": m.get("family"),
                 "algorithm": m.get("algorithm"), "created_at": m.get("created_at"),
-                "metrics": m.get("metrics", {}), "path": str(self.path)}
+                "metrics": m.get("metrics", {}), "path": str(self.path), "input_example": self.example()}
+
+    def example(self) -> list[Any] | None:
+        """The records the model's warm-up predicts (what to send it, as MLflow's input example;
+        the deploy's smoke test sends them to every model a host serves), or None."""
+        try:
+            found = json.loads((self.path / manifest_io.WARMUP).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return found if isinstance(found, list) else None
 
 
 def _default_loader(path: Path, threads: int, name: str | None) -> Predictor:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "model.json"
+WARMUP = "warmup.json"  # the stored input records each family's warm-up predicts (a model's example)
 FORMAT_VERSION = 1
 # Reported name -> distributions that provide it (the CPU builds have their own names).
 _LIBRARIES = {

@@ -85,8 +85,8 @@ def feature_contributions(scorer: Any, x: Any) -> tuple[np.ndarray, float, str]:
 
         # nthread=1: the DMatrix of a few rows is built in ~0.1 ms on one thread; XGBoost's default
         # (every core) spent 6-10 ms of a 1-record explained request waking threads on a busy machine.
-        matrix = xgb.DMatrix(x, nthread=1)
-        contribs = np.asarray(booster.predict(matrix, pred_contribs=True, validate_features=False),
+        dmatrix = xgb.DMatrix(x, nthread=1)
+        contribs = np.asarray(booster.predict(dmatrix, pred_contribs=True, validate_features=False),
                               dtype=np.float64)
         bias = float(contribs[0, -1]) if len(contribs) else 0.0
         return contribs[:, :-1], bias, XGBOOST_METHOD

@@ -8,16 +8,23 @@ PostgreSQL, and >= 50 requests/s through nginx for the whole rollout.
    rolls back the two hosts already moved: every host serves the previous release, 0 failures.
 3. kill -9 of a serving container under load: 0 failed calls, portal calls included, and each
    answered portal call recorded once.
+4. A broken repository model on one host: its smoke test fails before it takes traffic, every host
+   goes back, 0 failed requests.
+5. The same model.tar.gz deployed twice under load: /opt/ml/model is never empty in any running
+   container, and the folder still mounted is not pruned.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +262,83 @@ def test_kill_9_of_a_serving_container_under_load_fails_no_portal_call(image: st
     # one recorded prediction per answered call: none lost, none made twice by a resend
     assert kept == {"online": answered["/api/providers/prediction/invoke"],
                     "batch": answered["/api/providers/prediction/create"]}, (kept, answered)
+
+
+def test_a_broken_repository_model_on_one_host_keeps_the_release_out_with_no_failed_request(
+        image: str, lab: Lab, pg_url: str) -> None:
+    """The new release's default model is fine everywhere, but vm2's copy of its repository has a
+    broken model clients name (gender/v1): vm2's smoke test reaches it through the portal and the
+    target-model header before the host takes traffic, and every host goes back to r1."""
+    models = lab.dir / "models"
+    _deploy(lab, _release(image, lab, "r1", str(models / "v1"), pg_url))
+    for host in lab.hosts:  # each VM has its own disk, and its own copy of the new repository
+        _copy(models / "repository", Path(host.state_dir) / "repository-r2")
+    broken = Path(next(h for h in lab.hosts if h.name == "vm2").state_dir) / "repository-r2" / "gender" / "v1"
+    (broken / "xgboost-model.ubj").write_bytes(b"not a booster")
+    load = _load(lab).start()
+    try:
+        time.sleep(1)
+        with pytest.raises(DeployError) as failure:
+            _deploy(lab, replace(_release(image, lab, "r2", str(models / "v2"), pg_url),
+                                 model_repository="{state_dir}/repository-r2"))
+        time.sleep(1)
+    finally:
+        load.stop()
+    message = str(failure.value)
+    assert message.startswith("vm2: ") and "model gender v1" in message, message
+    assert "every host serves r1 as before" in message, message
+    everything = summary(load.samples)
+    assert everything["failed"] == 0, [s for s in load.samples if s.status != 200][:10]
+    for host, release in _served(lab).items():
+        assert release["release"] == "r1", (host, release)
+
+
+def test_the_same_tarball_deployed_twice_under_load_never_empties_a_running_model_folder(
+        image: str, lab: Lab, pg_url: str, tmp_path: Path) -> None:
+    """Re-deploying a model.tar.gz already on the hosts leaves its folder as it is: the containers of
+    the previous release, which mount it, never see /opt/ml/model empty (watched all along)."""
+    import tarfile
+
+    tar_path = tmp_path / "model.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for item in sorted((lab.dir / "models" / "v1").iterdir()):
+            tar.add(item, arcname=item.name)
+    tarball = tar_path.read_bytes()
+    folder = f"{{state_dir}}/models/{hashlib.sha256(tarball).hexdigest()[:16]}"
+
+    def deploy(label: str) -> dict[str, Any]:
+        return deploy_vms(release=_release(image, lab, label, folder, pg_url), hosts=lab.hosts,
+                          transport=lab.transport(), nginx=lab.nginx(), options=OPTIONS, model_tar=tarball)
+
+    deploy("r1")
+    seen: list[tuple[str, int]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            names = subprocess.run(["podman", "ps", "--format", "{{.Names}}", "--filter", f"name=^{PREFIX}"],
+                                   capture_output=True, text=True).stdout.split()
+            for name in names:
+                listed = subprocess.run(["podman", "exec", name, "ls", "/opt/ml/model"], capture_output=True,
+                                        text=True)
+                if listed.returncode == 0:  # a container stopping meanwhile cannot be listed
+                    seen.append((name, len(listed.stdout.split())))
+            stop.wait(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    load = _load(lab).start()
+    watcher.start()
+    try:
+        time.sleep(1)
+        out = deploy("r2")
+        time.sleep(1)
+    finally:
+        stop.set()
+        watcher.join(30)
+        load.stop()
+    assert len(seen) > 20, seen  # the watch really looked, all through the rollout
+    assert all(count >= 4 for _, count in seen), [s for s in seen if s[1] < 4][:5]
+    assert summary(load.samples)["failed"] == 0
+    assert out["pruned"] == {h.name: [] for h in lab.hosts}  # the folder is still in use: kept
+    for host, release in _served(lab).items():
+        assert release["release"] == "r2", (host, release)

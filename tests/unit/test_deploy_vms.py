@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -173,3 +174,75 @@ def test_smoke_requests_keep_each_kind_of_warm_up_record_apart() -> None:
     assert example_requests([pair, top, other_pair]) == [[pair, other_pair], [top]]
     device = {"device_id": 1, "phone_brand": "x"}
     assert example_requests([device, device]) == [[device, device]]
+
+
+def _tarball(tmp: Path, text: str) -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, body in (("model.json", text), ("warmup.json", "[]")):
+            info = tarfile.TarInfo(name)
+            info.size = len(body.encode())
+            tar.addfile(info, io.BytesIO(body.encode()))
+    return buffer.getvalue()
+
+
+def test_a_model_folder_is_written_once_and_the_same_tarball_again_changes_nothing(tmp_path: Path) -> None:
+    from deploy.containers import HASH_FILE, Podman
+
+
+    host = Host("vm1", "127.0.0.1", state_dir=str(tmp_path))
+    podman = Podman(LocalShell())
+    folder = tmp_path / "models" / "a1"
+    first = _tarball(tmp_path, '{"v": 1}')
+    assert podman.upload_model(host, first, str(folder)) is True
+    assert (folder / "model.json").read_text() == '{"v": 1}'
+    stamp = (folder / HASH_FILE).read_text().strip()
+    before = (folder.stat().st_ino, (folder / "model.json").stat().st_ino, (folder / "model.json").stat().st_mtime_ns)
+    # the same tarball again (a re-deploy): not one file touched, the folder never empty
+    assert podman.upload_model(host, first, str(folder)) is False
+    assert (folder.stat().st_ino, (folder / "model.json").stat().st_ino,
+            (folder / "model.json").stat().st_mtime_ns) == before
+    # other contents under the same folder name are refused, and the folder is left as it was
+    with pytest.raises(DeployError, match="already holds another model"):
+        podman.upload_model(host, _tarball(tmp_path, '{"v": 2}'), str(folder))
+    assert (folder / "model.json").read_text() == '{"v": 1}' and (folder / HASH_FILE).read_text().strip() == stamp
+    mine = tmp_path / "models" / "hand-made"
+    mine.mkdir()
+    with pytest.raises(DeployError, match="tarball unknown"):
+        podman.upload_model(host, first, str(mine))
+    assert not list(tmp_path.glob("models/*.part-*"))  # no half-written folder left behind
+
+
+def test_old_model_folders_are_pruned_only_when_no_container_mounts_them(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`podman container inspect` of the host's two colours names the folders in use (here a stand-in
+    podman on PATH answers as the real one does); folders the deploy did not unpack are never touched."""
+    from deploy.containers import Podman
+
+
+    host = Host("vm1", "127.0.0.1", prefix="mlship", state_dir=str(tmp_path))
+    podman = Podman(LocalShell())
+    models = tmp_path / "models"
+    for n in range(4):
+        podman.upload_model(host, _tarball(tmp_path, f'{{"v": {n}}}'), str(models / f"m{n}"))
+    (models / "hand-made").mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "podman"
+    # blue (stopped, the rollback) mounts m1, green (running) mounts m2
+    fake.write_text(f"""#!/bin/sh
+case "$5" in
+  mlship-blue) printf '{models}/m1\\n/srv/repo\\n' ;;
+  mlship-green) printf '{models}/m2/\\n' ;;
+  *) exit 125 ;;
+esac
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    assert podman.mounted(host) == {f"{models}/m1", "/srv/repo", f"{models}/m2"}
+    gone = podman.prune_models(host, str(models), keep={str(models / "m3")})
+    assert gone == [f"{models}/m0"]
+    assert sorted(p.name for p in models.iterdir()) == ["hand-made", "m1", "m2", "m3"]
