@@ -11,6 +11,7 @@ value of the group as one player. ``importance`` averages them over many rows (g
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -64,9 +65,14 @@ class Attributions:
 
 def field_groups(pipeline: Pipeline) -> tuple[list[str], np.ndarray]:
     """The raw fields, and the index of the field each feature column belongs to."""
-    names = pipeline.feature_names
-    if isinstance(pipeline, NumericPipeline):
-        return list(names), np.arange(len(names))
+    headers, groups = _groups(isinstance(pipeline, NumericPipeline), tuple(pipeline.feature_names))
+    return list(headers), groups
+
+
+@functools.lru_cache(maxsize=16)  # a model's columns are fixed: 0.5 ms of a 1-record explanation
+def _groups(numeric: bool, names: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    if numeric:
+        return names, np.arange(len(names))
     index = {f: i for i, f in enumerate(FIELDS)}
     groups = np.empty(len(names), dtype=np.int64)
     for j, name in enumerate(names):
@@ -74,7 +80,8 @@ def field_groups(pipeline: Pipeline) -> tuple[list[str], np.ndarray]:
             groups[j] = index[_DENSE_FIELDS[name]]
         else:
             groups[j] = index[_PREFIXES[name.split("=", 1)[0]]]
-    return list(FIELDS), groups
+    groups.flags.writeable = False  # shared by every call
+    return FIELDS, groups
 
 
 def feature_contributions(scorer: Any, x: Any) -> tuple[np.ndarray, float, str]:
