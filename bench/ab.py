@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -57,6 +58,11 @@ def checkout(rev: str) -> Path:
     target = Path(tempfile.gettempdir()) / f"mlship-ab-{rev}"  # outside the tree that is linted
     if not target.exists():
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(target), rev], check=True,
+                       stdout=subprocess.DEVNULL)
+    if (target / "setup.py").exists() and not list(target.glob("modelformat/_forest*.so")):
+        # the revision's own compiled walk: without it the head's build is imported, whose functions
+        # the base may not have (or have with other arguments)
+        subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=target, check=True,
                        stdout=subprocess.DEVNULL)
     return target
 
