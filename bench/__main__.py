@@ -8,8 +8,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ["serve_gender", "gender_talkingdata", "propensity_quality", "propensity_serving", "portal",
-          "rollout", "spark_batch", "explanations"]
+SUITES = ["serve_gender", "gender_talkingdata", "gender_operating_points", "propensity_quality",
+          "propensity_serving", "portal", "rollout", "spark_batch", "explanations"]
 
 
 def main(argv: list[str]) -> int:

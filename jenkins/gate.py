@@ -4,7 +4,7 @@ than an allowed margin.
 
     python -m jenkins.gate --family gender --model-dir build/train/gender/opt_ml/model \
         --min roc_auc=0.60 [--champion build/champion/gender --max-drop 0.01 --require-champion] \
-        [--report build/gate/gender.json]
+        [--min-coverage 'M=0.05@0.8'] [--report build/gate/gender.json]
 
 The candidate's metrics come from its model.json (the manifest `train` writes). The champion is
 read from what the deploy target serves, as the champion commands leave it in the --champion
@@ -13,6 +13,11 @@ folder: model.json (a model directory or the served manifest), release.json (the
 champion.json saying why ({"found": false, "reason": ...}). A gate without a champion says so on
 stdout and in its report, and fails with --require-champion; it never skips the comparison
 silently. Lower-is-better metrics (logloss) are compared the other way round.
+
+--min-coverage CLASS=X@P (gender models trained with target_precision) requires the class's
+operating point, from the manifest's operating_points, to label at least the share X of the
+validation devices with a precision whose Wilson 95% lower bound is at least P; CLASS '*' is each
+class of the model. A class without a threshold, or a model without operating points, fails by name.
 
 Exit 0 when it passes, 1 when it does not (each reason on its own line), 2 on a usage error.
 """
@@ -141,6 +146,41 @@ def decide(metrics: Mapping[str, float], floors: Mapping[str, float], champion: 
                          "family": champion.family, "metrics": champion.metrics}}
 
 
+def coverage_reasons(manifest: Mapping[str, Any], floors: Sequence[tuple[str, float, float]]) -> list[str]:
+    """Every (class, coverage, precision) floor the model's operating points miss, naming the class."""
+    classes = [str(c) for c in manifest.get("classes") or ()]
+    points = manifest.get("operating_points")
+    reasons = []
+    for wanted, coverage, precision in floors:
+        for name in classes if wanted == "*" else [wanted]:
+            what = f"coverage of {name} at precision >= {precision:g}"
+            if not isinstance(points, Mapping):
+                reasons.append(f"{what}: the model has no operating points (train it with target_precision)")
+            elif name not in classes:
+                reasons.append(f"{what}: the model has no class {name!r} (classes {', '.join(classes)})")
+            elif points["thresholds"].get(name) is None:
+                why = points.get("not_reached", {}).get(name, "")
+                reasons.append(f"{what}: the model labels no {name} device ({why})")
+            elif points["precision_lower_bound"][name] < precision:
+                reasons.append(f"{what}: its operating point's precision lower bound "
+                               f"{points['precision_lower_bound'][name]:.4f} (target "
+                               f"{points['target_precision'][name]:g}) is below {precision:g}")
+            elif points["coverage"][name] < coverage:
+                reasons.append(f"{what} = {points['coverage'][name]:.4f} misses the floor {coverage:g}")
+    return reasons
+
+
+def _coverage_floor(text: str) -> tuple[str, float, float]:
+    name, _, rest = text.partition("=")
+    coverage, at, precision = rest.partition("@")
+    try:
+        if not name.strip() or not at:
+            raise ValueError
+        return name.strip(), float(coverage), float(precision)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CLASS=COVERAGE@PRECISION, got {text!r}") from None
+
+
 def _floor(text: str) -> tuple[str, float]:
     name, sep, value = text.partition("=")
     try:
@@ -162,12 +202,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-drop", type=float, default=0.0)
     parser.add_argument("--require-champion", nargs="?", const="true", default="false",
                         choices=("true", "false"), help="fail when no champion is found")
+    parser.add_argument("--min-coverage", dest="coverage", type=_coverage_floor, action="append", default=[],
+                        metavar="CLASS=X@P", help="the class's operating point labels >= X of the validation "
+                        "devices at a precision lower bound >= P ('*': each class); repeatable")
     parser.add_argument("--report", type=Path, help="write the decision as JSON here")
     args = parser.parse_args(argv)
     if not (args.model_dir / MANIFEST).is_file():
         print(f"gate: {args.model_dir} holds no model.json; did `train` succeed?", file=sys.stderr)
         return 2
-    if not args.floors:
+    if not args.floors and not args.coverage:
         parser.error("give at least one --min METRIC=VALUE: those metrics are also the ones compared")
     manifest = json.loads((args.model_dir / MANIFEST).read_text())
     metrics = {k: float(v) for k, v in (manifest.get("metrics") or {}).items() if isinstance(v, int | float)}
@@ -178,6 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     decision = decide(metrics, dict(args.floors), read_champion(args.champion), args.max_drop,
                       family, args.require_champion == "true")
+    if args.coverage:
+        decision["coverage_floors"] = [{"class": c, "coverage": x, "precision": p}
+                                       for c, x, p in args.coverage]
+        decision["reasons"] += coverage_reasons(manifest, args.coverage)
+        decision["passed"] = not decision["reasons"]
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(decision, indent=1))
@@ -187,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for reason in decision["reasons"]:
         print(f"{prefix} FAIL {reason}")
     if decision["passed"]:
-        shown = ", ".join(f"{m}={metrics[m]:.4f}" for m in decision["floors"])
+        shown = ", ".join([f"{m}={metrics[m]:.4f}" for m in decision["floors"]]
+                          + [f"coverage {c}>={x:g}@{p:g}" for c, x, p in args.coverage])
         against = " (not worse than the champion)" if decision["champion"]["found"] else ""
         print(f"{prefix} PASS {shown}{against}")
     return 0 if decision["passed"] else 1

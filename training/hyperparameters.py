@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from container.values import boolean
@@ -29,6 +29,9 @@ class Hyperparameter:
     choices: tuple[Any, ...] | None = None
     tunable: bool = False
     nullable: bool = False
+    # A family of keys rather than one: any '<prefix><suffix>' (e.g. target_precision_<label>, whose
+    # suffixes are only known from the data); each given key is parsed and returned under its own name.
+    prefix: str | None = None
 
     def parse(self, value: Any) -> Any:
         is_null = value is None or (
@@ -90,18 +93,32 @@ class Hyperparameter:
 def validate(
     raw: Mapping[str, Any], declared: Sequence[Hyperparameter], context: str
 ) -> dict[str, Any]:
-    """Defaults filled in, values converted and checked, unknown keys rejected."""
-    by_name = {h.name: h for h in declared}
-    unknown = [k for k in raw if k not in by_name]
+    """Defaults filled in, values converted and checked, unknown keys rejected. A key of a declared
+    family (``prefix``) is parsed by that declaration and kept under its own name; a family has no
+    default entry."""
+    by_name = {h.name: h for h in declared if h.prefix is None}
+    families = [h for h in declared if h.prefix is not None]
+
+    def family(key: str) -> Hyperparameter | None:
+        return next((h for h in families if h.prefix is not None and key.startswith(h.prefix)
+                     and len(key) > len(h.prefix)), None)
+
+    unknown = [k for k in raw if k not in by_name and family(k) is None]
     if unknown:
         key = sorted(unknown)[0]
-        hint = difflib.get_close_matches(key, list(by_name), n=1)
+        names = [*by_name, *(h.name for h in families)]
+        hint = difflib.get_close_matches(key, names, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
         raise UserError(
             f"Unknown hyperparameter '{key}' for {context}{suggestion} "
-            f"Known: {', '.join(sorted(by_name))}"
+            f"Known: {', '.join(sorted(names))}"
         )
-    return {h.name: h.parse(raw[h.name]) if h.name in raw else h.default for h in declared}
+    found = {h.name: h.parse(raw[h.name]) if h.name in raw else h.default for h in by_name.values()}
+    for key, value in raw.items():
+        declaration = family(key) if key not in by_name else None
+        if declaration is not None:
+            found[key] = replace(declaration, name=key, prefix=None).parse(value)
+    return found
 
 
 def table(declared: Iterable[Hyperparameter]) -> str:

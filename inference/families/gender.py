@@ -1,4 +1,5 @@
-"""Serving the gender family: raw device records or featurised rows -> label + probability per row."""
+"""Serving the gender family: raw device records or featurised rows -> label + probability per row
+(and, for a model trained with target_precision, the operating decision: audience_label)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from modelformat.gender.features import (
     is_raw_frame,
     load_pipeline,
 )
+from modelformat.gender.operating import KEY as OPERATING_KEY
+from modelformat.gender.operating import OperatingPoints
 from modelformat.gender.record_rows import RecordRows
 from modelformat.gender.scorers import legacy_scorer
 
@@ -66,6 +69,11 @@ class Predictor(ModelFiles):
         self.threshold = float(manifest.get("threshold", 0.5))
         self.n_features = int(self.pipeline.n_features)
         self.score_column = f"probability_{self.classes[1]}"
+        # Thresholds per class (a model trained with target_precision): answers gain audience_label.
+        self.operating = OperatingPoints.from_manifest(manifest)
+        self.csv_columns = ["label", "probability"]
+        if self.operating is not None:
+            self.csv_columns.append(OPERATING_KEY)
         # A few raw records straight to the forest's rows, where the scorer can take rows.
         self.record_rows = (RecordRows(self.pipeline) if fast and isinstance(self.pipeline, DevicePipeline)
                             and hasattr(self.scorer, "score_rows") else None)
@@ -194,7 +202,9 @@ class Predictor(ModelFiles):
         columns["label"] = label_values
         columns["probability"] = confidence
         columns[self.score_column] = scores
-        return Outputs(columns=columns, csv_columns=["label", "probability"])
+        if self.operating is not None:
+            columns[OPERATING_KEY] = self.operating.labels(p)
+        return Outputs(columns=columns, csv_columns=self.csv_columns)
 
     def _selected_outputs(self, p: list[float] | np.ndarray, inputs: Inputs | None) -> Outputs:
         """``_outputs`` in SAGEMAKER_INFERENCE_OUTPUT's keys, in their order, with the meaning AWS's
@@ -202,7 +212,9 @@ class Predictor(ModelFiles):
         predicted_label the class (our threshold, as ``label``), labels the classes (negative,
         positive), probability P(positive), probabilities [P(negative), P(positive)], raw_score and
         raw_scores the model's output, which for binary:logistic is that probability (AWS's too, not
-        the margin). Rounded to 6 decimals like the default answer; device_id kept in front."""
+        the margin). Rounded to 6 decimals like the default answer; device_id kept in front; a model
+        with operating thresholds adds audience_label after the keys asked for (AWS has no such key,
+        and the CSV columns of AWS's keys keep their positions)."""
         neg, pos = self.classes
         q = np.asarray(p, dtype=np.float64)
         positive = (q >= self.threshold).tolist()
@@ -219,7 +231,11 @@ class Predictor(ModelFiles):
         columns = _ids(inputs)
         for key in self.output_keys:
             columns[key] = values[key]()
-        return Outputs(columns=columns, csv_columns=list(self.output_keys), aws_cells=True)
+        keys = list(self.output_keys)
+        if self.operating is not None:
+            columns[OPERATING_KEY] = self.operating.labels(p)
+            keys.append(OPERATING_KEY)
+        return Outputs(columns=columns, csv_columns=keys, aws_cells=True)
 
     def warmup(self) -> None:
         path = self.model_dir / "warmup.json"

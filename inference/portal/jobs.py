@@ -187,7 +187,13 @@ class JobService:
     def compare(self, a: str, b: str, bins: int = 20) -> dict[str, Any]:
         ra, rb = self._get(a), self._get(b)
         rows_a, rows_b = self.store.rows(a, 0, 10_000_000), self.store.rows(b, 0, 10_000_000)
-        return comparison.compare(ra, rb, rows_a, rows_b, bins, self._positive_label(ra))
+        return comparison.compare(ra, rb, rows_a, rows_b, bins, self._positive_label(ra),
+                                  (self._operating_points(ra), self._operating_points(rb)))
+
+    def _operating_points(self, prediction: dict[str, Any]) -> Any:
+        """The version's operating thresholds (gender models trained with target_precision), or None."""
+        entry = self._entry(prediction["model_name"], prediction["model_version"])
+        return entry.manifest.get("operating_points") if entry is not None else None
 
     def _positive_label(self, prediction: dict[str, Any]) -> str | None:
         entry = self._entry(prediction["model_name"], prediction["model_version"])

@@ -14,6 +14,7 @@ import numpy as np
 
 from modelformat.gender import contributions
 from modelformat.gender.contributions import Pipeline
+from training.gender import operating
 
 # Validation rows attributed for global importance at most (above it, a seeded sample): exact TreeSHAP
 # costs about 1 ms a row for 200 trees of depth 6 on 2 cores, the linear attributions next to nothing.
@@ -164,6 +165,8 @@ def write_report(folder: Path, summary: dict[str, Any]) -> list[str]:
                   "| | predicted positive | predicted negative |", "|---|---|---|",
                   f"| actual positive | {c['tp']} | {c['fn']} |",
                   f"| actual negative | {c['fp']} | {c['tn']} |"]
+    if "operating_points" in summary:
+        lines += operating.report_lines(summary["operating_points"])
     if "global_importance" in summary:
         lines += _importance_lines(summary["global_importance"])
     lines += ["", f"Plots: {', '.join(summary.get('plots', [])) or 'none (no validation data)'}"]

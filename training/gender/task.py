@@ -23,6 +23,7 @@ from modelformat.gender.features import (
     is_raw_frame,
     save_pipeline,
 )
+from modelformat.gender.operating import MANIFEST_KEY
 from modelformat.manifest import ModelWriter
 from training import metrics as metric_lines
 from training import registry
@@ -30,7 +31,7 @@ from training.checkpoints import CheckpointStore, StopFlag
 from training.data import read_channel, split_label
 from training.environment import TrainingEnvironment
 from training.errors import UserError
-from training.gender import evaluate
+from training.gender import evaluate, operating
 from training.gender.algorithms import FitContext, GenderAlgorithm, check_binary
 from training.hyperparameters import Hyperparameter as HP
 
@@ -46,6 +47,13 @@ _SHARED = (
     HP("positive_class", str, "", "Label value treated as positive (default: the second in sort "
        "order, e.g. 'M' or 1)."),
     HP("threshold", float, 0.5, "Probability cut-off for the predicted label.", min=0.0, max=1.0),
+    HP("target_precision", float, None, "Precision each class's audience must keep: train picks, on "
+       "the validation split, the lowest threshold per class whose Wilson 95% lower bound of precision "
+       "reaches it, and answers gain audience_label (README, The gender model). Unset: no operating "
+       "points, answers as before.", min=0.0, max=1.0, nullable=True),
+    HP("target_precision_<label>", float, None, "The same for one class, e.g. target_precision_F "
+       "(over target_precision); a class with no target is never labelled.", min=0.0, max=1.0,
+       nullable=True, prefix=operating.PREFIX),
     HP("validation_fraction", float, 0.2, "Share of train held out when there is no validation "
        "channel (0 = none).", min=0.0, max=0.9),
     HP("seed", int, 0, "Random seed.", min=0, max=2**31 - 1),
@@ -110,6 +118,7 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Ge
     if "validation" in env.channels or env.channel_dir("validation").is_dir():
         val = _load_xy(env, "validation", params, required=False)
     classes, y_train = check_binary(y_train_raw, params["positive_class"] or None)
+    goal = operating.targets(params, classes)  # a key naming no class fails here, before any fit
 
     pipeline = _pipeline_for(x_train, params)
     if val is not None:
@@ -134,6 +143,10 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Ge
         val_source = f"{params['validation_fraction']:.0%} of train (seed {params['seed']})"
     else:
         x_val_frame, y_val, val_fp, val_source = None, None, None, "none"
+    if goal and y_val is None:
+        raise UserError("target_precision needs a validation split to choose the thresholds on (never "
+                        "the training rows): give a 'validation' channel, or validation_fraction > 0 "
+                        "with at least 10 training rows")
 
     log.info("fitting the %s feature pipeline on %d rows", pipeline.kind, len(x_train),
              extra={"stage": "features"})
@@ -172,6 +185,12 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Ge
         summary["confusion"] = evaluate.confusion(y_val, p_val, params["threshold"])
         metric_lines.emit({f"validation:{k}": v for k, v in found.items()}, "final")
         summary["plots"] = evaluate.plot_curves(y_val, p_val, out_dir, algorithm_cls.name)
+        if goal:
+            points = operating.choose(y_val, p_val, classes, goal)
+            operating.log_points(points)
+            found.update(operating.metrics(points))
+            summary["operating_points"] = points
+            summary["plots"].append(operating.plot(points, out_dir, algorithm_cls.name))
         started = time.monotonic()
         importance = evaluate.global_importance(pipeline, scorer, xv, params["seed"])
         if importance is not None:
@@ -226,6 +245,8 @@ def run(env: TrainingEnvironment, params: dict[str, Any], algorithm_cls: type[Ge
         }
         if baseline is not None:
             manifest["explainer_baseline"] = baseline
+        if "operating_points" in summary:
+            manifest[MANIFEST_KEY] = operating.manifest_part(summary["operating_points"])
         writer.commit(manifest)
     log.info("model saved to %s (%s, %d steps%s)", env.paths.model_dir, algorithm_cls.name,
              result.steps_done, ", stopped early" if result.stopped_early else "",
