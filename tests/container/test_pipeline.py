@@ -4,7 +4,7 @@ a workspace of this checkout, against local stand-ins: the image built from this
 with the build's commit, as the Build image stage would), a real distribution registry (Debian's
 docker-registry on loopback) that `jenkins.image push` logs in to and pushes to, and per deploy
 target (tests/jenkins/stand_ins.py):
-- vms: a deploy.lab.Lab per stage and family (real sshd, real nginx, the image run by podman on each
+- vms: a tests.lab.Lab per stage and family (real sshd, real nginx, the image run by podman on each
   "VM"), the shared PostgreSQL for the portal, the inventories and ssh config the pipeline is given;
 - sagemaker: moto's server (S3, models, endpoint configs, endpoints), with UpdateEndpoint added and
   InvokeEndpoint answered by the test, since moto has neither a container nor an update.

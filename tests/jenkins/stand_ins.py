@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from deploy.lab import NGINX, Lab
+from tests.lab import NGINX, Lab
 
 STAGES = ("staging", "production")
 FAMILIES = ("gender", "propensity")

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from deploy import sagemaker
-from deploy import sagemaker_rollout as rollout
 from deploy.errors import DeployError
+from deploy.sagemaker import endpoint, rollout
 from tests.unit.test_deploy_sagemaker import (  # noqa: F401  (aws_env, model_tar, stamped: fixtures)
     CANARY,
     NEW,
@@ -81,5 +80,6 @@ def test_the_deploy_reports_the_rollback_once_it_has_finished(
     for status, config in (("Updating", OLD), ("RollingBack", NEW), ("RollingBack", NEW), ("InService", OLD)):
         stub.add_response("describe_endpoint", _described(status, config, "alarm tripped"))
     with pytest.raises(DeployError, match=f"rolled back from {NEW} .*alarm tripped.*; {OLD} serves$"):
-        sagemaker.deploy(_aws(aws_env, sm=sm), _release(model_tar, options=CANARY))
+        endpoint.deploy(_aws(aws_env, sm=sm), _release(model_tar, options=CANARY))
     stub.assert_no_pending_responses()
+
