@@ -114,6 +114,31 @@ def smoke(url: str, records: list[dict[str, Any]], served: dict[str, Any], porta
     return checked
 
 
+def site_smoke(url: str, release_tag: str, version: str, records: list[dict[str, Any]],
+               wait_seconds: float = 30, poll: float = 1) -> list[str]:
+    """What a client of a site (nginx in front of the hosts) sees once a rollout is done: GET
+    /release names this release and model version (nginx may route to the old colour a moment
+    longer), and the stored examples predict through its /invocations, as `smoke` checks a
+    container's. What was checked, one line each; CheckFailed names the site and what it answered."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            served = release(url)
+            if served.get("release") == release_tag and served.get("version") == version:
+                break
+            seen = json.dumps(served, default=str)[:300]
+        except CheckFailed as exc:
+            seen = str(exc)
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"{url}/release answers {seen}, not release {release_tag} "
+                              f"model version {version}")
+        time.sleep(poll)
+    try:
+        return smoke(url, records, served, portal=False)
+    except CheckFailed as exc:
+        raise CheckFailed(f"{url}: {exc}") from None
+
+
 def server_errors(url: str) -> tuple[float, float]:
     """(all requests, 5xx answers) the container counted since it started (GET /metrics)."""
     try:

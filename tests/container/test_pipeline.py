@@ -370,7 +370,7 @@ def test_a_failing_smoke_test_rolls_back_and_the_previous_release_keeps_serving(
     if target.name == "vms":
         # every container passed the deploy's own checks; the pipeline's smoke test sees the 503
         assert later.status["Deploy to staging"] == "success" and later.status["Smoke test staging"] == "failure"
-        assert front.refused >= 1 and f"POST {front.url}/invocations: 503" in later.log
+        assert front.refused >= 1 and f"{front.url}: POST /invocations answered 503" in later.log
     else:
         # the deploy's own smoke test fails and the deploy puts the endpoint's previous config back
         assert later.status["Deploy to staging"] == "failure"

@@ -128,7 +128,7 @@ def test_smoke_fails_on_a_prediction_error_and_records_nothing(site: Site, env: 
     model_dir = _trained(tmp_path / "build", "gender", [{"age": 31}], 0.8)
     site.served = {"release": "b2", "model": "gender", "version": model_version(model_dir)}
     site.invocations_status = 503
-    with pytest.raises(release.ReleaseError, match=r"POST http://127\.0\.0\.1:\d+/invocations: 503"):
+    with pytest.raises(release.ReleaseError, match=r"http://127\.0\.0\.1:\d+: POST /invocations answered 503"):
         release.smoke("vms", "staging", "gender", "reg/mlship:b2", model_dir, env, wait_seconds=0)
     assert not (Path(env["RELEASE_STORE"]) / "staging" / "gender" / "current.json").exists()
 
