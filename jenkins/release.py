@@ -48,10 +48,10 @@ from deploy.tarball import WARMUP, example_requests
 from deploy.targets import TARGETS
 from deploy.vms import checks
 from deploy.vms.checks import CheckFailed
+from jenkins import families
 from modelformat.manifest import model_version
 
 STAGES = ("staging", "production")
-FAMILIES = ("gender", "propensity")
 SECRET_FLAGS = frozenset({"--database-url"})
 
 
@@ -303,7 +303,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if name != "champion":
             p.add_argument("--stage", choices=STAGES, required=True)
         if name != "rollback":
-            p.add_argument("--family", choices=FAMILIES, required=True)
+            p.add_argument("--family", choices=families.names(), required=True)
     commands["champion"].add_argument("--out", type=Path, required=True)
     for name in ("deploy", "smoke"):
         commands[name].add_argument("--image", required=True)

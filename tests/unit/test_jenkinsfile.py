@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from jenkins import groovylint, release
+from jenkins import families, groovylint, release
 
 ROOT = Path(__file__).resolve().parents[2]
 DSL = ROOT / "tests" / "jenkins" / "dsl.groovy"
@@ -244,7 +244,7 @@ def test_npm_groovy_lint_passes_the_jenkinsfile_and_fails_a_broken_one(tmp_path:
 # --- the deploy helpers' command lines ---------------------------------------------------------
 def _inventory(tmp_path: Path) -> dict[str, str]:
     for stage in release.STAGES:
-        for family in release.FAMILIES:
+        for family in families.names():
             (tmp_path / f"{stage}-{family}.json").write_text(json.dumps({
                 "hosts": [{"name": "vm1", "address": "10.0.0.1", "ports": [8081, 8082]}],
                 "site": {"url": f"http://lb-{stage}:{8080 if family == 'gender' else 8090}", "lb_host": f"lb-{stage}",

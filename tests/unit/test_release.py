@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from jenkins import release
+from jenkins import families, release
 from modelformat.manifest import model_version
 
 PAIR = {"user": "u1", "item": "m7"}
@@ -88,7 +88,7 @@ def env(tmp_path: Path, site: Site) -> dict[str, str]:
     inventories = tmp_path / "inventory"
     inventories.mkdir()
     for stage in release.STAGES:
-        for family in release.FAMILIES:
+        for family in families.names():
             (inventories / f"{stage}-{family}.json").write_text(json.dumps({
                 "hosts": [{"name": "vm1", "address": "127.0.0.1", "ports": [1, 2]}],
                 "site": {"url": site.url, "nginx_conf": str(tmp_path / "site.conf")}}))
