@@ -49,15 +49,20 @@ def wait_ping(url: str, seconds: float) -> float:
     raise CheckFailed(f"/ping not 200 after {time.monotonic() - started:.0f}s (last: {last})")
 
 
+def _get(url: str, path: str, accept: str = JSON) -> bytes:
+    """The body of a GET that answered 200; CheckFailed saying what it got otherwise."""
+    try:
+        status, body = http("GET", f"{url}{path}", headers={"Accept": accept}, timeout=5)
+    except OSError as exc:
+        raise CheckFailed(f"GET {path}: {exc}") from None
+    if status != 200:
+        raise CheckFailed(f"GET {path} answered {status}: {body[:200].decode(errors='replace')}")
+    return body
+
+
 def release(url: str) -> dict[str, Any]:
     """GET /release: {"release", "model", "version", "manifest"}."""
-    try:
-        status, body = http("GET", f"{url}/release", timeout=5)
-    except OSError as exc:
-        raise CheckFailed(f"GET /release: {exc}") from None
-    if status != 200:
-        raise CheckFailed(f"GET /release answered {status}: {body[:200].decode(errors='replace')}")
-    return dict(json.loads(body))
+    return dict(json.loads(_get(url, "/release")))
 
 
 def _predictions(status: int, body: bytes, records: list[dict[str, Any]], what: str) -> list[Any]:
@@ -141,14 +146,8 @@ def site_smoke(url: str, release_tag: str, version: str, records: list[dict[str,
 
 def server_errors(url: str) -> tuple[float, float]:
     """(all requests, 5xx answers) the container counted since it started (GET /metrics)."""
-    try:
-        status, body = http("GET", f"{url}/metrics", headers={"Accept": "text/plain"}, timeout=5)
-    except OSError as exc:
-        raise CheckFailed(f"GET /metrics: {exc}") from None
-    if status != 200:
-        raise CheckFailed(f"GET /metrics answered {status}")
     total = errors = 0.0
-    for line in body.decode().splitlines():
+    for line in _get(url, "/metrics", "text/plain").decode().splitlines():
         if not line.startswith("mlship_http_requests_total{") or any(
                 f'route="{own}"' in line for own in ("/metrics", "/ping", "/release")):
             continue  # the deploy's own probes
