@@ -1,4 +1,4 @@
-"""The VM rollout under load: three VMs of the image behind nginx (deploy/lab.py: a real sshd, a
+"""The VM rollout under load: three VMs of the image behind nginx (tests/lab.py: a real sshd, a
 real nginx, the shared PostgreSQL), a steady load through nginx, then `deploy vms` to a new
 release. Reports requests, failures and p99 before the rollout beside during it, and its seconds.
 
@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import BIN, parser, report
-from deploy.checks import Watch
-from deploy.containers import Release
-from deploy.lab import Lab, Load, pg_schema, summary
-from deploy.rollout import Options
-from deploy.vms import deploy_vms
+from deploy.vms.checks import Watch
+from deploy.vms.containers import Release
+from deploy.vms.rollout import Options
+from deploy.vms.site import deploy_vms
+from tests.lab import Lab, Load, pg_schema, summary
 from training.gender import synth
 
 PG = os.environ.get("MLSHIP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -17,21 +17,18 @@ import json
 import sys
 from collections.abc import Sequence
 
-from deploy import champion, sagemaker, sagemaker_champion, sagemaker_training, vms
 from deploy.errors import DeployError
-
-TARGETS = {"sagemaker": sagemaker, "sagemaker-champion": sagemaker_champion,
-           "sagemaker-train": sagemaker_training, "vms": vms, "vms-champion": champion}
+from deploy.targets import COMMANDS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="target", required=True)
-    for name, module in TARGETS.items():
+    for name, module in COMMANDS.items():
         module.add_arguments(sub.add_parser(name, help=(module.__doc__ or "").splitlines()[0]))
     args = parser.parse_args(argv)
     try:
-        out = TARGETS[args.target].run(args)
+        out = COMMANDS[args.target].run(args)
     except DeployError as exc:
         print(f"deploy: FAILED {exc}", file=sys.stderr)
         return 1

@@ -3,8 +3,15 @@ metrics clear fixed floors and do not fall behind the model in production (the c
 than an allowed margin.
 
     python -m jenkins.gate --family gender --model-dir build/train/gender/opt_ml/model \
-        --min roc_auc=0.60 [--champion build/champion/gender --max-drop 0.01 --require-champion] \
-        [--min-coverage 'M=0.05@0.8'] [--report build/gate/gender.json]
+        [--floors "gender.roc_auc=0.65"] [--champion build/champion/gender --max-drop 0.01 \
+        --require-champion] [--min-coverage 'M=0.05@0.8'] [--report build/gate/gender.json]
+    python -m jenkins.gate --model-dir DIR --min roc_auc=0.60   (exactly these floors)
+
+The floors: those the family declares (training/<family>/family.py `gate`), each overridden by an
+item of --floors that names it (the pipeline's GATE_FLOORS; jenkins.families.for_family); --min
+METRIC=VALUE, when given, is the whole set instead. Which way a metric is better is the family's
+objective for it (Minimize: lower is better), or for a metric it does not declare, a loss-like
+name (logloss, loss, rmse, mae).
 
 The candidate's metrics come from its model.json (the manifest `train` writes). The champion is
 read from what the deploy target serves, as the champion commands leave it in the --champion
@@ -12,7 +19,7 @@ folder: model.json (a model directory or the served manifest), release.json (the
 /release: {"release", "model", "version", "manifest"}), or, when the target has no champion,
 champion.json saying why ({"found": false, "reason": ...}). A gate without a champion says so on
 stdout and in its report, and fails with --require-champion; it never skips the comparison
-silently. Lower-is-better metrics (logloss) are compared the other way round.
+silently. Lower-is-better metrics are compared the other way round.
 
 --min-coverage CLASS=X@P (gender models trained with target_precision) requires the class's
 operating point, from the manifest's operating_points, to label at least the share X of the
@@ -27,10 +34,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from jenkins.families import for_family
+from training.families import Family, all_families
 
 LOWER_IS_BETTER = frozenset({"logloss", "loss", "rmse", "mae"})
 MANIFEST = "model.json"
@@ -38,8 +48,8 @@ RELEASE = "release.json"
 NO_CHAMPION = "champion.json"
 
 
-def _better(metric: str, value: float, than: float) -> bool:
-    return value <= than if metric in LOWER_IS_BETTER else value >= than
+def _better(metric: str, value: float, than: float, lower: Collection[str]) -> bool:
+    return value <= than if metric in lower else value >= than
 
 
 @dataclass(frozen=True)
@@ -103,30 +113,33 @@ def read_champion(where: Path | None) -> Champion:
 
 
 def evaluate(metrics: Mapping[str, float], floors: Mapping[str, float],
-             champion: Mapping[str, float] | None = None, max_drop: float = 0.0) -> list[str]:
-    """Every reason the candidate fails; empty when it passes."""
+             champion: Mapping[str, float] | None = None, max_drop: float = 0.0,
+             lower: Collection[str] = LOWER_IS_BETTER) -> list[str]:
+    """Every reason the candidate fails; empty when it passes. ``lower``: the metrics of which a
+    lower value is better."""
     reasons = []
     for metric, floor in floors.items():
         if metric not in metrics:
             known = ", ".join(sorted(metrics))
             reasons.append(f"{metric}: the model reports no such metric (it has {known})")
-        elif not _better(metric, float(metrics[metric]), floor):
+        elif not _better(metric, float(metrics[metric]), floor, lower):
             reasons.append(f"{metric} = {metrics[metric]:.4f} misses the floor {floor:.4f}")
     for metric in floors:
         if champion is None or metric not in champion or metric not in metrics:
             continue
         old, new = float(champion[metric]), float(metrics[metric])
-        allowed = old + max_drop if metric in LOWER_IS_BETTER else old - max_drop
-        if not _better(metric, new, allowed):
+        allowed = old + max_drop if metric in lower else old - max_drop
+        if not _better(metric, new, allowed, lower):
             reasons.append(f"{metric} = {new:.4f} is worse than the champion's {old:.4f} "
                            f"by more than {max_drop:g}")
     return reasons
 
 
 def decide(metrics: Mapping[str, float], floors: Mapping[str, float], champion: Champion,
-           max_drop: float, family: str | None = None, require_champion: bool = False) -> dict[str, Any]:
+           max_drop: float, family: str | None = None, require_champion: bool = False,
+           lower: Collection[str] = LOWER_IS_BETTER) -> dict[str, Any]:
     """The gate's decision as the report holds it: passed, reasons, notes and both sides' metrics."""
-    reasons = evaluate(metrics, floors, champion.metrics, max_drop)
+    reasons = evaluate(metrics, floors, champion.metrics, max_drop, lower)
     notes = [champion.describe()]
     if champion.found:
         if family and champion.family and champion.family != family:
@@ -191,12 +204,40 @@ def _floor(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected METRIC=VALUE, got {text!r}") from None
 
 
+def floors_for(family: Family | None, floors_text: str, minimums: Sequence[tuple[str, float]]
+               ) -> dict[str, float]:
+    """--min when given; else the family's declared floors, overridden by its --floors items."""
+    if minimums:
+        return dict(minimums)
+    if family is None:
+        return {}
+    chosen = dict(family.gate)
+    for item in for_family(floors_text, family.name):
+        name, value = _floor(item)
+        chosen[name] = value
+    return chosen
+
+
+def lower_is_better(family: Family | None, metrics: Collection[str]) -> frozenset[str]:
+    """The metrics of which a lower value is better: as the family's objectives say, and for a
+    metric it declares none for (or no family), a loss-like name."""
+    lower = set()
+    for metric in metrics:
+        said = family.lower_is_better(metric) if family is not None else None
+        if metric in LOWER_IS_BETTER if said is None else said:
+            lower.add(metric)
+    return frozenset(lower)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jenkins.gate", description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--family", help="the candidate's family; a champion of another family fails")
     parser.add_argument("--min", dest="floors", type=_floor, action="append", default=[],
-                        metavar="METRIC=VALUE", help="a floor (a ceiling for logloss); repeatable")
+                        metavar="METRIC=VALUE", help="a floor (a ceiling for a lower-is-better metric); "
+                        "repeatable; replaces the family's declared floors")
+    parser.add_argument("--floors", dest="floor_items", default="", metavar='"FAMILY.METRIC=VALUE ..."',
+                        help="override the family's declared floors, metric by metric")
     parser.add_argument("--champion", type=Path,
                         help="folder (or JSON file) the champion command filled from the deploy target")
     parser.add_argument("--max-drop", type=float, default=0.0)
@@ -210,8 +251,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.model_dir / MANIFEST).is_file():
         print(f"gate: {args.model_dir} holds no model.json; did `train` succeed?", file=sys.stderr)
         return 2
-    if not args.floors and not args.coverage:
-        parser.error("give at least one --min METRIC=VALUE: those metrics are also the ones compared")
     manifest = json.loads((args.model_dir / MANIFEST).read_text())
     metrics = {k: float(v) for k, v in (manifest.get("metrics") or {}).items() if isinstance(v, int | float)}
     family = args.family or manifest.get("family")
@@ -219,8 +258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gate: {args.model_dir} holds a {manifest['family']} model, not {args.family}",
               file=sys.stderr)
         return 2
-    decision = decide(metrics, dict(args.floors), read_champion(args.champion), args.max_drop,
-                      family, args.require_champion == "true")
+    declared = all_families().get(family) if family else None
+    floors = floors_for(declared, args.floor_items, args.floors)
+    if not floors and not args.coverage:
+        parser.error(f"no floors: {family or 'the model'} is no declared family; give --min METRIC=VALUE "
+                     "(those metrics are also the ones compared)")
+    decision = decide(metrics, floors, read_champion(args.champion), args.max_drop, family,
+                      args.require_champion == "true", lower_is_better(declared, floors))
     if args.coverage:
         decision["coverage_floors"] = [{"class": c, "coverage": x, "precision": p}
                                        for c, x, p in args.coverage]

@@ -8,9 +8,11 @@ one stage (staging or production), smoke-test it, and roll a stage back to its p
         --image REG/mlship:TAG --model-dir build/train/gender/opt_ml/model
     python -m jenkins.release rollback --target vms --stage production
 
-Each calls the deploy helpers' commands (`python -m deploy vms|vms-champion|sagemaker|
-sagemaker-champion`) with flags built here from the environment Jenkins sets (its parameters and
-credential bindings), so one tested place holds the naming conventions:
+The targets are deploy.targets' table: `deploy` and `champion` call a target's commands (`python -m
+deploy vms|vms-champion|sagemaker|sagemaker-champion`), and `smoke` asks what the target's own client
+check asks (deploy.vms.checks.site_smoke, deploy.sagemaker.rollout.client_smoke), with flags and
+names built here from the environment Jenkins sets (its parameters and credential bindings), so
+one tested place holds the naming conventions:
 
 - SageMaker: endpoint ``$SM_ENDPOINT_PREFIX-<stage>-<family>``, ``$SM_BUCKET``, ``$SM_ROLE_ARN``,
   ``$AWS_REGION``, ``$SM_INSTANCE_TYPE``; ``$AWS_ENDPOINT_URL`` (tests) reaches another implementation.
@@ -35,19 +37,21 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from deploy.errors import DeployError
+from deploy.sagemaker import rollout
+from deploy.sagemaker.aws import Aws
 from deploy.tarball import WARMUP, example_requests
+from deploy.targets import TARGETS
+from deploy.vms import checks
+from deploy.vms.checks import CheckFailed
+from jenkins import families
 from modelformat.manifest import model_version
 
-TARGETS = ("vms", "sagemaker")
 STAGES = ("staging", "production")
-FAMILIES = ("gender", "propensity")
 SECRET_FLAGS = frozenset({"--database-url"})
 
 
@@ -76,11 +80,15 @@ def endpoint(environ: Mapping[str, str], stage: str, family: str) -> str:
     return f"{environ.get('SM_ENDPOINT_PREFIX') or 'mlship'}-{stage}-{family}"
 
 
+def _aws(environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """The region and the endpoint URL (another implementation of the AWS APIs, or None)."""
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return region, environ.get("AWS_ENDPOINT_URL") or None
+
+
 def _aws_flags(environ: Mapping[str, str]) -> list[str]:
-    flags = ["--region", environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"]
-    if environ.get("AWS_ENDPOINT_URL"):
-        flags += ["--endpoint-url", environ["AWS_ENDPOINT_URL"]]
-    return flags
+    region, url = _aws(environ)
+    return ["--region", region, *(["--endpoint-url", url] if url else [])]
 
 
 def inventory(environ: Mapping[str, str], stage: str, family: str) -> tuple[Path, dict[str, Any]]:
@@ -98,15 +106,16 @@ def inventory(environ: Mapping[str, str], stage: str, family: str) -> tuple[Path
 
 def deploy_argv(target: str, stage: str, family: str, image: str, model_tar: Path,
                 environ: Mapping[str, str]) -> list[str]:
-    """`python -m deploy TARGET ...` for one family on one stage."""
-    py = [sys.executable, "-m", "deploy"]
+    """`python -m deploy TARGET ...` for one family on one stage (the flags: this pipeline's
+    conventions for the target deploy.targets names)."""
+    py = [sys.executable, "-m", "deploy", TARGETS[target].name]
     if target == "sagemaker":
-        return [*py, "sagemaker", "--image-uri", image, "--model-tar", str(model_tar),
+        return [*py, "--image-uri", image, "--model-tar", str(model_tar),
                 "--bucket", _env(environ, "SM_BUCKET"), "--endpoint", endpoint(environ, stage, family),
                 "--role", _env(environ, "SM_ROLE_ARN"),
                 "--instance-type", environ.get("SM_INSTANCE_TYPE") or "ml.m5.large", *_aws_flags(environ)]
     path, site = inventory(environ, stage, family)
-    argv = [*py, "vms", "--image", image, "--inventory", str(path), "--model-tar", str(model_tar),
+    argv = [*py, "--image", image, "--inventory", str(path), "--model-tar", str(model_tar),
             "--nginx-host", str(site.get("lb_host") or "local"), "--nginx-conf", str(site["nginx_conf"]),
             "--listen", str(site.get("listen") or "80")]
     for key in ("nginx_test", "nginx_reload", "nginx_pid"):
@@ -120,13 +129,14 @@ def deploy_argv(target: str, stage: str, family: str, image: str, model_tar: Pat
 
 
 def champion_argv(target: str, family: str, out: Path, environ: Mapping[str, str]) -> list[str]:
-    """The champion is what production serves: `deploy vms-champion` / `deploy sagemaker-champion`."""
-    py = [sys.executable, "-m", "deploy"]
+    """The champion is what production serves: the target's champion command (`deploy
+    vms-champion` / `deploy sagemaker-champion`)."""
+    py = [sys.executable, "-m", "deploy", TARGETS[target].champion_command]
     if target == "sagemaker":
-        return [*py, "sagemaker-champion", "--endpoint", endpoint(environ, "production", family),
+        return [*py, "--endpoint", endpoint(environ, "production", family),
                 "--out", str(out), *_aws_flags(environ)]
     _, site = inventory(environ, "production", family)
-    return [*py, "vms-champion", "--urls", str(site["url"]), "--out", str(out)]
+    return [*py, "--urls", str(site["url"]), "--out", str(out)]
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -209,91 +219,29 @@ def deploy(target: str, stage: str, family: str, image: str, model_tar: Path,
 
 
 # --- smoke -------------------------------------------------------------------------------------
-def _http(method: str, url: str, body: Any = None, timeout: float = 30) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()[:300]
-    except (OSError, ValueError) as exc:
-        return 0, str(exc)
-
-
-def _check_predictions(status: int, body: Any, sent: int, what: str) -> None:
-    predictions = body.get("predictions") if isinstance(body, dict) else None
-    if status != 200 or not isinstance(predictions, list) or len(predictions) != sent:
-        raise ReleaseError(f"{what}: {status} {str(body)[:200]} ({sent} examples sent)")
-
-
-def _smoke_vms(stage: str, family: str, tag: str, version: str, requests: list[list[dict[str, Any]]],
-               environ: Mapping[str, str], wait_seconds: float) -> str:
-    _, site = inventory(environ, stage, family)
-    url = str(site["url"]).rstrip("/")
-    deadline = time.monotonic() + wait_seconds
-    while True:  # nginx may still route to the old colour for a moment after the switch
-        status, served = _http("GET", f"{url}/release")
-        ok = status == 200 and isinstance(served, dict)
-        if ok and served.get("release") == tag and served.get("version") == version:
-            break
-        if time.monotonic() > deadline:
-            raise ReleaseError(f"{url}/release answers {status} {str(served)[:300]}, not release {tag} "
-                               f"model version {version}")
-        time.sleep(1)
-    for batch in requests:
-        _check_predictions(*_http("POST", f"{url}/invocations", batch), len(batch), f"POST {url}/invocations")
-    return url
-
-
-def _smoke_sagemaker(stage: str, family: str, image: str, requests: list[list[dict[str, Any]]],
-                     environ: Mapping[str, str]) -> str:
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    kw = {"region_name": environ.get("AWS_REGION") or "us-east-1"}
-    if environ.get("AWS_ENDPOINT_URL"):
-        kw["endpoint_url"] = environ["AWS_ENDPOINT_URL"]
-    name = endpoint(environ, stage, family)
-    sm = boto3.client("sagemaker", **kw)
-    desc = sm.describe_endpoint(EndpointName=name)
-    if desc["EndpointStatus"] != "InService":
-        raise ReleaseError(f"endpoint {name} is {desc['EndpointStatus']}, not InService")
-    config = sm.describe_endpoint_config(EndpointConfigName=desc["EndpointConfigName"])
-    images = {(sm.describe_model(ModelName=v["ModelName"]).get("PrimaryContainer") or {}).get("Image")
-              for v in config["ProductionVariants"]}
-    if image not in images:
-        raise ReleaseError(f"endpoint {name} serves {sorted(map(str, images))}, not {image}")
-    runtime = boto3.client("sagemaker-runtime", **kw)
-    for batch in requests:
-        try:
-            answer = runtime.invoke_endpoint(EndpointName=name, ContentType="application/json",
-                                             Accept="application/json", Body=json.dumps({"instances": batch}))
-            body = json.loads(answer["Body"].read())
-        except ValueError as exc:
-            raise ReleaseError(f"endpoint {name} answered no JSON ({exc})") from None
-        except (ClientError, BotoCoreError) as exc:  # the container's error (ModelError) or no answer
-            raise ReleaseError(f"InvokeEndpoint {name} failed: {exc}") from None
-        _check_predictions(200, body, len(batch), f"InvokeEndpoint {name}")
-    return name
-
-
 def smoke(target: str, stage: str, family: str, image: str, model_dir: Path,
           environ: Mapping[str, str], wait_seconds: float = 30) -> dict[str, Any]:
-    """What a client of the stage sees: the new release answers, with this model, and predicts its
-    stored warm-up examples (one request per kind of record, as the deploys' own smoke tests send
-    them). Passing records the release in the ledger (the next rollback's target)."""
+    """What a client of the stage sees, as the target's own client check asks it (deploy.vms.checks
+    `site_smoke` through the site's URL, deploy.sagemaker.rollout `client_smoke` through
+    InvokeEndpoint): the new release answers, with this model, and predicts its stored warm-up
+    examples, one request per kind of record. Passing records the release in the ledger (the next
+    rollback's target)."""
     version = model_version(model_dir)  # what serving reports as the version (the manifest's hash)
-    requests = example_requests(json.loads((model_dir / WARMUP).read_text()))
+    examples = json.loads((model_dir / WARMUP).read_text())
     tag = image.rpartition(":")[2]
-    if target == "vms":
-        where = _smoke_vms(stage, family, tag, version, requests, environ, wait_seconds)
-    else:
-        where = _smoke_sagemaker(stage, family, image, requests, environ)
+    try:
+        if target == "vms":
+            where = str(inventory(environ, stage, family)[1]["url"]).rstrip("/")
+            checks.site_smoke(where, tag, version, examples, wait_seconds)
+        else:
+            where = endpoint(environ, stage, family)
+            aws = Aws.connect(*_aws(environ))
+            rollout.client_smoke(aws.sm, aws.runtime, where, image, examples)
+    except (CheckFailed, DeployError) as exc:
+        raise ReleaseError(str(exc)) from None
     _record(environ, stage, family, image, model_dir)
     return {"stage": stage, "family": family, "smoke": "passed", "where": where, "release": tag,
-            "version": version, "requests": len(requests)}
+            "version": version, "requests": len(example_requests(examples))}
 
 
 def _write_ledger(ledger: Path, entry: dict[str, Any]) -> None:
@@ -319,9 +267,8 @@ def rollback(target: str, stage: str, environ: Mapping[str, str]) -> dict[str, A
     work = _work(environ) / stage
     done: dict[str, str] = {}
     failed = []
-    for family in FAMILIES:
-        if not (work / f"{family}.touched").is_file():
-            continue
+    for touched in sorted(work.glob("*.touched")):
+        family = touched.name.removesuffix(".touched")
         previous = json.loads((work / f"{family}.previous.json").read_text())
         if not previous:
             done[family] = "no previous release on record: nothing to roll back to (the target's own " \
@@ -356,7 +303,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if name != "champion":
             p.add_argument("--stage", choices=STAGES, required=True)
         if name != "rollback":
-            p.add_argument("--family", choices=FAMILIES, required=True)
+            p.add_argument("--family", choices=families.names(), required=True)
     commands["champion"].add_argument("--out", type=Path, required=True)
     for name in ("deploy", "smoke"):
         commands[name].add_argument("--image", required=True)

@@ -5,13 +5,15 @@ SageMaker would, and leave the model directory and model.tar.gz for the gate and
         [--data DIR (train/ and optional validation/)] [--hyperparameters "num_round=50 max_depth=4"]
     python -m jenkins.train --family propensity ... --on sagemaker --role ARN --output s3://bucket/train
 
-`--on local` (the default) runs `podman run IMAGE train` on a local /opt/ml tree. `--on sagemaker`
-runs the same image as a SageMaker training job through `python -m deploy sagemaker-train` (the
-sagemaker SDK's ModelTrainer), then downloads and unpacks the job's model.tar.gz into the same
-place. Without --data, the project's synthetic generators make the data (device records for
-gender, user-merchant interactions for propensity), so the pipeline runs anywhere. Both modes end
-with WORKDIR/opt_ml/model/ (model.json with the validation metrics) and WORKDIR/model.tar.gz, and
-print one JSON line. A failed training prints the first line of /opt/ml/output/failure; exit 1.
+The families are those training/ declares (jenkins/families.py); each declaration holds its
+synthetic data set, its CI hyperparameters and the gate's floors. `--on local` (the default) runs
+`podman run IMAGE train` on a local /opt/ml tree. `--on sagemaker` runs the same image as a
+SageMaker training job through `python -m deploy sagemaker-train` (the sagemaker SDK's
+ModelTrainer), then downloads and unpacks the job's model.tar.gz into the same place. Without
+--data (or with FAMILY=FOLDER items that do not name this family), the family's synthetic
+generator makes the data, so the pipeline runs anywhere. Both modes end with
+WORKDIR/opt_ml/model/ (model.json with the validation metrics) and WORKDIR/model.tar.gz, and print
+one JSON line. A failed training prints the first line of /opt/ml/output/failure; exit 1.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -29,38 +30,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-FAMILIES = ("gender", "propensity")
-# What `train` runs when the caller gives no hyperparameters: the image's defaults for gender (XGBoost),
-# and for propensity the network the README measures (NeuMF), kept small enough for a CI agent.
-DEFAULT_HYPERPARAMETERS: dict[str, dict[str, str]] = {
-    "gender": {},
-    "propensity": {"algorithm": "neumf", "factors": "16", "epochs": "6", "batch_size": "512",
-                   "patience": "3"},
-}
-
-
-def _synthetic(family: str, base: Path, rows: int) -> dict[str, dict[str, str]]:
-    """Write the project's synthetic data into the channels; returns inputdataconfig.json."""
-    if family == "gender":
-        from training.gender import synth
-
-        frame = synth.generate(rows, seed=7)
-        cut = int(rows * 0.8)
-        synth.write(frame.iloc[:cut], base / "input/data/train/devices.csv", "csv")
-        synth.write(frame.iloc[cut:], base / "input/data/validation/devices.jsonl", "jsonl")
-        return {"train": {"ContentType": "text/csv"}, "validation": {"ContentType": "application/jsonlines"}}
-    from training.propensity import synth as interactions
-
-    # rows = interactions wanted; ~15 per user over a catalogue a third the size of the user base
-    users = max(50, rows // 15)
-    inter, _, _ = interactions.generate(users, max(30, users // 3), 15, seed=3)
-    (base / "input/data/train").mkdir(parents=True)
-    inter.to_csv(base / "input/data/train/interactions.csv", index=False)
-    return {"train": {"ContentType": "text/csv"}}  # validation: train holds out each user's last one
+from jenkins import families
+from training.families import default
 
 
 def prepare(workdir: Path, data: Path | None, hyperparameters: dict[str, str], rows: int,
-            family: str = "gender") -> Path:
+            family: str) -> Path:
     """A fresh /opt/ml tree under WORKDIR/opt_ml with config and channels; returns its path."""
     base = workdir / "opt_ml"
     if base.exists():
@@ -68,7 +43,7 @@ def prepare(workdir: Path, data: Path | None, hyperparameters: dict[str, str], r
     (base / "input/config").mkdir(parents=True)
     channels: dict[str, dict[str, str]] = {}
     if data is None:
-        channels = _synthetic(family, base, rows)
+        channels = families.get(family).write_synthetic(base, rows)
     else:
         for channel in ("train", "validation"):
             if (data / channel).is_dir():
@@ -84,9 +59,11 @@ def prepare(workdir: Path, data: Path | None, hyperparameters: dict[str, str], r
 
 
 def hyperparameters_for(family: str, text: str, pairs: Sequence[str]) -> dict[str, str]:
-    """The family's defaults, overridden by "k=v k=v" text and repeated --hp k=v."""
-    hps = dict(DEFAULT_HYPERPARAMETERS[family]) if not (text.strip() or pairs) else {}
-    for item in [*shlex.split(text), *pairs]:
+    """The family's declared CI hyperparameters, replaced by its items of "k=v family.k=v" text
+    (jenkins.families.for_family: the pipeline's HYPERPARAMETERS) and repeated --hp k=v."""
+    items = [*families.for_family(text, family), *pairs]
+    hps = {} if items else dict(families.get(family).ci_hyperparameters)
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise SystemExit(f"train: hyperparameter {item!r} is not KEY=VALUE")
@@ -148,13 +125,14 @@ def pack(model_dir: Path, tar_path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jenkins.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--family", choices=FAMILIES, default="gender")
+    parser.add_argument("--family", choices=families.names(), default=default().name)
     parser.add_argument("--image", required=True)
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--data", default="", help="a folder with train/ [validation/]; empty: synthetic")
+    parser.add_argument("--data", default="", help="a folder with train/ [validation/], or FAMILY=FOLDER "
+                        "items (a family not named: synthetic); empty: synthetic")
     parser.add_argument("--rows", type=int, default=20000, help="synthetic records when no --data")
     parser.add_argument("--hyperparameters", default="", metavar='"K=V K=V"',
-                        help="replace the family's default hyperparameters")
+                        help="replace the family's CI hyperparameters; items may name it (FAMILY.K=V)")
     parser.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--on", choices=("local", "sagemaker"), default="local")
     parser.add_argument("--role", default="", help="SageMaker execution role (--on sagemaker)")
@@ -163,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     hps = hyperparameters_for(args.family, args.hyperparameters, args.hp)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    base = prepare(args.workdir, Path(args.data) if args.data else None, hps, args.rows, args.family)
+    data = families.data_for(args.data, args.family)
+    base = prepare(args.workdir, Path(data) if data else None, hps, args.rows, args.family)
     if args.on == "sagemaker":
         if not (args.role and args.output.startswith("s3://")):
             parser.error("--on sagemaker needs --role ARN and --output s3://bucket/prefix")

@@ -1,6 +1,6 @@
-"""Regenerate the README's tables from the code that owns them (settings, hyperparameters,
-metric regexes), so the docs match the code. `python -m scripts.docs` rewrites README.md;
-tests/unit/test_docs.py fails when they drift.
+"""Regenerate the README's tables from the code that owns them (settings, metric regexes, and each
+family's hyperparameters, as its declaration names them), so the docs match the code.
+`python -m scripts.docs` rewrites README.md; tests/unit/test_docs.py fails when they drift.
 """
 
 from __future__ import annotations
@@ -10,10 +10,7 @@ import sys
 from pathlib import Path
 
 from container.settings import markdown_table
-from training import metrics
-from training.gender.algorithms import LogisticRegressionClassifier, XGBoostClassifier
-from training.gender.task import common
-from training.hyperparameters import table
+from training import families, metrics
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -27,19 +24,9 @@ def metric_table() -> str:
 
 
 def sections() -> dict[str, str]:
-    found = {
-        "env": markdown_table(),
-        "metrics": metric_table(),
-        "hp-gender-common": table(common()),
-        "hp-xgboost": table(XGBoostClassifier.hyperparameters),
-        "hp-logreg": table(LogisticRegressionClassifier.hyperparameters),
-    }
-    try:
-        from training.propensity import task as propensity_task
-
-        found.update(propensity_task.doc_tables())
-    except ImportError:
-        pass
+    found = {"env": markdown_table(), "metrics": metric_table()}
+    for family in families.all_families().values():
+        found.update(family.doc_tables())
     return found
 
 

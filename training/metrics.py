@@ -15,37 +15,10 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import TextIO
 
+from training import families
+
 PREFIX = "[metrics]"
 VALUE_PATTERN = r"([-+]?(?:[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|nan|inf))"
-
-# Name -> direction for HPO objectives.
-GENDER_METRICS = {
-    "validation:roc_auc": "Maximize",
-    "validation:pr_auc": "Maximize",
-    "validation:logloss": "Minimize",
-    "validation:accuracy": "Maximize",
-    "validation:precision": "Maximize",
-    "validation:recall": "Maximize",
-    "validation:f1": "Maximize",
-    "train:logloss": "Minimize",
-}
-# Propensity metrics cover every validation case; warm_* the warm cases only (user and every
-# candidate with a training interaction), see training/propensity/validation.py.
-PROPENSITY_METRICS = {
-    "validation:hr@10": "Maximize",
-    "validation:ndcg@10": "Maximize",
-    "validation:roc_auc": "Maximize",
-    "validation:pr_auc": "Maximize",
-    "validation:precision@10": "Maximize",
-    "validation:warm_hr@10": "Maximize",
-    "validation:warm_ndcg@10": "Maximize",
-    "validation:warm_roc_auc": "Maximize",
-    "validation:warm_pr_auc": "Maximize",
-    "validation:warm_precision@10": "Maximize",
-    "train:loss": "Minimize",
-}
-# Counts on the propensity `step=final` line: published, so a job's metrics show them, but no objective.
-PROPENSITY_COUNTS = ("validation:cases", "validation:cold_cases", "validation:cold_candidates")
 
 log = logging.getLogger("training.metrics")
 
@@ -85,8 +58,9 @@ def regex_for(name: str) -> str:
 
 
 def published() -> list[str]:
-    """Every metric name `train` prints, sorted: the HPO objectives and the propensity counts."""
-    return sorted({*GENDER_METRICS, *PROPENSITY_METRICS, *PROPENSITY_COUNTS})
+    """Every metric name `train` prints, sorted: each family's HPO objectives and counts."""
+    return sorted({name for family in families.all_families().values()
+                   for name in (*family.objectives, *family.counts)})
 
 
 def metric_definitions(names: Iterable[str] | None = None) -> list[dict[str, str]]:

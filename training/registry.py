@@ -2,8 +2,8 @@
 
 The `algorithm` hyperparameter picks one (its choices come from here); the trained model's
 manifest names the exported scorer serving loads, so adding an algorithm means writing its
-class and registering it: no contract code changes. Classes are imported lazily so that
-`train` for a gender model never imports TensorFlow.
+class and naming it in its family's declaration (or registering it): no contract code changes.
+Classes are imported lazily so that `train` for one family never imports another's libraries.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
+from training import families
 from training.errors import UserError
 from training.hyperparameters import Hyperparameter as HP
 
@@ -23,17 +24,21 @@ class Registered:
     cls: str
 
 
-ALGORITHMS: dict[str, Registered] = {
-    "xgboost": Registered("gender", "training.gender.algorithms", "XGBoostClassifier"),
-    "logreg": Registered("gender", "training.gender.algorithms", "LogisticRegressionClassifier"),
-    "popularity": Registered("propensity", "training.propensity.algorithms", "Popularity"),
-    "mf": Registered("propensity", "training.propensity.algorithms", "MatrixFactorisation"),
-    "gmf": Registered("propensity", "training.propensity.algorithms", "GMF"),
-    "mlp": Registered("propensity", "training.propensity.algorithms", "MLP"),
-    "neumf": Registered("propensity", "training.propensity.algorithms", "NeuMF"),
-    "wide_deep": Registered("propensity", "training.propensity.algorithms", "WideDeep"),
-}
-DEFAULT_ALGORITHM = "xgboost"
+def _declared() -> dict[str, Registered]:
+    table: dict[str, Registered] = {}
+    for family in families.all_families().values():
+        for name, entry in family.algorithms.items():
+            module, _, cls = entry.partition(":")
+            if name in table:
+                raise ValueError(f"algorithm {name!r} is declared by two families: {table[name].family} "
+                                 f"and {family.name}")
+            table[name] = Registered(family.name, module, cls)
+    return table
+
+
+# What each family declares (training/<family>/family.py), and the plug-ins `register` adds.
+ALGORITHMS: dict[str, Registered] = _declared()
+DEFAULT_ALGORITHM = families.default().default_algorithm
 
 
 def register(name: str, module: str, cls: str, family: str) -> None:

@@ -4,7 +4,7 @@ a workspace of this checkout, against local stand-ins: the image built from this
 with the build's commit, as the Build image stage would), a real distribution registry (Debian's
 docker-registry on loopback) that `jenkins.image push` logs in to and pushes to, and per deploy
 target (tests/jenkins/stand_ins.py):
-- vms: a deploy.lab.Lab per stage and family (real sshd, real nginx, the image run by podman on each
+- vms: a tests.lab.Lab per stage and family (real sshd, real nginx, the image run by podman on each
   "VM"), the shared PostgreSQL for the portal, the inventories and ssh config the pipeline is given;
 - sagemaker: moto's server (S3, models, endpoint configs, endpoints), with UpdateEndpoint added and
   InvokeEndpoint answered by the test, since moto has neither a container nor an update.
@@ -14,13 +14,15 @@ trains, gates and deploys both families to staging and production; the second tr
 weak gender model and stops at the gate against the champion the first one left in production;
 the third (a new commit, the first build's models) fails a smoke test in staging and rolls back.
 Only the first deploy build to run trains both families with the image, and only the first
-gate-stopping build trains the weak model; the other builds start from those models (their Train
-stages are recorded, not executed), which saves four identical trainings.
+gate-stopping build trains the weak model (and propensity beside it: the Train stage trains every
+family); the other builds start from those models (their Train stages are recorded, not executed),
+which saves four identical trainings.
 
-Not executed here (recorded only): Checkout, Lint, Unit and service tests, Build image and Container
-tests, because `./run test` runs those very commands itself (and running the suite from inside the
-suite would recurse). The hosts share this machine's podman, so the pushed image is already in their
-store and `podman pull` is not exercised by the VM deploy.
+Not executed here (recorded only): Checkout (the stand-in is given what its `python -m
+jenkins.families` prints: the families the stages loop over), Lint, Unit and service tests, Build image
+and Container tests, because `./run test` runs those very commands itself (and running the suite from
+inside the suite would recurse). The hosts share this machine's podman, so the pushed image is already
+in their store and `podman pull` is not exercised by the VM deploy.
 """
 
 from __future__ import annotations
@@ -54,14 +56,18 @@ COMMIT = "c0ffee0123456789abcdef0123456789abcdef01"
 TAG = COMMIT[:12]
 GATED = "9a7e0000000000000000000000000000000000aa"  # the build the gate stops
 LATER = "b0b0b0123456789abcdef0123456789abcdef020"  # the build whose smoke test fails
-EXECUTED = ["Train gender", "Train propensity", "Champion", "Gate gender", "Gate propensity", "Push",
+EXECUTED = ["Train", "Champion", "Gate", "Push",
             "Deploy to staging", "Smoke test staging", "Approve production", "Deploy to production",
             "Smoke test production", "post"]
 NOT_TRAINED = [s for s in EXECUTED if not s.startswith("Train")]
-WEAK = "num_round=1 max_depth=1"  # a deliberately weak gender model: one stump
-FAST = {"TRAIN_ROWS": "3000", "HP_GENDER": "num_round=30 max_depth=4",
-        "HP_PROPENSITY": "algorithm=gmf epochs=3 factors=8 batch_size=256 patience=0",
-        "GATE_GENDER_MIN_ROC_AUC": "0.55", "GATE_PROPENSITY_MIN_NDCG": "0.0", "GATE_PROPENSITY_MIN_HR": "0.0"}
+FAST_PROPENSITY = ("propensity.algorithm=gmf propensity.epochs=3 propensity.factors=8 propensity.batch_size=256 "
+                   "propensity.patience=0")
+# a deliberately weak gender model (one stump), and propensity as fast as in FAST
+WEAK = f"gender.num_round=1 gender.max_depth=1 {FAST_PROPENSITY}"
+PROPENSITY_FLOORS = "propensity.ndcg@10=0.0 propensity.hr@10=0.0"
+FAST = {"TRAIN_ROWS": "3000", "HYPERPARAMETERS": f"gender.num_round=30 gender.max_depth=4 {FAST_PROPENSITY}",
+        "GATE_FLOORS": f"gender.roc_auc=0.55 {PROPENSITY_FLOORS}"}
+FAMILIES_CMD = '"$PY" -m jenkins.families'  # run by the Checkout stage, which is not executed here
 
 
 def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -141,8 +147,10 @@ def run_pipeline(tmp_path: Path, params: dict[str, Any], credentials: dict[str, 
     ws = _workspace(tmp_path)
     if trained is not None:
         stand_ins.copy_training(trained, ws)
+    listed = subprocess.run([sys.executable, "-m", "jenkins.families"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout
     build = {"branch": "main", "commit": commit, "workspace": str(ws), "params": params, "run": True,
-             "execute": execute, "log": str(tmp_path / "build.log"),
+             "execute": execute, "log": str(tmp_path / "build.log"), "stdout": {FAMILIES_CMD: listed},
              "env": {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "PYTHONPATH": str(ws),
                      "JAVA_HOME": "/usr/lib/jvm/java-17-openjdk-amd64",
                      "MLSHIP_CACHE": os.environ.get("MLSHIP_CACHE", str(Path.home() / ".cache" / "mlship")),
@@ -299,7 +307,8 @@ def test_one_build_trains_gates_and_deploys_both_families_to_staging_and_product
     assert build.plan["result"] == "SUCCESS", f"{build.plan['error']}\n{build.log[-6000:]}"
     for stage in EXECUTED[:-1]:
         assert build.status[stage] == "success", (stage, build.status)
-    train = [step for s in build.plan["stages"] if s["name"].startswith("Train ") for step in s["steps"]]
+    train = [step for s in build.plan["stages"] if s["name"] == "Train" for step in s["steps"]]
+    assert [step["env"]["FAMILY"] for step in train] == list(FAMILIES)
     # the first target's build trains with the image; the second starts from those models
     assert [step.get("exit") for step in train] == ([0, 0] if build.trained else [None, None])
     smoke = [step for s in build.plan["stages"] if s["name"].startswith("Smoke test") for step in s["steps"]]
@@ -326,12 +335,18 @@ def test_one_build_trains_gates_and_deploys_both_families_to_staging_and_product
 
 
 def _weak_training(trained: Path | None) -> dict[str, Any]:
-    """How a build gets its weak gender model: it trains it (propensity is not needed: the gate
-    stops at gender first), or starts from the model an earlier build trained with the same
-    hyperparameters on the same data."""
+    """How a build gets its weak gender model: it trains it (the Train stage trains every family,
+    propensity too, though the gate stops at gender first), or starts from the models an earlier
+    build trained with the same hyperparameters on the same data."""
     if trained is None:
-        return {"execute": [s for s in EXECUTED if s != "Train propensity"]}
+        return {"execute": EXECUTED}
     return {"execute": NOT_TRAINED, "trained": trained}
+
+
+def _gated(plan: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(family, exit) of each gate the Gate stage ran: it stops at the first that fails."""
+    return [(step["env"]["FAMILY"], step.get("exit")) for s in plan["stages"] if s["name"] == "Gate"
+            for step in s["steps"]]
 
 
 def test_a_better_champion_stops_the_build_at_the_gate_before_push(
@@ -340,11 +355,12 @@ def test_a_better_champion_stops_the_build_at_the_gate_before_push(
     # the same data and a deliberately weak model; the floor alone would let it pass
     weak = training.get("weak")
     gated = _build(target, tmp_path, f"{registry}/{target.name}-gated", GATED,
-                   params={"HP_GENDER": WEAK, "GATE_GENDER_MIN_ROC_AUC": "0.0"}, **_weak_training(weak))
+                   params={"HYPERPARAMETERS": WEAK, "GATE_FLOORS": f"gender.roc_auc=0.0 {PROPENSITY_FLOORS}"},
+                   **_weak_training(weak))
     training.setdefault("weak", gated.ws)
     assert gated.plan["result"] == "FAILURE" and gated.status["Champion"] == "success", gated.log[-4000:]
-    assert gated.status["Gate gender"] == "failure"
-    for stage in ("Gate propensity", "Push", "Deploy to staging", "Deploy to production"):
+    assert gated.status["Gate"] == "failure" and _gated(gated.plan) == [("gender", 1)]  # propensity: not gated
+    for stage in ("Push", "Deploy to staging", "Deploy to production"):
         assert gated.status[stage] == "skipped (earlier failure)", stage
     report = json.loads((gated.ws / "build/gate/gender.json").read_text())
     new = report["metrics"]["roc_auc"]
@@ -365,12 +381,12 @@ def test_a_failing_smoke_test_rolls_back_and_the_previous_release_keeps_serving(
     with target.broken("staging", "propensity", new) as front:
         later = _build(target, tmp_path, registry, LATER, execute=NOT_TRAINED, trained=released.ws)
     assert later.plan["result"] == "FAILURE", later.log[-4000:]
-    assert later.status["Gate gender"] == "success" and later.status["Push"] == "success"
+    assert later.status["Gate"] == "success" and later.status["Push"] == "success"
     assert LATER[:12] in _tags(registry)
     if target.name == "vms":
         # every container passed the deploy's own checks; the pipeline's smoke test sees the 503
         assert later.status["Deploy to staging"] == "success" and later.status["Smoke test staging"] == "failure"
-        assert front.refused >= 1 and f"POST {front.url}/invocations: 503" in later.log
+        assert front.refused >= 1 and f"{front.url}: POST /invocations answered 503" in later.log
     else:
         # the deploy's own smoke test fails and the deploy puts the endpoint's previous config back
         assert later.status["Deploy to staging"] == "failure"
@@ -412,7 +428,7 @@ def test_main_without_a_deploy_target_gates_and_pushes_both_families(
     log = (tmp / "build.log").read_text()
     assert plan["result"] == "SUCCESS", f"{plan['error']}\n{log[-4000:]}"
     status = _status(plan)
-    for stage in ("Train gender", "Train propensity", "Gate gender", "Gate propensity", "Push"):
+    for stage in ("Train", "Gate", "Push"):
         assert status[stage] == "success", stage
     assert status["Champion"] == "skipped (when)" and status["Deploy to staging"] == "skipped (when)"
     for family, metric in (("gender", "roc_auc"), ("propensity", "ndcg@10")):
@@ -438,10 +454,11 @@ def test_a_worse_model_stops_the_pipeline_at_the_gate_before_push(
     # the same data, a deliberately weak model (one stump), against a floor just under the good model
     worse, wws = run_pipeline(tmp_path, {"DEPLOY_TARGET": "none", "REGISTRY": f"{registry}/worse",
                                          "REGISTRY_TLS_VERIFY": False, **FAST,
-                                         "HP_GENDER": WEAK, "GATE_GENDER_MIN_ROC_AUC": f"{auc - 0.01:.4f}"},
+                                         "HYPERPARAMETERS": WEAK,
+                                         "GATE_FLOORS": f"gender.roc_auc={auc - 0.01:.4f} {PROPENSITY_FLOORS}"},
                               **_weak_training(training.get("weak")))
     status = _status(worse)
-    assert worse["result"] == "FAILURE" and status["Gate gender"] == "failure"
+    assert worse["result"] == "FAILURE" and status["Gate"] == "failure" and _gated(worse) == [("gender", 1)]
     assert status["Push"] == "skipped (earlier failure)"
     report = json.loads((wws / "build/gate/gender.json").read_text())
     assert report["passed"] is False and report["reasons"][0].startswith("roc_auc = ")

@@ -114,7 +114,7 @@ def _local_mode_containers() -> set[str]:
 
 @pytest.fixture(scope="module")
 def trained(image: str, docker_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from deploy.sagemaker_training import train
+    from deploy.sagemaker.training import train
 
     data = tmp_path_factory.mktemp("data")
     frame = synth.generate(600, seed=3)
@@ -192,7 +192,7 @@ def test_local_session_hosts_the_model_and_invokes_it_with_json_and_csv(local_en
 
 def test_the_deploy_smoke_test_passes_against_the_local_endpoint(local_endpoint: Any, trained: Path) -> None:
     """The deploy's own smoke check (warm-up examples from model.tar.gz) through the SDK's runtime."""
-    from deploy.sagemaker_rollout import smoke
+    from deploy.sagemaker.rollout import smoke
     from deploy.tarball import warmup_examples
 
     assert smoke(local_endpoint.sagemaker_runtime_client, "wt11-gender", warmup_examples(trained)) is None

@@ -32,16 +32,16 @@ import pytest
 import sqlalchemy as sa
 
 from container.paths import MLPaths
-from deploy import checks
-from deploy.checks import Watch
-from deploy.containers import Release
 from deploy.errors import DeployError
-from deploy.lab import Lab, Load, summary
-from deploy.rollout import Options
-from deploy.vms import deploy_vms
+from deploy.vms import checks
+from deploy.vms.checks import Watch
+from deploy.vms.containers import Release
+from deploy.vms.rollout import Options
+from deploy.vms.site import deploy_vms
 from inference.portal.records import input_hash
 from tests import factories
 from tests.container.podman import image_under_test, podman_works
+from tests.lab import Lab, Load, summary
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.postgres]
 PREFIX = os.environ.get("MLSHIP_LAB_PREFIX", "mlship-lab")  # containers and temp dirs are named so

@@ -8,10 +8,13 @@
 //
 // BUILD.json: {"branch", "commit", "workspace", "params": {...}, "env": {...},
 //              "credentials": {id: {variable: value}}, "run": false|true, "execute": [stage names],
-//              "input": "proceed"|"abort"}
+//              "input": "proceed"|"abort", "stdout": {command: output}}
 // With "run": true each `sh` really runs (bash -eu, in the workspace, with the recorded environment)
 // and a failing one fails the build as on an agent: the next stages are skipped and `post` runs.
 // "execute" limits that to the named stages ("post" for post blocks); the others are recorded only.
+// A `sh(script: ..., returnStdout: true)` that is not run answers what "stdout" gives for its
+// command, and fails the evaluation when it gives nothing. `withEnv` scopes are recorded on each
+// step they wrap ("env").
 import groovy.json.JsonOutput
 import groovy.json.JsonSlurper
 
@@ -37,6 +40,7 @@ class Build {
     Map currentStage = null
     List bindings = []           // stack of credential scopes: [{variables}, ...]
     List boundCredentials = []   // the ids bound around the current step
+    List envScopes = []          // stack of withEnv scopes: [{variable: value}, ...]
     Script script
 
     Build(Map config) {
@@ -61,28 +65,57 @@ class Build {
 
     void record(Map step) {
         if (!boundCredentials.isEmpty()) { step.credentials = boundCredentials.collect() }
+        if (!envScopes.isEmpty()) {
+            Map scoped = [:]
+            envScopes.each { scoped.putAll(it) }
+            step.env = scoped
+        }
         target() << step
     }
 
-    void sh(Object arg) {
+    String recordedStdout(String cmd) {
+        Map given = config.stdout ?: [:]
+        if (!given.containsKey(cmd)) {
+            fail(currentStage == null ? 'post' : "stage '${currentStage.name}'",
+                 "sh returnStdout '${cmd}' is not run here and BUILD.json's \"stdout\" gives no output for it")
+        }
+        return given[cmd].toString()
+    }
+
+    String sh(Object arg) {
         String cmd = arg instanceof Map ? arg.script : arg.toString()
+        boolean stdout = arg instanceof Map && arg.returnStdout
         Map stepEnvironment = stepEnv()
         Map step = [sh: cmd]
+        if (stdout) { step.returnStdout = true }
         record(step)
-        if (!config.run) { return }
         String stageName = currentStage == null ? 'post' : currentStage.name
-        if (config.execute != null && !(stageName in config.execute)) { step.executed = false; return }
+        boolean skipped = config.execute != null && !(stageName in config.execute)
+        if (!config.run || skipped) {
+            if (config.run) { step.executed = false }
+            return stdout ? recordedStdout(cmd) : null
+        }
         ProcessBuilder pb = new ProcessBuilder('bash', '-eu', '-c', cmd)
         pb.directory(new File(config.workspace))
         pb.environment().clear()
         pb.environment().putAll(stepEnvironment)
-        pb.redirectErrorStream(true)
         File log = new File(config.log ?: "${config.workspace}/build.log")
-        pb.redirectOutput(ProcessBuilder.Redirect.appendTo(log))
         log << "\n+ ${cmd}\n"
-        int rc = pb.start().waitFor()
+        String out = null
+        int rc
+        if (stdout) {  // stdout is the answer; stderr goes to the log
+            pb.redirectError(ProcessBuilder.Redirect.appendTo(log))
+            Process proc = pb.start()
+            out = proc.inputStream.text
+            rc = proc.waitFor()
+        } else {
+            pb.redirectErrorStream(true)
+            pb.redirectOutput(ProcessBuilder.Redirect.appendTo(log))
+            rc = pb.start().waitFor()
+        }
         step.exit = rc
         if (rc != 0) { throw new StepFailed("script returned exit code ${rc}: ${cmd}".toString()) }
+        return out
     }
 }
 
@@ -224,7 +257,7 @@ class When extends Block {
 class Steps extends Block {
     Steps(Build b, String where) { super(b, where) }
     def getScm() { [scm: true] }
-    void sh(Object arg) { build.sh(arg) }
+    String sh(Object arg) { build.sh(arg) }
     void echo(String m) { build.record([echo: m]) }
     void error(String m) { build.record([error: m]); throw new StepFailed(m) }
     void junit(Map m) { build.record([junit: m]) }
@@ -252,6 +285,21 @@ class Steps extends Block {
         try { body() } finally {
             build.bindings.remove(build.bindings.size() - 1)
             ids.each { build.boundCredentials.remove(build.boundCredentials.lastIndexOf(it)) }
+        }
+    }
+    void withEnv(List pairs, Closure body) {
+        Map scope = [:]
+        pairs.each { p ->
+            String text = p.toString()
+            int eq = text.indexOf('=')
+            if (eq < 1) { build.fail(where, "withEnv item '${text}' is not NAME=VALUE") }
+            scope[text.substring(0, eq)] = text.substring(eq + 1)
+        }
+        build.bindings << scope
+        build.envScopes << scope
+        try { body() } finally {
+            build.bindings.remove(build.bindings.size() - 1)
+            build.envScopes.remove(build.envScopes.size() - 1)
         }
     }
     void script(Closure body) {

@@ -31,10 +31,11 @@ from typing import Any
 
 import pytest
 
-from deploy.lab import NGINX, Lab
+from jenkins import families
+from tests.lab import NGINX, Lab
 
 STAGES = ("staging", "production")
-FAMILIES = ("gender", "propensity")
+FAMILIES = families.names()  # as training/<family>/family.py declares them
 
 
 def get_json(url: str) -> tuple[int, Any]:

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from deploy import sagemaker
 from deploy.__main__ import main as deploy_main
 from deploy.errors import DeployError
-from deploy.sagemaker_requests import Guardrails, Options
+from deploy.sagemaker import endpoint
+from deploy.sagemaker.aws import Aws
+from deploy.sagemaker.requests import Guardrails, Options
 from deploy.tarball import extract, warmup_examples
 
 pytestmark = pytest.mark.e2e
@@ -67,8 +68,8 @@ def _moto_capture_summary(parsed: dict[str, Any], **_: Any) -> None:
             "DestinationS3Uri": capture["DestinationS3Uri"]}
 
 
-def _aws(moto_url: str, **replace: Any) -> sagemaker.Aws:
-    aws = sagemaker.Aws.connect("us-east-1", moto_url)
+def _aws(moto_url: str, **replace: Any) -> Aws:
+    aws = Aws.connect("us-east-1", moto_url)
     aws.session.events.register("after-call.sagemaker.DescribeEndpoint", _moto_capture_summary)
     for key, value in replace.items():
         setattr(aws, key, value)
@@ -102,8 +103,8 @@ def _answer(n: int) -> dict[str, Any]:
     return {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentType": "application/json"}
 
 
-def _release(tar: Path, **kw: Any) -> sagemaker.Release:
-    return sagemaker.Release(IMAGE, tar, "models", "gender", ROLE, poll_seconds=0, wait_seconds=60, **kw)
+def _release(tar: Path, **kw: Any) -> endpoint.Release:
+    return endpoint.Release(IMAGE, tar, "models", "gender", ROLE, poll_seconds=0, wait_seconds=60, **kw)
 
 
 # --- against moto's server --------------------------------------------------------------------
@@ -111,7 +112,7 @@ def test_first_deploy_creates_model_config_endpoint_alarms_capture_and_autoscali
         aws_env: str, model_tar: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
 
-    monkeypatch.setattr(sagemaker, "_stamp", lambda: "20261201-090000")
+    monkeypatch.setattr(endpoint, "_stamp", lambda: "20261201-090000")
     runtime, stub = _stubbed("sagemaker-runtime")
     examples = warmup_examples(model_tar)
     stub.add_response("invoke_endpoint", _answer(len(examples)), {
@@ -124,9 +125,9 @@ def test_first_deploy_creates_model_config_endpoint_alarms_capture_and_autoscali
             "VariantName": "AllTraffic", "ModelName": f"gender-{stamp}", "InstanceType": "ml.m5.large",
             "InitialInstanceCount": 1}])
     rel = _release(model_tar, options=Options(capture_s3_uri="s3://models/capture", capture_percent=20),
-                   scaling=sagemaker.alarms.Scaling(1, 3, 500.0), keep=3)
+                   scaling=endpoint.alarms.Scaling(1, 3, 500.0), keep=3)
 
-    out = sagemaker.deploy(_aws(aws_env, runtime=runtime), rel)
+    out = endpoint.deploy(_aws(aws_env, runtime=runtime), rel)
 
     stub.assert_no_pending_responses()
     assert out["action"] == "created" and out["endpoint_config"] == NEW and out["smoke_test"] == "passed"
@@ -157,9 +158,9 @@ def test_serverless_and_async_configs_reach_the_endpoint_config(aws_env: str, mo
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
 
-    monkeypatch.setattr(sagemaker, "_stamp", lambda: "20261201-090000")
+    monkeypatch.setattr(endpoint, "_stamp", lambda: "20261201-090000")
     opts = Options(serverless_memory_mb=2048, serverless_max_concurrency=3, async_output_s3_uri="s3://models/async")
-    out = sagemaker.deploy(_aws(aws_env), _release(model_tar, options=opts))
+    out = endpoint.deploy(_aws(aws_env), _release(model_tar, options=opts))
     assert out["smoke_test"].startswith("skipped: asynchronous")
     config = boto3.client("sagemaker").describe_endpoint_config(EndpointConfigName=NEW)
     assert config["ProductionVariants"][0]["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 3}
@@ -174,7 +175,7 @@ def test_champion_is_the_served_model_unpacked_for_the_gate(aws_env: str, model_
     assert deploy_main(["sagemaker-champion", "--endpoint", "gender", "--out", str(out_dir),
                         "--endpoint-url", aws_env]) == 0
     assert json.loads(capsys.readouterr().out)["champion"] is None  # no endpoint yet: no champion
-    sagemaker.deploy(_aws(aws_env, runtime=_smoke_ok(model_tar)), _release(model_tar))
+    endpoint.deploy(_aws(aws_env, runtime=_smoke_ok(model_tar)), _release(model_tar))
     assert deploy_main(["sagemaker-champion", "--endpoint", "gender", "--out", str(out_dir),
                         "--endpoint-url", aws_env]) == 0
     assert json.loads(capsys.readouterr().out)["model_data"].endswith("/model.tar.gz")
@@ -208,7 +209,7 @@ CANARY = Options(guardrails=Guardrails("CANARY", step_percent=20, wait_seconds=6
 
 @pytest.fixture
 def stamped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sagemaker, "_stamp", lambda: "20261201-090000")
+    monkeypatch.setattr(endpoint, "_stamp", lambda: "20261201-090000")
 
 
 def _scale(aws_env: str, low: int, high: int) -> None:
@@ -238,8 +239,8 @@ def test_guarded_update_sends_the_canary_deployment_config_and_ends_on_the_new_c
     stub.add_response("describe_endpoint", _described("Updating", OLD))
     stub.add_response("describe_endpoint", _described("InService", NEW))
     stub.add_response("list_endpoint_configs", {"EndpointConfigs": []}, {"NameContains": "gender"})
-    rel = _release(model_tar, options=CANARY, scaling=sagemaker.alarms.Scaling(2, 5, 800.0))
-    out = sagemaker.deploy(_aws(aws_env, sm=sm, runtime=_smoke_ok(model_tar)), rel)
+    rel = _release(model_tar, options=CANARY, scaling=endpoint.alarms.Scaling(2, 5, 800.0))
+    out = endpoint.deploy(_aws(aws_env, sm=sm, runtime=_smoke_ok(model_tar)), rel)
     stub.assert_no_pending_responses()
     assert out["action"] == "updated" and out["previous_config"] == OLD and out["endpoint_config"] == NEW
     assert seen == [[]]  # no scalable target while UpdateEndpoint was sent
@@ -253,7 +254,7 @@ def test_an_autoscaled_endpoint_is_not_updated_without_autoscale(aws_env: str, m
     sm, stub = _stubbed("sagemaker")
     stub.add_response("describe_endpoint", _described("InService", OLD))
     with pytest.raises(DeployError, match=f"autoscales variants AllTraffic.*--autoscale MIN:MAX.*nothing was changed, {OLD} serves"):
-        sagemaker.deploy(_aws(aws_env, sm=sm), _release(model_tar))
+        endpoint.deploy(_aws(aws_env, sm=sm), _release(model_tar))
     assert _targets() == [("endpoint/gender/variant/AllTraffic", 1, 2)]
 
 
@@ -261,7 +262,7 @@ def test_an_autoscaled_endpoint_is_not_updated_without_autoscale(aws_env: str, m
 def test_linear_and_all_at_once_are_valid_update_requests(traffic: str, key: str | None) -> None:
     from botocore.stub import ANY
 
-    from deploy.sagemaker_requests import deployment_config
+    from deploy.sagemaker.requests import deployment_config
 
     config = deployment_config(Guardrails(traffic, step_percent=25, wait_seconds=60), ["a"])
     routing = config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
@@ -290,7 +291,7 @@ def test_failed_updates_exit_non_zero_at_once_naming_the_cause(
     if status == "RollingBack":  # reported once the rollback has finished
         stub.add_response("describe_endpoint", _described("InService", OLD))
     aws = _aws(aws_env, sm=sm)
-    monkeypatch.setattr(sagemaker.Aws, "connect", classmethod(lambda cls, *a, **k: aws))
+    monkeypatch.setattr(Aws, "connect", classmethod(lambda cls, *a, **k: aws))
     argv = ["sagemaker", "--image-uri", IMAGE, "--model-tar", str(model_tar), "--bucket", "models",
             "--endpoint", "gender", "--role", ROLE, "--step-percent", "20", "--bake-seconds", "600",
             "--poll-seconds", "0.5"]
@@ -314,7 +315,7 @@ def test_a_busy_endpoint_is_refused_before_anything_is_created(aws_env: str, mod
     sm, stub = _stubbed("sagemaker")
     stub.add_response("describe_endpoint", _described(status, OLD))  # and nothing else: no CreateEndpoint
     with pytest.raises(DeployError, match=f"endpoint gender is {status} .*another change is under way; nothing was changed"):
-        sagemaker.deploy(_aws(aws_env, sm=sm), _release(model_tar))
+        endpoint.deploy(_aws(aws_env, sm=sm), _release(model_tar))
     stub.assert_no_pending_responses()
     assert boto3.client("sagemaker").list_models()["Models"] == []
 
@@ -331,7 +332,7 @@ def test_a_failed_smoke_test_rolls_back_to_the_previous_config(aws_env: str, mod
     rstub.add_response("invoke_endpoint", _answer(1))  # one prediction for several examples
     assert len(warmup_examples(model_tar)) > 1
     with pytest.raises(DeployError, match=f"{NEW} on gender failed its smoke test .* predictions back.*rolled back, {OLD} serves"):
-        sagemaker.deploy(_aws(aws_env, sm=sm, runtime=runtime), _release(model_tar, options=CANARY))
+        endpoint.deploy(_aws(aws_env, sm=sm, runtime=runtime), _release(model_tar, options=CANARY))
     stub.assert_no_pending_responses()
 
 
@@ -344,7 +345,7 @@ def test_a_smoke_test_error_from_the_endpoint_also_rolls_back(aws_env: str, mode
     runtime, rstub = _stubbed("sagemaker-runtime")
     rstub.add_client_error("invoke_endpoint", "ModelError", "Received server error (500) from primary", 424)
     with pytest.raises(DeployError, match=f"InvokeEndpoint failed.*ModelError.*rolled back, {OLD} serves"):
-        sagemaker.deploy(_aws(aws_env, sm=sm, runtime=runtime), _release(model_tar, options=CANARY))
+        endpoint.deploy(_aws(aws_env, sm=sm, runtime=runtime), _release(model_tar, options=CANARY))
 
 
 def test_moto_refuses_update_endpoint_and_the_deploy_says_what_serves(aws_env: str, model_tar: Path,
@@ -355,7 +356,7 @@ def test_moto_refuses_update_endpoint_and_the_deploy_says_what_serves(aws_env: s
 
     import boto3
 
-    first = sagemaker.deploy(_aws(aws_env, runtime=_smoke_ok(model_tar)), _release(model_tar))
+    first = endpoint.deploy(_aws(aws_env, runtime=_smoke_ok(model_tar)), _release(model_tar))
     assert first["action"] == "created" and first["status"] == "InService"
     time.sleep(1.1)  # a new release name (they carry the second)
     argv = ["sagemaker", "--image-uri", IMAGE, "--model-tar", str(model_tar), "--bucket", "models",
@@ -372,7 +373,7 @@ def test_moto_refuses_update_endpoint_and_the_deploy_says_what_serves(aws_env: s
 
 
 def test_ab_split_keeps_the_serving_model_as_champion(aws_env: str, model_tar: Path) -> None:
-    from deploy.sagemaker_requests import production_variants
+    from deploy.sagemaker.requests import production_variants
 
     variants = production_variants(NEW, Options(ab_weight=0.2), current_model=OLD)
     assert [(v["VariantName"], v["ModelName"], v["InitialVariantWeight"]) for v in variants] == [
@@ -429,7 +430,7 @@ def test_a_new_endpoint_that_fails_its_smoke_test_is_reported_with_nothing_to_ro
     runtime, rstub = _stubbed("sagemaker-runtime")
     rstub.add_response("invoke_endpoint", _answer(0))
     with pytest.raises(DeployError, match=f"{NEW} on gender failed its smoke test .*0 predictions back.*no earlier config"):
-        sagemaker.deploy(_aws(aws_env, runtime=runtime), _release(model_tar))
+        endpoint.deploy(_aws(aws_env, runtime=runtime), _release(model_tar))
 
 
 def test_model_trainer_submits_the_image_as_a_training_job(aws_env: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -452,7 +453,7 @@ def test_model_trainer_submits_the_image_as_a_training_job(aws_env: str, capsys:
 
 def test_local_training_needs_a_train_folder(tmp_path: Path) -> None:
     pytest.importorskip("sagemaker.core.training.configs", reason="the sagemaker SDK is not installed")
-    from deploy.sagemaker_training import train
+    from deploy.sagemaker.training import train
 
     with pytest.raises(DeployError, match="has no train/ folder"):
         train(image="mlship:x", data=str(tmp_path), hyperparameters={}, role=ROLE, local_root=tmp_path / "root")
@@ -460,4 +461,4 @@ def test_local_training_needs_a_train_folder(tmp_path: Path) -> None:
 
 def test_a_refused_create_is_a_named_failure(aws_env: str, model_tar: Path) -> None:
     with pytest.raises(DeployError, match="preparing release gender-.* failed .*NoSuchBucket.*; nothing serves"):
-        sagemaker.deploy(_aws(aws_env), sagemaker.Release(IMAGE, model_tar, "no-such-bucket", "gender", ROLE))
+        endpoint.deploy(_aws(aws_env), endpoint.Release(IMAGE, model_tar, "no-such-bucket", "gender", ROLE))

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from deploy import sagemaker
-from deploy import sagemaker_clarify as clarify
 from deploy.__main__ import main as deploy_main
 from deploy.errors import DeployError
-from deploy.sagemaker_requests import Options
+from deploy.sagemaker import clarify, endpoint
+from deploy.sagemaker.aws import Aws
+from deploy.sagemaker.requests import Options
 from tests.unit.test_deploy_sagemaker import (  # noqa: F401  (aws_env, stamped: fixtures)
     IMAGE,
     NEW,
@@ -93,7 +93,7 @@ def test_create_model_and_endpoint_config_carry_the_explainer_exactly(
     utils = pytest.importorskip("sagemaker.core.utils.utils", reason="the sagemaker SDK is not installed")
     utils.SageMakerClient.reset()
     tar = _tar(tmp_path)
-    rel = sagemaker.Release(IMAGE, tar, "models", "gender", ROLE, Options(clarify=OPTIONS))
+    rel = endpoint.Release(IMAGE, tar, "models", "gender", ROLE, Options(clarify=OPTIONS))
     explainer = clarify.plan(OPTIONS, tar, rel.environment)
     sm, stub = _stubbed("sagemaker")
     data = f"s3://models/gender/{NEW}/model.tar.gz"
@@ -108,9 +108,9 @@ def test_create_model_and_endpoint_config_carry_the_explainer_exactly(
     stub.add_response("create_endpoint_config", {
         "EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/{NEW}"},
         {"EndpointConfigName": NEW, "ProductionVariants": VARIANTS, "ExplainerConfig": EXPLAINER})
-    aws = sagemaker.Aws(_stub_session(sm), "us-east-1", sm, None, None, None, None)
+    aws = Aws(_stub_session(sm), "us-east-1", sm, None, None, None, None)
 
-    sagemaker._create_model_and_config(aws, rel, NEW, data, VARIANTS, explainer)
+    endpoint._create_model_and_config(aws, rel, NEW, data, VARIANTS, explainer)
 
     stub.assert_no_pending_responses()
 
@@ -143,7 +143,7 @@ def _clarify_answer(n: int, explained: bool = True) -> dict[str, Any]:
     return {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentType": "application/json"}
 
 
-def _sent_configs(aws: sagemaker.Aws) -> list[dict[str, Any]]:
+def _sent_configs(aws: Aws) -> list[dict[str, Any]]:
     """CreateEndpointConfig requests as sent, by the deploy's boto3 client or by the clients the SDK's
     resources make from the session later (a client copies the session's handlers when it is made)."""
     sent: list[dict[str, Any]] = []
@@ -169,7 +169,7 @@ def test_a_deploy_with_clarify_sends_the_explainer_and_smoke_tests_through_it(
         "Body": "0.25,2,\n1.5,0,3.0", "EnableExplanations": "`true`"})
     aws = _aws(aws_env, runtime=runtime)
     sent = _sent_configs(aws)
-    monkeypatch.setattr(sagemaker.Aws, "connect", classmethod(lambda cls, *a, **k: aws))
+    monkeypatch.setattr(Aws, "connect", classmethod(lambda cls, *a, **k: aws))
     argv = ["sagemaker", "--image-uri", IMAGE, "--model-tar", str(_tar(tmp_path)), "--bucket", "models",
             "--endpoint", "gender", "--role", ROLE, "--poll-seconds", "0", *ARGS]
 
@@ -205,7 +205,7 @@ def test_a_deploy_without_clarify_sends_no_explainer_and_the_plain_smoke_test(
         "Body": json.dumps({"instances": WARMUP})})
     aws = _aws(aws_env, runtime=runtime)
     sent = _sent_configs(aws)
-    out = sagemaker.deploy(aws, sagemaker.Release(IMAGE, _tar(tmp_path), "models", "gender", ROLE,
+    out = endpoint.deploy(aws, endpoint.Release(IMAGE, _tar(tmp_path), "models", "gender", ROLE,
                                                   poll_seconds=0, wait_seconds=60))
     assert out["explainer"] is None and out["smoke_test"] == "passed"
     assert len(sent) == 1 and "ExplainerConfig" not in sent[0]  # sent by the SDK's client
@@ -218,10 +218,10 @@ def test_a_smoke_test_the_explainer_fails_rolls_nothing_back_on_a_new_endpoint_a
         aws_env: str, tmp_path: Path, stamped: None) -> None:  # noqa: F811
     runtime, rstub = _stubbed("sagemaker-runtime")
     rstub.add_response("invoke_endpoint", _clarify_answer(2, explained=False))
-    rel = sagemaker.Release(IMAGE, _tar(tmp_path), "models", "gender", ROLE, Options(clarify=OPTIONS),
+    rel = endpoint.Release(IMAGE, _tar(tmp_path), "models", "gender", ROLE, Options(clarify=OPTIONS),
                             poll_seconds=0, wait_seconds=60)
     with pytest.raises(DeployError, match=f"{NEW} on gender failed its smoke test .*not every one explained"):
-        sagemaker.deploy(_aws(aws_env, runtime=runtime), rel, say=lambda _: None)
+        endpoint.deploy(_aws(aws_env, runtime=runtime), rel, say=lambda _: None)
 
 
 @pytest.mark.parametrize("answer,why", [

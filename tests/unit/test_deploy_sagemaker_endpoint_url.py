@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from deploy import sagemaker
 from deploy.__main__ import main as deploy_main
+from deploy.sagemaker.aws import Aws
 from deploy.tarball import example_requests, warmup_examples
 from tests.unit.test_deploy_sagemaker import IMAGE, ROLE, aws_env, model_tar  # noqa: F401  (fixtures)
 
 URL = "http://127.0.0.1:4566"  # never contacted: the unit check only builds clients
 
 
-def _clients(aws: sagemaker.Aws) -> dict[str, Any]:
+def _clients(aws: Aws) -> dict[str, Any]:
     """Every botocore client the Aws holds, whatever it is called (a client added later is checked too)."""
     found = {f.name: getattr(aws, f.name) for f in dataclasses.fields(aws)}
     return {name: value for name, value in found.items() if hasattr(value, "meta")}
@@ -30,7 +30,7 @@ def test_every_client_is_built_for_the_endpoint_url_and_region(monkeypatch: pyte
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     for key, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
         monkeypatch.setenv(key, value)
-    aws = sagemaker.Aws.connect("eu-west-1", URL)
+    aws = Aws.connect("eu-west-1", URL)
 
     clients = _clients(aws)
     assert set(clients) >= {"sm", "runtime", "s3", "cloudwatch", "autoscaling"}

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from deploy import sagemaker
-from deploy import sagemaker_ranges as ranges
 from deploy.__main__ import main as deploy_main
-from deploy.sagemaker_alarms import AlarmLimits, Scaling
-from deploy.sagemaker_requests import Guardrails, Options
+from deploy.sagemaker import endpoint, ranges
+from deploy.sagemaker.alarms import AlarmLimits, Scaling
+from deploy.sagemaker.aws import Aws
+from deploy.sagemaker.requests import Guardrails, Options
 from tests.unit.test_deploy_sagemaker import (  # noqa: F401  (aws_env, model_tar, stamped: fixtures)
     IMAGE,
     OLD,
@@ -44,8 +44,8 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         ("autoscaling", "application-autoscaling"))}
     for client in stubbed.values():
         client.meta.events.register("provide-client-params", lambda model, **_: seen.append(model.name))
-    aws = sagemaker.Aws(session=_NoClients(), region="us-east-1", **stubbed)
-    monkeypatch.setattr(sagemaker.Aws, "connect", classmethod(lambda cls, *a, **k: aws))
+    aws = Aws(session=_NoClients(), region="us-east-1", **stubbed)
+    monkeypatch.setattr(Aws, "connect", classmethod(lambda cls, *a, **k: aws))
     return seen
 
 
@@ -174,9 +174,9 @@ def test_the_guardrails_are_checked_before_the_release_is_prepared_on_a_live_end
     sm, stub = _stubbed("sagemaker")
     stub.add_response("describe_endpoint", _described("InService", OLD))  # not even asked now
     linear = Options(guardrails=Guardrails("LINEAR", step_percent=5, wait_seconds=300))
-    rel = sagemaker.Release(IMAGE, model_tar, "models", "gender", ROLE, linear, poll_seconds=0, wait_seconds=60)
-    with pytest.raises(sagemaker.DeployError, match=r"--step-percent \(--traffic LINEAR\) 5 is outside 10..50"):
-        sagemaker.deploy(_aws(aws_env, sm=sm), rel)
+    rel = endpoint.Release(IMAGE, model_tar, "models", "gender", ROLE, linear, poll_seconds=0, wait_seconds=60)
+    with pytest.raises(endpoint.DeployError, match=r"--step-percent \(--traffic LINEAR\) 5 is outside 10..50"):
+        endpoint.deploy(_aws(aws_env, sm=sm), rel)
     assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket="models")
     assert boto3.client("sagemaker").list_models()["Models"] == []
     assert boto3.client("sagemaker").list_endpoint_configs()["EndpointConfigs"] == []
@@ -187,7 +187,7 @@ def test_the_stubbed_clients_record_what_is_sent(calls: list[str]) -> None:
     """The recorder itself: a call is seen (and the Stubber, with nothing queued, refuses it)."""
     from botocore.exceptions import StubResponseError
 
-    aws = sagemaker.Aws.connect("us-east-1")
+    aws = Aws.connect("us-east-1")
     assert dataclasses.is_dataclass(aws)
     with pytest.raises(StubResponseError):
         aws.sm.describe_endpoint(EndpointName="gender")

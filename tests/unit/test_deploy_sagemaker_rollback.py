@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from deploy import sagemaker
-from deploy import sagemaker_rollout as rollout
 from deploy.errors import DeployError
+from deploy.sagemaker import endpoint, rollout
 from tests.unit.test_deploy_sagemaker import (  # noqa: F401  (aws_env, model_tar, stamped: fixtures)
     CANARY,
     NEW,
     OLD,
+    _answer,
     _aws,
     _described,
     _release,
@@ -81,5 +81,34 @@ def test_the_deploy_reports_the_rollback_once_it_has_finished(
     for status, config in (("Updating", OLD), ("RollingBack", NEW), ("RollingBack", NEW), ("InService", OLD)):
         stub.add_response("describe_endpoint", _described(status, config, "alarm tripped"))
     with pytest.raises(DeployError, match=f"rolled back from {NEW} .*alarm tripped.*; {OLD} serves$"):
-        sagemaker.deploy(_aws(aws_env, sm=sm), _release(model_tar, options=CANARY))
+        endpoint.deploy(_aws(aws_env, sm=sm), _release(model_tar, options=CANARY))
     stub.assert_no_pending_responses()
+
+
+# --- what a client of the endpoint sees (the pipeline's smoke test: jenkins.release smoke) ---------
+def _serving(stub: Any, image: str) -> None:
+    stub.add_response("describe_endpoint", _described("InService", NEW))
+    stub.add_response("describe_endpoint_config", {
+        "EndpointConfigName": NEW, "EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:1:endpoint-config/{NEW}",
+        "ProductionVariants": [{"VariantName": "blue", "ModelName": NEW}], "CreationTime": "2026-12-01T00:00:00Z"})
+    stub.add_response("describe_model", {"ModelName": NEW, "ModelArn": f"arn:aws:sagemaker:us-east-1:1:model/{NEW}",
+                                         "PrimaryContainer": {"Image": image}, "CreationTime": "2026-12-01T00:00:00Z"})
+
+
+def test_the_client_smoke_test_checks_the_image_and_every_kind_of_example() -> None:
+    sm, stub = _stubbed("sagemaker")
+    runtime, answers = _stubbed("sagemaker-runtime")
+    _serving(stub, "reg/mlship:new")
+    for n in (2, 1):  # the pair records together, the top-K record alone
+        answers.add_response("invoke_endpoint", _answer(n))
+    examples = [{"user": "u1", "item": "m1"}, {"user": "u1", "item": "m2"}, {"user": "u2", "k": 5}]
+    rollout.client_smoke(sm, runtime, "gender", "reg/mlship:new", examples)
+    stub.assert_no_pending_responses()
+    answers.assert_no_pending_responses()
+    _serving(stub, "reg/mlship:old")
+    with pytest.raises(DeployError, match=r"endpoint gender serves \['reg/mlship:old'\], not reg/mlship:new"):
+        rollout.client_smoke(sm, runtime, "gender", "reg/mlship:new", examples)
+    _serving(stub, "reg/mlship:new")
+    answers.add_response("invoke_endpoint", _answer(1))
+    with pytest.raises(DeployError, match="InvokeEndpoint gender: 2 examples sent, 1 predictions back"):
+        rollout.client_smoke(sm, runtime, "gender", "reg/mlship:new", examples)

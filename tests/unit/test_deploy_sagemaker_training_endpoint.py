@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from deploy import sagemaker
 from deploy.__main__ import main as deploy_main
+from deploy.sagemaker.aws import Aws
 from tests.unit.test_deploy_sagemaker import IMAGE, ROLE, aws_env  # noqa: F401  (fixture)
 
 URL = "http://127.0.0.1:4566"  # never contacted: the unit check only builds clients
@@ -50,7 +50,7 @@ def test_the_sdk_session_makes_every_client_for_the_endpoint_url_and_region(
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     for key, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
         monkeypatch.setenv(key, value)
-    sdk = sagemaker.Aws.connect(REGION, URL).sdk_session()
+    sdk = Aws.connect(REGION, URL).sdk_session()
     # what ModelTrainer and its TrainingJob ask the session for; STS with AWS's own URL named by the SDK
     sdk.boto_session.client("sts", region_name=REGION, endpoint_url=sts_regional_endpoint(REGION))
     sdk.boto_session.client("logs")
@@ -95,7 +95,7 @@ def test_local_mode_on_local_data_makes_no_aws_client(
     """A local run with local data and a local image never needs AWS (nor a region): no session is
     made, so none hands the container credentials."""
     pytest.importorskip("sagemaker.train", reason="the sagemaker SDK is not installed")
-    from deploy import sagemaker_training
+    from deploy.sagemaker import training as sagemaker_training
 
     for key in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION"):
         monkeypatch.delenv(key, raising=False)

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from deploy import champion, vms
 from deploy.__main__ import main as deploy_main
-from deploy.containers import Container, Release, env_file_text, run_command
 from deploy.errors import DeployError
-from deploy.hosts import Host, LocalShell, load_inventory, parse_hosts
-from deploy.nginx import Nginx, Server, site_conf
+from deploy.vms import champion
+from deploy.vms.containers import Container, Release, env_file_text, run_command
+from deploy.vms.hosts import Host, LocalShell, load_inventory, parse_hosts
+from deploy.vms.nginx import Nginx, Server, nginx_conf, site_conf
 from jenkins import gate
 
 NGINX = "/usr/sbin/nginx"
@@ -40,7 +40,7 @@ def _main_conf(tmp_path: Path, site: Path) -> Path:
 @needs_nginx
 def test_vm_nginx_config_is_valid_nginx(tmp_path: Path) -> None:
     site = tmp_path / "site.conf"
-    site.write_text(vms.nginx_conf(["10.0.0.1:8080", "10.0.0.2:8080"], listen=18080))
+    site.write_text(nginx_conf(["10.0.0.1:8080", "10.0.0.2:8080"], listen=18080))
     check = subprocess.run([NGINX, "-t", "-c", str(_main_conf(tmp_path, site))], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
 
@@ -190,7 +190,7 @@ def _tarball(tmp: Path, text: str) -> bytes:
 
 
 def test_a_model_folder_is_written_once_and_the_same_tarball_again_changes_nothing(tmp_path: Path) -> None:
-    from deploy.containers import HASH_FILE, Podman
+    from deploy.vms.containers import HASH_FILE, Podman
 
 
     host = Host("vm1", "127.0.0.1", state_dir=str(tmp_path))
@@ -220,7 +220,7 @@ def test_old_model_folders_are_pruned_only_when_no_container_mounts_them(tmp_pat
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """`podman container inspect` of the host's two colours names the folders in use (here a stand-in
     podman on PATH answers as the real one does); folders the deploy did not unpack are never touched."""
-    from deploy.containers import Podman
+    from deploy.vms.containers import Podman
 
 
     host = Host("vm1", "127.0.0.1", prefix="mlship", state_dir=str(tmp_path))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,56 +16,16 @@ from typing import Any
 
 import pytest
 
-from jenkins import groovylint, release
+from jenkins import families, groovylint, release
+from tests.jenkins.plans import COMMIT, FAMILIES_CMD, ROOT, by_name, commands, per_family, plan, ran
 
-ROOT = Path(__file__).resolve().parents[2]
-DSL = ROOT / "tests" / "jenkins" / "dsl.groovy"
-JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-CREDENTIALS = {"mlship-registry": {}, "mlship-aws": {}, "mlship-vm-ssh": {}, "mlship-vm-ssh-config": {},
-               "mlship-portal-db": {}}
 STAGES = ["Checkout", "Lint", "Unit and service tests", "Build image", "Container tests",
-          "Push for SageMaker training", "Train gender", "Train propensity", "Train on SageMaker", "Champion",
-          "Gate gender", "Gate propensity", "Push", "Deploy to staging", "Smoke test staging",
-          "Approve production", "Deploy to production", "Smoke test production"]
-ALWAYS = ["Checkout", "Lint", "Unit and service tests", "Build image", "Container tests", "Gate gender",
-          "Gate propensity"]
+          "Push for SageMaker training", "Train", "Train on SageMaker", "Champion", "Gate", "Push",
+          "Deploy to staging", "Smoke test staging", "Approve production", "Deploy to production",
+          "Smoke test production"]
+ALWAYS = ["Checkout", "Lint", "Unit and service tests", "Build image", "Container tests", "Gate"]
 DEPLOYS = ["Deploy to staging", "Smoke test staging", "Approve production", "Deploy to production",
            "Smoke test production"]
-
-
-def groovy() -> list[str]:
-    if shutil.which("groovy") is None:
-        pytest.fail("groovy is not installed: `./run setup` installs Debian's groovy package")
-    return ["groovy"]
-
-
-def plan(tmp_path: Path, branch: str = "main", jenkinsfile: Path = ROOT / "Jenkinsfile",
-         credentials: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
-    """The recorded plan of one build of ``jenkinsfile`` (nothing is run)."""
-    build = {"branch": branch, "commit": COMMIT, "workspace": str(tmp_path / "ws"), "params": params,
-             "credentials": CREDENTIALS if credentials is None else credentials, "run": False}
-    (tmp_path / "build.json").write_text(json.dumps(build))
-    out = tmp_path / "plan.json"
-    env = {**os.environ, "JAVA_HOME": os.environ.get("JAVA_HOME", JAVA_HOME)}
-    done = subprocess.run([*groovy(), str(DSL), str(jenkinsfile), str(tmp_path / "build.json"), str(out)],
-                          capture_output=True, text=True, env=env, timeout=120)
-    assert out.exists(), done.stderr[-3000:]
-    result: dict[str, Any] = json.loads(out.read_text())
-    result["exit"] = done.returncode
-    return result
-
-
-def by_name(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {s["name"]: s for s in p["stages"]}
-
-
-def ran(p: dict[str, Any]) -> list[str]:
-    return [s["name"] for s in p["stages"] if s["status"] == "success"]
-
-
-def commands(p: dict[str, Any], stage: str) -> list[str]:
-    return [step["sh"] for step in by_name(p)[stage]["steps"] if "sh" in step]
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +43,13 @@ def test_stages_in_order_and_which_run_where(plans: dict[str, dict[str, Any]]) -
         assert p["result"] == "SUCCESS" and p["exit"] == 0, (name, p["error"])
         assert [s["name"] for s in p["stages"]] == STAGES
         assert set(ALWAYS) <= set(ran(p)), name
-    assert ran(plans["feature"]) == [*ALWAYS[:5], "Train gender", "Train propensity", *ALWAYS[5:]]
-    assert ran(plans["none"]) == [*ALWAYS[:5], "Train gender", "Train propensity", *ALWAYS[5:], "Push"]
-    assert ran(plans["vms"]) == [*ALWAYS[:5], "Train gender", "Train propensity", "Champion", *ALWAYS[5:], "Push",
+    assert ran(plans["feature"]) == [*ALWAYS[:5], "Train", *ALWAYS[5:]]
+    assert ran(plans["none"]) == [*ALWAYS[:5], "Train", *ALWAYS[5:], "Push"]
+    assert ran(plans["vms"]) == [*ALWAYS[:5], "Train", "Champion", *ALWAYS[5:], "Push",
                                  *(d for d in DEPLOYS if d != "Approve production")]  # APPROVE_PRODUCTION false
     sm = ran(plans["sagemaker"])
-    assert sm.index("Push for SageMaker training") < sm.index("Train on SageMaker") < sm.index("Gate gender")
-    assert "Train gender" not in sm and set(DEPLOYS) <= set(sm)
+    assert sm.index("Push for SageMaker training") < sm.index("Train on SageMaker") < sm.index("Gate")
+    assert "Train" not in sm and set(DEPLOYS) <= set(sm)
     # why each deploy stage was skipped on the feature branch: the branch, not the target
     skipped = by_name(plans["feature"])["Deploy to production"]
     assert skipped["status"] == "skipped (when)" and skipped["when"]["why"].startswith("allOf(branch 'main'")
@@ -102,9 +61,11 @@ def test_options_serialise_builds_and_parameters_cover_the_targets(plans: dict[s
     assert {"skipDefaultCheckout": True} in p["options"]  # the Checkout stage checks out, and tags
     defs = p["paramDefs"]
     for name in ("DEPLOY_TARGET", "TRAIN_ON", "REGISTRY", "AWS_REGION", "SM_ENDPOINT_PREFIX", "SM_BUCKET",
-                 "VM_INVENTORY_DIR", "GATE_GENDER_MIN_ROC_AUC", "GATE_PROPENSITY_MIN_NDCG", "GATE_MAX_DROP",
+                 "VM_INVENTORY_DIR", "TRAIN_DATA", "HYPERPARAMETERS", "GATE_FLOORS", "GATE_MAX_DROP",
                  "APPROVE_PRODUCTION", "RELEASE_STORE"):
         assert name in defs, name
+    # one parameter for every family: none is named after one
+    assert not [n for n in defs for f in families.names() if f.upper() in n]
     assert defs["DEPLOY_TARGET"]["choices"] == ["none", "sagemaker", "vms"]
     assert p["env"]["IMAGE"] == f"mlship:{COMMIT[:12]}"
     assert p["env"]["IMAGE_REF"] == f"127.0.0.1:5000/mlship:{COMMIT[:12]}"
@@ -118,22 +79,24 @@ def test_the_exact_commands(plans: dict[str, dict[str, Any]]) -> None:
                                    ".venv/bin/hadolint --failure-threshold error Dockerfile",
                                    '"$PY" -m jenkins.groovylint Jenkinsfile']
     assert commands(p, "Build image") == ['"$PY" -m jenkins.image build --tag "$IMAGE"']
-    assert commands(p, "Train propensity") == [
-        '"$PY" -m jenkins.train --family propensity --image "$IMAGE" --workdir "$WORK/train/propensity" '
-        '--data "$TRAIN_DATA_PROPENSITY" --rows "$TRAIN_ROWS" --hyperparameters "$HP_PROPENSITY"']
-    assert commands(p, "Gate gender") == [
-        '"$PY" -m jenkins.gate --family gender --model-dir "$WORK/train/gender/opt_ml/model" '
-        '--min roc_auc="$GATE_GENDER_MIN_ROC_AUC" --champion "$WORK/champion/gender" --max-drop "$GATE_MAX_DROP" '
-        '--require-champion "$GATE_REQUIRE_CHAMPION" --report "$WORK/gate/gender.json"']
-    assert commands(p, "Champion") == [
-        f'"$PY" -m jenkins.release champion --target "$DEPLOY_TARGET" --family {f} --out "$WORK/champion/{f}"'
-        for f in ("gender", "propensity")]
+    assert by_name(p)["Checkout"]["steps"][-1] == {"sh": FAMILIES_CMD, "returnStdout": True}
+    assert p["env"]["FAMILIES"].split() == list(families.names())
+    names = list(families.names())
+    assert per_family(p, "Train") == [(f, (
+        '"$PY" -m jenkins.train --family "$FAMILY" --image "$IMAGE" --workdir "$WORK/train/$FAMILY" '
+        '--data "$TRAIN_DATA" --rows "$TRAIN_ROWS" --hyperparameters "$HYPERPARAMETERS"')) for f in names]
+    assert per_family(p, "Gate") == [(f, (
+        '"$PY" -m jenkins.gate --family "$FAMILY" --model-dir "$WORK/train/$FAMILY/opt_ml/model" '
+        '--floors "$GATE_FLOORS" --champion "$WORK/champion/$FAMILY" --max-drop "$GATE_MAX_DROP" '
+        '--require-champion "$GATE_REQUIRE_CHAMPION" --report "$WORK/gate/$FAMILY.json"')) for f in names]
+    assert per_family(p, "Champion") == [(f, (
+        '"$PY" -m jenkins.release champion --target "$DEPLOY_TARGET" --family "$FAMILY" '
+        '--out "$WORK/champion/$FAMILY"')) for f in names]
     for stage in ("staging", "production"):
-        assert commands(p, f"Deploy to {stage}") == [
-            f'"$PY" -m jenkins.release deploy --target "$DEPLOY_TARGET" --stage {stage} --family {f} '
-            f'--image "$IMAGE_REF" --model-tar "$WORK/train/{f}/model.tar.gz"' for f in ("gender", "propensity")]
-        assert [c.split(" --family ")[1].split()[0] for c in commands(p, f"Smoke test {stage}")] == \
-            ["gender", "propensity"]
+        assert per_family(p, f"Deploy to {stage}") == [(f, (
+            f'"$PY" -m jenkins.release deploy --target "$DEPLOY_TARGET" --stage {stage} --family "$FAMILY" '
+            '--image "$IMAGE_REF" --model-tar "$WORK/train/$FAMILY/model.tar.gz"')) for f in names]
+        assert [f for f, _ in per_family(p, f"Smoke test {stage}")] == names
     junit = [s for s in p["post"]["always"]["steps"] if "junit" in s]
     assert junit == [{"junit": {"allowEmptyResults": True, "testResults": "build/reports/*.xml"}}]
     assert "--junitxml" in commands(p, "Unit and service tests")[0]
@@ -148,12 +111,13 @@ def test_credentials_bound_only_where_needed(plans: dict[str, dict[str, Any]]) -
 
     vms = plans["vms"]
     assert creds(vms, "Push") == [["usernamePassword:mlship-registry"]]
+    every = len(families.names())
     assert creds(vms, "Deploy to production") == [["sshUserPrivateKey:mlship-vm-ssh", "file:mlship-vm-ssh-config",
-                                                   "string:mlship-portal-db"]] * 2
+                                                   "string:mlship-portal-db"]] * every
     sm = plans["sagemaker"]
     assert creds(sm, "Push") == [["usernamePassword:mlship-aws"]]  # ECR login from the AWS credential
-    assert creds(sm, "Smoke test staging") == [["usernamePassword:mlship-aws"]] * 2
-    assert creds(sm, "Train on SageMaker") == [["usernamePassword:mlship-aws"]] * 2
+    assert creds(sm, "Smoke test staging") == [["usernamePassword:mlship-aws"]] * every
+    assert creds(sm, "Train on SageMaker") == [["usernamePassword:mlship-aws"]] * every
     for p in plans.values():  # no credential around builds, tests, local training or gates
         for stage in ALWAYS:
             assert all(c == [] for c in creds(p, stage)), stage
@@ -244,7 +208,7 @@ def test_npm_groovy_lint_passes_the_jenkinsfile_and_fails_a_broken_one(tmp_path:
 # --- the deploy helpers' command lines ---------------------------------------------------------
 def _inventory(tmp_path: Path) -> dict[str, str]:
     for stage in release.STAGES:
-        for family in release.FAMILIES:
+        for family in families.names():
             (tmp_path / f"{stage}-{family}.json").write_text(json.dumps({
                 "hosts": [{"name": "vm1", "address": "10.0.0.1", "ports": [8081, 8082]}],
                 "site": {"url": f"http://lb-{stage}:{8080 if family == 'gender' else 8090}", "lb_host": f"lb-{stage}",

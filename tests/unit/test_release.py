@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from jenkins import release
+from jenkins import families, release
 from modelformat.manifest import model_version
 
 PAIR = {"user": "u1", "item": "m7"}
@@ -88,7 +88,7 @@ def env(tmp_path: Path, site: Site) -> dict[str, str]:
     inventories = tmp_path / "inventory"
     inventories.mkdir()
     for stage in release.STAGES:
-        for family in release.FAMILIES:
+        for family in families.names():
             (inventories / f"{stage}-{family}.json").write_text(json.dumps({
                 "hosts": [{"name": "vm1", "address": "127.0.0.1", "ports": [1, 2]}],
                 "site": {"url": site.url, "nginx_conf": str(tmp_path / "site.conf")}}))
@@ -128,7 +128,7 @@ def test_smoke_fails_on_a_prediction_error_and_records_nothing(site: Site, env: 
     model_dir = _trained(tmp_path / "build", "gender", [{"age": 31}], 0.8)
     site.served = {"release": "b2", "model": "gender", "version": model_version(model_dir)}
     site.invocations_status = 503
-    with pytest.raises(release.ReleaseError, match=r"POST http://127\.0\.0\.1:\d+/invocations: 503"):
+    with pytest.raises(release.ReleaseError, match=r"http://127\.0\.0\.1:\d+: POST /invocations answered 503"):
         release.smoke("vms", "staging", "gender", "reg/mlship:b2", model_dir, env, wait_seconds=0)
     assert not (Path(env["RELEASE_STORE"]) / "staging" / "gender" / "current.json").exists()
 

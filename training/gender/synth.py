@@ -134,6 +134,17 @@ def numeric(rows: int, features: int = 60, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+def channels(base: Path, rows: int) -> dict[str, dict[str, str]]:
+    """CI's data set when it is given none (the family's ``synthetic`` entry point): ``rows``
+    records under base/input/data, 80% as CSV in train/, the rest as JSON Lines in validation/;
+    returns the job's inputdataconfig.json."""
+    frame = generate(rows, seed=7)
+    cut = int(rows * 0.8)
+    write(frame.iloc[:cut], base / "input/data/train/devices.csv", "csv")
+    write(frame.iloc[cut:], base / "input/data/validation/devices.jsonl", "jsonl")
+    return {"train": {"ContentType": "text/csv"}, "validation": {"ContentType": "application/jsonlines"}}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5000)

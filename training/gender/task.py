@@ -32,8 +32,16 @@ from training.data import read_channel, split_label
 from training.environment import TrainingEnvironment
 from training.errors import UserError
 from training.gender import evaluate, operating
-from training.gender.algorithms import FitContext, GenderAlgorithm, check_binary
+from training.gender.algorithms import (
+    FitContext,
+    GenderAlgorithm,
+    LogisticRegressionClassifier,
+    XGBoostClassifier,
+    check_binary,
+)
+from training.gender.family import FAMILY
 from training.hyperparameters import Hyperparameter as HP
+from training.hyperparameters import table
 
 log = logging.getLogger("training.gender")
 
@@ -66,12 +74,18 @@ _SHARED = (
 
 def common() -> tuple[HP, ...]:
     """Hyperparameters of every gender algorithm; the algorithm choices come from the registry."""
-    return (registry.algorithm_hyperparameter("gender", "xgboost", "Which gender classifier to train."),
-            *_SHARED)
+    return (registry.algorithm_hyperparameter(FAMILY.name, FAMILY.default_algorithm,
+                                              "Which gender classifier to train."), *_SHARED)
 
 
 def declared(algorithm: type[GenderAlgorithm]) -> tuple[HP, ...]:
     return common() + tuple(algorithm.hyperparameters)
+
+
+def doc_tables() -> dict[str, str]:
+    """The README's hyperparameter tables of this family (its ``docs`` entry point)."""
+    return {"hp-gender-common": table(common()), "hp-xgboost": table(XGBoostClassifier.hyperparameters),
+            "hp-logreg": table(LogisticRegressionClassifier.hyperparameters)}
 
 
 def _pick_label(frame: pd.DataFrame, label: str) -> str | int:

@@ -45,6 +45,17 @@ def generate(users: int = 60, items: int = 40, per_user: int = 12, seed: int = 0
     return inter, user_tab, item_tab
 
 
+def channels(base: Path, rows: int) -> dict[str, dict[str, str]]:
+    """CI's data set when it is given none (the family's ``synthetic`` entry point): about ``rows``
+    interactions, ~15 per user over a catalogue a third the size of the user base, in train/ (the
+    job holds out each user's last one for validation); returns the job's inputdataconfig.json."""
+    users = max(50, rows // 15)
+    inter, _, _ = generate(users, max(30, users // 3), 15, seed=3)
+    (base / "input/data/train").mkdir(parents=True)
+    inter.to_csv(base / "input/data/train/interactions.csv", index=False)
+    return {"train": {"ContentType": "text/csv"}}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=500)

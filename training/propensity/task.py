@@ -32,6 +32,7 @@ from training.hyperparameters import table
 from training.propensity import data as pdata
 from training.propensity import plots, ranking, validation
 from training.propensity.algorithms import NEURAL, PRETRAIN, WIDE_DEEP, Job, PropensityAlgorithm
+from training.propensity.family import FAMILY
 
 log = logging.getLogger("training.propensity")
 _SHARED = (
@@ -59,8 +60,8 @@ _SHARED = (
 )
 def common() -> tuple[HP, ...]:
     """Hyperparameters of every propensity algorithm; the algorithm choices come from the registry."""
-    return (registry.algorithm_hyperparameter("propensity", "neumf", "Which propensity model to train."),
-            *_SHARED)
+    return (registry.algorithm_hyperparameter(FAMILY.name, FAMILY.default_algorithm,
+                                              "Which propensity model to train."), *_SHARED)
 
 
 def declared(algorithm: type[PropensityAlgorithm]) -> tuple[HP, ...]:
@@ -68,6 +69,7 @@ def declared(algorithm: type[PropensityAlgorithm]) -> tuple[HP, ...]:
 
 
 def doc_tables() -> dict[str, str]:
+    """The README's hyperparameter tables of this family (its ``docs`` entry point)."""
     return {"hp-propensity-common": table(common()), "hp-propensity-neural": table(NEURAL),
             "hp-propensity-pretrain": table(PRETRAIN), "hp-propensity-wide-deep": table(WIDE_DEEP)}
 

@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.containers import COLORS, Container
-from deploy.hosts import SSH, Host
-from deploy.nginx import Nginx, site_conf
+from deploy.vms.containers import COLORS, Container
+from deploy.vms.hosts import SSH, Host
+from deploy.vms.nginx import Nginx, site_conf
 
 SSHD = "/usr/sbin/sshd"
 NGINX = "/usr/sbin/nginx"
@@ -168,7 +168,7 @@ http {{
 
     def nginx(self, drain_seconds: float = 60) -> Nginx:
         """The deploy's handle on this nginx (a local shell: the agent is the nginx host here)."""
-        from deploy.hosts import LocalShell
+        from deploy.vms.hosts import LocalShell
 
         main = str(self.nginx_main)
         return Nginx(LocalShell(), "local", str(self.site), pid_file=str(self.dir / "nginx" / "nginx.pid"),

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.errors import DeployError
-from deploy.sagemaker import Aws
+from deploy.sagemaker.aws import Aws
 
 CHANNELS = ("train", "validation")
 

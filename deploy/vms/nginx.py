@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from deploy.errors import DeployError
-from deploy.hosts import Transport
+from deploy.vms.hosts import Transport
 
 # A POST nginx already sent may go to the next server when sending it twice does no harm: pure
 # functions of the request, and the portal's create and invoke, which answer a repeat of a request

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from deploy.sagemaker_alarms import delete_alarms
+from deploy.sagemaker.alarms import delete_alarms
 
 
 def releases(sm: Any, endpoint: str) -> list[str]:

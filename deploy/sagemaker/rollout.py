@@ -128,6 +128,26 @@ def _smoke_one(runtime: Any, endpoint: str, examples: list[dict[str, Any]]) -> s
     return None
 
 
+def client_smoke(sm: Any, runtime: Any, endpoint: str, image: str, examples: list[dict[str, Any]]) -> None:
+    """What a client of the endpoint sees after a deploy: it is InService, a variant runs
+    ``image``, and every stored example predicts through InvokeEndpoint (`smoke`). Raises
+    DeployError saying what is wrong."""
+    try:
+        desc = sm.describe_endpoint(EndpointName=endpoint)
+    except sm.exceptions.ClientError as exc:
+        raise DeployError(f"endpoint {endpoint} cannot be described: {exc}") from None
+    if desc["EndpointStatus"] != "InService":
+        raise DeployError(f"endpoint {endpoint} is {desc['EndpointStatus']}, not InService")
+    config = sm.describe_endpoint_config(EndpointConfigName=desc["EndpointConfigName"])
+    images = {(sm.describe_model(ModelName=v["ModelName"]).get("PrimaryContainer") or {}).get("Image")
+              for v in config["ProductionVariants"]}
+    if image not in images:
+        raise DeployError(f"endpoint {endpoint} serves {sorted(map(str, images))}, not {image}")
+    why = smoke(runtime, endpoint, examples)
+    if why is not None:
+        raise DeployError(f"InvokeEndpoint {endpoint}: {why}")
+
+
 def roll_back(sm: Any, endpoint: str, previous: str, failed: str, why: str, timeout: float, poll: float,
               sleep: Callable[[float], None] = time.sleep) -> DeployError:
     """Put the previous config back (all at once: it ran fine before) and describe what serves."""

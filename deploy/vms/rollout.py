@@ -18,12 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy import checks
-from deploy.checks import CheckFailed, Watch
-from deploy.containers import COLORS, Container, Podman, Release
 from deploy.errors import DeployError
-from deploy.hosts import Host
-from deploy.nginx import Nginx, Server, with_server
+from deploy.vms import checks
+from deploy.vms.checks import CheckFailed, Watch
+from deploy.vms.containers import COLORS, Container, Podman, Release
+from deploy.vms.hosts import Host
+from deploy.vms.nginx import Nginx, Server, with_server
 
 WEIGHT = 10  # the weight of a host in service; a canary gets less
 

@@ -1,14 +1,14 @@
 """The SageMaker requests a deploy sends, as the API's own dictionaries (PascalCase, exactly what
 `botocore` validates): production variants, data capture, async inference, and the guarded update's
 `DeploymentConfig`. Pure functions of the options, so the tests can compare them with what is sent
-(the explainer's `ExplainerConfig` depends on the model too: deploy/sagemaker_clarify.py)."""
+(the explainer's `ExplainerConfig` depends on the model too: deploy/sagemaker/clarify.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy.sagemaker_clarify import ClarifyOptions
+from deploy.sagemaker.clarify import ClarifyOptions
 
 TRAFFIC_TYPES = ("CANARY", "LINEAR", "ALL_AT_ONCE")
 

@@ -49,15 +49,20 @@ def wait_ping(url: str, seconds: float) -> float:
     raise CheckFailed(f"/ping not 200 after {time.monotonic() - started:.0f}s (last: {last})")
 
 
+def _get(url: str, path: str, accept: str = JSON) -> bytes:
+    """The body of a GET that answered 200; CheckFailed saying what it got otherwise."""
+    try:
+        status, body = http("GET", f"{url}{path}", headers={"Accept": accept}, timeout=5)
+    except OSError as exc:
+        raise CheckFailed(f"GET {path}: {exc}") from None
+    if status != 200:
+        raise CheckFailed(f"GET {path} answered {status}: {body[:200].decode(errors='replace')}")
+    return body
+
+
 def release(url: str) -> dict[str, Any]:
     """GET /release: {"release", "model", "version", "manifest"}."""
-    try:
-        status, body = http("GET", f"{url}/release", timeout=5)
-    except OSError as exc:
-        raise CheckFailed(f"GET /release: {exc}") from None
-    if status != 200:
-        raise CheckFailed(f"GET /release answered {status}: {body[:200].decode(errors='replace')}")
-    return dict(json.loads(body))
+    return dict(json.loads(_get(url, "/release")))
 
 
 def _predictions(status: int, body: bytes, records: list[dict[str, Any]], what: str) -> list[Any]:
@@ -114,16 +119,35 @@ def smoke(url: str, records: list[dict[str, Any]], served: dict[str, Any], porta
     return checked
 
 
+def site_smoke(url: str, release_tag: str, version: str, records: list[dict[str, Any]],
+               wait_seconds: float = 30, poll: float = 1) -> list[str]:
+    """What a client of a site (nginx in front of the hosts) sees once a rollout is done: GET
+    /release names this release and model version (nginx may route to the old colour a moment
+    longer), and the stored examples predict through its /invocations, as `smoke` checks a
+    container's. What was checked, one line each; CheckFailed names the site and what it answered."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            served = release(url)
+            if served.get("release") == release_tag and served.get("version") == version:
+                break
+            seen = json.dumps(served, default=str)[:300]
+        except CheckFailed as exc:
+            seen = str(exc)
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"{url}/release answers {seen}, not release {release_tag} "
+                              f"model version {version}")
+        time.sleep(poll)
+    try:
+        return smoke(url, records, served, portal=False)
+    except CheckFailed as exc:
+        raise CheckFailed(f"{url}: {exc}") from None
+
+
 def server_errors(url: str) -> tuple[float, float]:
     """(all requests, 5xx answers) the container counted since it started (GET /metrics)."""
-    try:
-        status, body = http("GET", f"{url}/metrics", headers={"Accept": "text/plain"}, timeout=5)
-    except OSError as exc:
-        raise CheckFailed(f"GET /metrics: {exc}") from None
-    if status != 200:
-        raise CheckFailed(f"GET /metrics answered {status}")
     total = errors = 0.0
-    for line in body.decode().splitlines():
+    for line in _get(url, "/metrics", "text/plain").decode().splitlines():
         if not line.startswith("mlship_http_requests_total{") or any(
                 f'route="{own}"' in line for own in ("/metrics", "/ping", "/release")):
             continue  # the deploy's own probes

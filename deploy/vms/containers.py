@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from deploy.errors import DeployError
-from deploy.hosts import Host, Transport
+from deploy.vms.hosts import Host, Transport
 
 COLORS = ("blue", "green")
 # gunicorn's graceful timeout is 25 s (inference/server.py): podman's SIGKILL must come later.

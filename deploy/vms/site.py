@@ -5,7 +5,7 @@ one, and nginx is switched host by host with no failed request; any failure roll
         --model-tar model.tar.gz --database-url postgresql://... \
         --nginx-host lb1 --nginx-conf /etc/nginx/conf.d/mlship.conf [--canary-weight 1 --canary-seconds 120]
 
-See deploy/rollout.py for the steps; README "Deploying to VMs" for the inventory and credentials.
+See deploy/vms/rollout.py for the steps; README "Deploying to VMs" for the inventory and credentials.
 """
 
 from __future__ import annotations
@@ -17,15 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deploy.checks import Watch
-from deploy.containers import Podman, Release
 from deploy.errors import DeployError
-from deploy.hosts import Host, Transport, load_inventory, parse_hosts, transport_for
-from deploy.nginx import Nginx, nginx_conf
-from deploy.rollout import Options, Rollout
 from deploy.tarball import check as tarball_check
-
-__all__ = ["add_arguments", "deploy_vms", "nginx_conf", "run"]
+from deploy.vms.checks import Watch
+from deploy.vms.containers import Podman, Release
+from deploy.vms.hosts import Host, Transport, load_inventory, parse_hosts, transport_for
+from deploy.vms.nginx import Nginx
+from deploy.vms.rollout import Options, Rollout
 
 
 def deploy_vms(*, release: Release, hosts: Sequence[Host], transport: Transport, nginx: Nginx,

@@ -16,7 +16,7 @@ AutoRollbackConfiguration takes 1..10 alarms: the deploy always sends its two. T
 under 600 s the clamped timeout passes, but the deploy would stop waiting before the update could end.
 ContainerDefinition.Environment takes at most 100 variables, names `[a-zA-Z_][a-zA-Z0-9_]*` and values
 of at most 1024 characters; the image itself refuses a value it cannot parse at start-up, which the
-deploy checks first with the image's own settings. The explainer's options: deploy/sagemaker_clarify.py."""
+deploy checks first with the image's own settings. The explainer's options: deploy/sagemaker/clarify.py."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ import math
 import re
 from collections.abc import Mapping
 
-from deploy import sagemaker_clarify as clarify
 from deploy.errors import DeployError
-from deploy.sagemaker_alarms import AlarmLimits, Scaling
-from deploy.sagemaker_requests import TRAFFIC_TYPES, Guardrails, Options
+from deploy.sagemaker import clarify
+from deploy.sagemaker.alarms import AlarmLimits, Scaling
+from deploy.sagemaker.requests import TRAFFIC_TYPES, Guardrails, Options
 
 NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 NAME_MAX = 63

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deploy import checks
-from deploy.checks import CheckFailed
 from deploy.errors import DeployError
+from deploy.vms import checks
+from deploy.vms.checks import CheckFailed
 
 
 def fetch_champion(urls: Sequence[str], out: Path) -> dict[str, Any]:
