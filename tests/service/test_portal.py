@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,43 +12,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from container.paths import MLPaths
-from container.settings import Settings
-from inference.app import create_app
 from inference.portal.jobs import JobService
 from tests import factories
+from tests.service.portal_app import OPEN, make_app
 from training.gender import synth
 
-_OPEN: list[Any] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_everything() -> Iterator[None]:
-    yield
-    while _OPEN:
-        _OPEN.pop().close()
-
-
-def make_app(base: MLPaths, repo: Path, url: str, tmp: Path, **env: str) -> Flask:
-    settings = Settings.from_env({"SM_BASE_DIR": str(base.base), "MLAPP_MODEL_REPOSITORY": str(repo),
-                                  "MLAPP_DATABASE_URL": url, "MLAPP_DATA_DIR": str(tmp / "mlapp"),
-                                  "MLAPP_JOB_WORKER": "false", "MLAPP_ALLOWED_ROOTS": str(tmp),
-                                  "MLAPP_JOB_CHUNK_ROWS": "25", **env})
-    app = create_app(settings)
-    _OPEN.append(app.extensions["portal"])
-    if app.extensions.get("capture") is not None:
-        _OPEN.append(app.extensions["capture"].store)
-    assert app.extensions["model"].wait(30)
-    return app
-
-
-@pytest.fixture
-def app(gender_model: MLPaths, model_repository: Path, database_url: str, tmp_path: Path) -> Flask:
-    return make_app(gender_model, model_repository, database_url, tmp_path)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+_OPEN = OPEN  # the name the other portal test files import
 
 
 def jobs(app: Flask) -> JobService:

@@ -13,22 +13,11 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from container.paths import MLPaths
 from inference import explanations
 from inference.errors import BadInput
 from inference.portal.store import MIGRATIONS, Store
 from modelformat.gender.contributions import FIELDS
-from tests.service.test_portal import _OPEN, drain, err, make_app, records
-
-
-@pytest.fixture
-def app(gender_model: MLPaths, model_repository: Path, database_url: str, tmp_path: Path) -> Flask:
-    return make_app(gender_model, model_repository, database_url, tmp_path)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+from tests.service.test_portal import _OPEN, drain, err, records
 
 
 def _logit(p: float) -> float:

@@ -4,27 +4,15 @@ recorded instead of making a second prediction; the same id on another request i
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from container.paths import MLPaths
-from tests.service.test_portal import drain, err, jobs, make_app, records
+from tests.service.test_portal import drain, err, jobs, records
 
 API = "/api/providers/prediction"
-
-
-@pytest.fixture
-def app(gender_model: MLPaths, model_repository: Path, database_url: str, tmp_path: Path) -> Flask:
-    return make_app(gender_model, model_repository, database_url, tmp_path)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def _count(app: Flask, kind: str) -> int:
