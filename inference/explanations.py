@@ -87,11 +87,7 @@ def subset(inputs: Inputs, rows: Sequence[int]) -> Inputs:
 def envelope(model: Any, inputs: Inputs, outputs: Outputs, accept: str, payload: bytes,
              content_type: str, select: Callable[[Any], bool]) -> bytes:
     """Clarify's response body for a request and its plain answer."""
-    explain = getattr(model, "explain", None)
-    if explain is None:
-        raise BadInput(f"Model {model.name} gives no explanations; send the request without "
-                       "X-Amzn-SageMaker-Enable-Explanations")
-    label = str(getattr(model, "explained_label", "score"))
+    explain, label = _explaining(model, "X-Amzn-SageMaker-Enable-Explanations")
     chosen = [i for i, answer in enumerate(answers(outputs, accept)) if select(answer)]
     body: dict[str, Any] = {
         "version": VERSION,
@@ -127,9 +123,13 @@ def per_record(found: Attributions, label: str) -> list[dict[str, Any]]:
 def explainer(model: Any) -> Callable[[Inputs], list[dict[str, Any]]]:
     """``per_record`` of ``model``'s attributions for some inputs, or a 400 naming the model that
     gives none."""
+    explain, label = _explaining(model, '"explain"')
+    return lambda inputs: per_record(explain(inputs), label)
+
+
+def _explaining(model: Any, asked_by: str) -> tuple[Callable[[Inputs], Any], str]:
+    """The model's ``explain`` and the label it explains, or a 400 naming the model and what asked."""
     explain = getattr(model, "explain", None)
     if explain is None:
-        raise BadInput(f"Model {model.name} gives no explanations; send the request without "
-                       "\"explain\"")
-    label = str(getattr(model, "explained_label", "score"))
-    return lambda inputs: per_record(explain(inputs), label)
+        raise BadInput(f"Model {model.name} gives no explanations; send the request without {asked_by}")
+    return explain, str(getattr(model, "explained_label", "score"))

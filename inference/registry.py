@@ -10,6 +10,7 @@ model is never loaded twice: its repository entry is the same loaded copy.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -100,8 +101,9 @@ class ModelEntry:
         m = self.manifest
         return {"name": self.name, "version": self.version, "family": m.get("family"),
                 "algorithm": m.get("algorithm"), "created_at": m.get("created_at"),
-                "metrics": m.get("metrics", {}), "path": str(self.path), "input_example": self.example()}
+                "metrics": m.get("metrics", {}), "path": str(self.path), "input_example": self.example}
 
+    @functools.cached_property  # read once per entry (entries are rescanned), not per GET /api/models
     def example(self) -> list[Any] | None:
         """The records the model's warm-up predicts (what to send it, as MLflow's input example;
         the deploy's smoke test sends them to every model a host serves), or None."""
